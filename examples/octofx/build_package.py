@@ -1,0 +1,37 @@
+"""Build ``OctoFX.Web.<version>.tar.gz`` from ``app/``: deterministic bytes for a given version
+(sorted entries, fixed mtimes and owners), so rebuilding a version gives the same sha256.
+
+    python examples/octofx/build_package.py 1.0.0 [OUTDIR]
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import sys
+import tarfile
+from pathlib import Path
+
+APP = Path(__file__).resolve().parent / "app"
+
+
+def build(version: str, outdir: Path) -> Path:
+    outdir.mkdir(parents=True, exist_ok=True)
+    target = outdir / f"OctoFX.Web.{version}.tar.gz"
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        files = sorted(p for p in APP.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+        entries = [(p.relative_to(APP).as_posix(), p.read_bytes(), p.stat().st_mode & 0o111) for p in files]
+        entries.append(("VERSION", f"{version}\n".encode(), 0))
+        for name, data, executable in sorted(entries):
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.uid, info.gid = len(data), 0, 0, 0
+            info.mode = 0o755 if executable else 0o644
+            tar.addfile(info, io.BytesIO(data))
+    with open(target, "wb") as out, gzip.GzipFile(fileobj=out, mode="wb", mtime=0, filename="") as gz:
+        gz.write(raw.getvalue())
+    return target
+
+
+if __name__ == "__main__":
+    print(build(sys.argv[1], Path(sys.argv[2]) if len(sys.argv) > 2 else Path.cwd()))

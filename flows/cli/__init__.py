@@ -1,0 +1,5 @@
+"""The ``ferry`` command line."""
+
+from flows.cli.app import app, main
+
+__all__ = ["app", "main"]

@@ -1,0 +1,52 @@
+"""The ``ferry`` command: one typer app, sub-apps per noun, one-line errors.
+
+Every ``FerryError`` becomes ``error: <message>`` on stderr with exit code 1 (``--debug`` shows the
+traceback instead).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from flows.cli.output import err_console
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="ferry: releases frozen from a recipe, rolled through environments on Prefect.")
+_debug = {"on": False}
+
+
+@app.callback()
+def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors")) -> None:
+    _debug["on"] = debug
+
+
+def main() -> None:
+    """Console-script entry point."""
+    from flows.cli import commands  # noqa: F401  (registers the commands)
+    from snapshots.errors import FerryError
+
+    try:
+        app(standalone_mode=False)
+    except FerryError as exc:
+        if _debug["on"]:
+            raise
+        err_console.print(f"error: {exc}", markup=False)
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        err_console.print("aborted", markup=False)
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # click usage errors and the unexpected
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if _debug["on"]:
+            raise
+        err_console.print(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+                          markup=False)
+        sys.exit(2)

@@ -1,0 +1,50 @@
+"""``ferry package push|list``: the built-in feed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from flows.cli.app import app
+from flows.cli.context import Context
+from flows.cli.output import print_json, print_table, say
+
+package_app = typer.Typer(no_args_is_help=True, help="The built-in package feed")
+app.add_typer(package_app, name="package")
+
+
+@package_app.command("push")
+def push(files: list[Path] = typer.Argument(..., help="<Id>.<SemVer>.zip|.tar.gz|.nupkg"),
+         as_json: bool = typer.Option(False, "--json")) -> None:
+    """Add package files to the feed (same bytes again: no-op; other bytes under a pushed version: refused)."""
+    ctx = Context()
+    results = []
+    for file in files:
+        with ctx.store.begin() as conn:
+            package, created = ctx.feed.push(conn, file, ctx.actor)
+        results.append((package, created))
+    if as_json:
+        print_json([{**p.as_dict(), "created": c} for p, c in results])
+        return
+    for package, created in results:
+        state = "pushed" if created else "already in the feed (same sha256)"
+        say(f"{package.package_id} {package.version}: {state}  sha256 {package.sha256}  {package.size} bytes")
+
+
+@package_app.command("list")
+def list_packages(package_id: str | None = typer.Argument(None, metavar="[ID]"),
+                  as_json: bool = typer.Option(False, "--json")) -> None:
+    """Packages in the feed, newest version first per id."""
+    from snapshots.versions import sort_key
+
+    ctx = Context()
+    with ctx.store.read() as conn:
+        found = ctx.feed.list(conn, package_id)
+    found.sort(key=lambda p: (p.package_id, sort_key(p.version)), reverse=True)
+    found.sort(key=lambda p: p.package_id)
+    if as_json:
+        print_json([p.as_dict() for p in found])
+        return
+    print_table(None, ["id", "version", "size", "sha256", "pushed"],
+                [(p.package_id, p.version, p.size, p.sha256[:16] + "…", p.pushed_at) for p in found])

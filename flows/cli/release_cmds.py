@@ -1,0 +1,169 @@
+"""``ferry release create|list|show|diff|verify|update-variables``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from flows.cli.app import app
+from flows.cli.context import Context
+from flows.cli.output import print_json, print_table, say
+
+release_app = typer.Typer(no_args_is_help=True, help="Releases: frozen snapshots of a project")
+app.add_typer(release_app, name="release")
+
+
+@release_app.command("create")
+def create(project: str,
+           version: str | None = typer.Option(None, "--version", help="SemVer 2 (default: project's rule)"),
+           package: list[str] = typer.Option([], "--package", help="ID:VERSION (default: latest stable)"),
+           notes: str | None = typer.Option(None, "--notes", help="Release notes (markdown)"),
+           notes_file: Path | None = typer.Option(None, "--notes-file", exists=True, dir_okay=False),
+           ignore_existing: bool = typer.Option(False, "--ignore-existing",
+                                                help="An existing version is not an error"),
+           as_json: bool = typer.Option(False, "--json")) -> None:
+    """Freeze the project's current process, variables and package versions into a release."""
+    from snapshots import releases
+    from snapshots.errors import ConfigError
+
+    if notes is not None and notes_file is not None:
+        raise ConfigError("give --notes or --notes-file, not both")
+    text = notes_file.read_text(encoding="utf-8") if notes_file else (notes or "")
+    ctx = Context()
+    pins = releases.parse_package_pins(package)
+    with ctx.store.begin() as conn:
+        release, created = releases.create(conn, ctx.feed, project, ctx.actor, version=version,
+                                           package_pins=pins, notes=text, ignore_existing=ignore_existing)
+    if as_json:
+        print_json({**_summary(release), "created": created})
+        return
+    state = "created" if created else "already exists (ignored)"
+    pkgs = ", ".join(f"{p['id']} {p['version']}" for p in release.packages) or "no packages"
+    say(f"release {release.project} {release.version} {state}: {pkgs}; digest {release.digest}")
+
+
+def _summary(release: Any) -> dict[str, Any]:
+    return {"project": release.project, "version": release.version, "digest": release.digest,
+            "created_at": release.created_at, "created_by": release.created_by,
+            "project_revision": release.snapshot["project_revision"],
+            "variable_revision": release.variables.revision,
+            "packages": [{k: p[k] for k in ("id", "version", "sha256")} for p in release.packages]}
+
+
+@release_app.command("list")
+def list_(project: str, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Releases of a project, newest version first."""
+    from snapshots import releases
+
+    ctx = Context()
+    with ctx.store.read() as conn:
+        found = releases.list_releases(conn, project)
+    if as_json:
+        print_json([_summary(r) for r in found])
+        return
+    print_table(None, ["version", "created", "by", "packages", "variables rev"],
+                [(r.version, r.created_at, r.created_by,
+                  ", ".join(f"{p['id']} {p['version']}" for p in r.packages), r.variables.revision)
+                 for r in found])
+
+
+@release_app.command("show")
+def show(project: str, version: str,
+         history: bool = typer.Option(False, "--history", help="Every variable snapshot revision"),
+         as_json: bool = typer.Option(False, "--json")) -> None:
+    """A release's process, packages and variables (sensitive values masked)."""
+    from snapshots import releases
+
+    ctx = Context()
+    with ctx.store.read() as conn:
+        release = releases.require(conn, project, version)
+    snapshots = release.variable_snapshots if history else [release.variables]
+    data = {**_summary(release), "notes": release.snapshot["notes"], "lifecycle": release.snapshot["lifecycle"],
+            "process": release.process,
+            "variable_snapshots": [{"revision": s.revision, "created_at": s.created_at, "created_by": s.created_by,
+                                    "project_revision": s.document["project_revision"], "digest": s.digest,
+                                    "variables": releases.masked_variables(s.variables)} for s in snapshots]}
+    if as_json:
+        print_json(data)
+        return
+    say(f"{release.project} {release.version}  (project revision {data['project_revision']}, "
+        f"created {release.created_at} by {release.created_by})")
+    say(f"digest {release.digest}")
+    if data["notes"]:
+        say(f"notes: {data['notes']}")
+    print_table("packages", ["id", "version", "sha256"],
+                [(p["id"], p["version"], p["sha256"]) for p in release.packages])
+    print_table("process", ["#", "step", "kind", "roles"], list(_process_rows(release.process)))
+    for snap in data["variable_snapshots"]:
+        print_table(f"variables (revision {snap['revision']}, {snap['created_at']} by {snap['created_by']}, "
+                    f"from project revision {snap['project_revision']})",
+                    ["name", "value", "scope"],
+                    [(v["name"], v["value"], _scope(v.get("scope") or {})) for v in snap["variables"]])
+
+
+def _process_rows(process: list[dict[str, Any]]) -> Any:
+    for i, item in enumerate(process, 1):
+        if "steps" in item:
+            rolling = item.get("rolling") or {}
+            yield (str(i), item["name"], f"rolling (window {rolling.get('window', 'all')})", ", ".join(item["roles"]))
+            for j, child in enumerate(item["steps"], 1):
+                yield (f"{i}.{j}", f"  {child['name']}", child["kind"], "")
+        else:
+            yield (str(i), item["name"], item["kind"], ", ".join(item.get("roles") or []))
+
+
+def _scope(scope: dict[str, list[str]]) -> str:
+    return "; ".join(f"{k}={','.join(v)}" for k, v in sorted(scope.items()) if v)
+
+
+@release_app.command("diff")
+def diff(project: str, a: str, b: str, as_json: bool = typer.Option(False, "--json")) -> None:
+    """What changed from release A to release B: packages, variables (masked), process."""
+    from snapshots import releases
+    from snapshots.diff import diff_releases
+
+    ctx = Context()
+    with ctx.store.read() as conn:
+        changes = diff_releases(releases.require(conn, project, a), releases.require(conn, project, b))
+    if as_json:
+        print_json(changes)
+        return
+    for section, lines in changes.items():
+        say(f"{section}: {'no changes' if not lines else ''}")
+        for line in lines:
+            say(f"  {line}")
+
+
+@release_app.command("verify")
+def verify(project: str, version: str, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Recompute the release's digests and re-hash its packages; fail loudly on any mismatch."""
+    from snapshots import releases
+
+    ctx = Context()
+    with ctx.store.read() as conn:
+        release = releases.require(conn, project, version)
+    checked = releases.verify(release, ctx.feed)
+    if as_json:
+        print_json({"project": project, "version": release.version, "ok": True, "checked": checked})
+        return
+    for line in checked:
+        say(f"ok  {line}")
+    say(f"release {project} {release.version} verified")
+
+
+@release_app.command("update-variables")
+def update_variables(project: str, version: str) -> None:
+    """Re-snapshot the project's current variables into the release (a new revision; old ones kept)."""
+    from snapshots import releases
+
+    ctx = Context()
+    with ctx.store.begin() as conn:
+        release, changed = releases.update_variables(conn, project, version, ctx.actor)
+    if changed:
+        say(f"release {project} {release.version}: variables updated to revision {release.variables.revision} "
+            f"(project revision {release.variables.document['project_revision']})")
+    else:
+        say(f"release {project} {release.version}: variables already match the project "
+            f"(revision {release.variables.revision})")

@@ -1,0 +1,262 @@
+"""Step kinds of a deployment process, one pydantic model per kind, validated per kind.
+
+A process item is either a step (it has ``kind``) or a parent step whose ``steps`` run as a unit on one
+target at a time (``rolling``). The union is discriminated on ``kind`` so an unknown kind is reported as
+such, listing the kinds that exist.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import Discriminator, Field, Tag, field_validator, model_validator
+
+from snapshots.model.common import Model, Name, NameList, Seconds
+
+RunOn = Literal["target", "worker-for-each-target", "worker"]
+_TEMPLATE = re.compile(r"#\{")
+
+
+class StepBase(Model):
+    """Fields every step kind has: where it runs, when it runs, and how it is retried."""
+
+    name: Name
+    roles: NameList = Field(default_factory=list, description="Target roles the step runs for")
+    run_on: RunOn = "target"
+    condition: str = Field(
+        "success", description="success | failure | always | a variable expression such as #{if Run}true#{/if}")
+    required: bool = Field(False, description="A required step cannot be skipped at deploy time")
+    enabled: bool = True
+    environments: NameList = Field(default_factory=list, description="Run only in these environments")
+    retries: int = Field(0, ge=0, le=100)
+    retry_delay: Seconds = 5
+    timeout: Seconds | None = Field(None, gt=0, description="Seconds before the step is failed")
+
+    @field_validator("condition")
+    @classmethod
+    def _condition(cls, value: str) -> str:
+        if value in ("success", "failure", "always") or _TEMPLATE.search(value):
+            return value
+        raise ValueError("condition must be success, failure, always, or a #{...} variable expression")
+
+
+class Substitution(Model):
+    """Config-file variable substitution: plain ``#{...}`` in ``files``, structured keys in ``structured``."""
+
+    files: list[Name] = Field(default_factory=list)
+    structured: list[Name] = Field(default_factory=list)
+
+
+class ScriptStep(StepBase):
+    kind: Literal["script"]
+    script: str = Field(min_length=1)
+    syntax: Literal["bash", "powershell"] = "bash"
+    parameters: dict[str, str] = Field(default_factory=dict)
+
+
+class PackageStep(StepBase):
+    """Linux package deployment: releases/<version> folders and an atomic ``current`` symlink."""
+
+    kind: Literal["package"]
+    package: Name
+    root: Name = "/opt/ferry/apps"
+    substitute: Substitution = Substitution()
+    keep: int = Field(3, ge=1, le=100, description="Release folders kept (the one in use is never removed)")
+    run_scripts: bool = True
+
+
+class Binding(Model):
+    protocol: Literal["http", "https"] = "http"
+    ip: str = "*"
+    port: int | str = 80
+    host: str = ""
+    thumbprint: str | None = None
+    sni: bool = False
+
+    @field_validator("port")
+    @classmethod
+    def _port(cls, value: int | str) -> int | str:
+        if isinstance(value, str):
+            if value.isdigit():
+                value = int(value)
+            elif not _TEMPLATE.search(value):
+                raise ValueError("port must be a number 1-65535 or a #{...} variable")
+        if isinstance(value, int) and not 1 <= value <= 65535:
+            raise ValueError("port must be between 1 and 65535")
+        return value
+
+    @model_validator(mode="after")
+    def _tls(self) -> Binding:
+        if self.protocol == "https" and not self.thumbprint:
+            raise ValueError("an https binding needs a certificate thumbprint")
+        if self.protocol == "http" and (self.thumbprint or self.sni):
+            raise ValueError("an http binding takes no thumbprint or sni")
+        if self.thumbprint and not (_TEMPLATE.search(self.thumbprint)
+                                    or re.fullmatch(r"[0-9A-Fa-f]{40}", self.thumbprint)):
+            raise ValueError("thumbprint must be 40 hex digits (SHA-1) or a #{...} variable")
+        if self.sni and not self.host:
+            raise ValueError("sni needs a host name")
+        return self
+
+
+class Site(Model):
+    name: Name
+    bindings: list[Binding] = Field(default_factory=list)
+    binding_mode: Literal["replace", "merge"] = "replace"
+
+
+class AppPool(Model):
+    name: Name
+    runtime: Literal["v4.0", "v2.0", "no-managed-code"] = "v4.0"
+    pipeline: Literal["Integrated", "Classic"] = "Integrated"
+    identity: Literal["ApplicationPoolIdentity", "LocalSystem", "LocalService", "NetworkService",
+                      "SpecificUser"] = "ApplicationPoolIdentity"
+    username: str | None = None
+    password: str | None = Field(None, description="A #{...} reference to a sensitive variable")
+    start_mode: Literal["OnDemand", "AlwaysRunning"] = "OnDemand"
+
+    @model_validator(mode="after")
+    def _user(self) -> AppPool:
+        if self.identity == "SpecificUser":
+            if not self.username or not self.password:
+                raise ValueError("identity SpecificUser needs username and password")
+            if not _TEMPLATE.search(self.password):
+                raise ValueError("password must reference a sensitive variable (#{...}), not be written here")
+        return self
+
+
+class IisWebsiteStep(StepBase):
+    """Deploy a package to IIS as a web site, web application or virtual directory."""
+
+    kind: Literal["iis-website"]
+    package: Name
+    deploy_as: Literal["website", "application", "virtual-directory"] = "website"
+    site: Site
+    virtual_path: str | None = Field(None, description="/path for an application or virtual directory")
+    app_pool: AppPool | None = None
+    substitute: Substitution = Substitution()
+    app_offline: bool = False
+    keep: int = Field(3, ge=1, le=100)
+    root: str = r"C:\ferry\Applications"
+    acquire: Literal["push", "target-pulls"] = "push"
+
+    @model_validator(mode="after")
+    def _shape(self) -> IisWebsiteStep:
+        if self.deploy_as != "website" and not (self.virtual_path or "").startswith("/"):
+            raise ValueError(f"deploy_as {self.deploy_as} needs virtual_path starting with '/'")
+        if self.deploy_as == "virtual-directory" and self.app_pool:
+            raise ValueError("a virtual directory has no app pool")
+        if self.deploy_as != "virtual-directory" and self.app_pool is None:
+            raise ValueError(f"deploy_as {self.deploy_as} needs app_pool")
+        return self
+
+
+class LoadBalancerStep(StepBase):
+    """Take a target out of (``remove``) or put it back into (``add``) a load balancer."""
+
+    kind: Literal["load-balancer"]
+    run_on: RunOn = "worker-for-each-target"
+    balancer: Name
+    action: Literal["add", "remove"]
+    server: str = Field("#{Machine.Name}", description="Server name in the balancer's backend")
+    drain_timeout: Seconds = 60
+    up_timeout: Seconds = 60
+    force: bool = Field(False, description="On drain timeout, cut the remaining sessions instead of failing")
+
+
+class HttpExpectation(Model):
+    status: int = Field(200, ge=100, le=599)
+    contains: str | None = None
+
+
+class HttpCheckStep(StepBase):
+    """Request a URL on the target directly until status and body match."""
+
+    kind: Literal["http-check"]
+    run_on: RunOn = "worker-for-each-target"
+    url: Annotated[str, Field(pattern=r"^(https?://|#\{)")]
+    method: Literal["GET", "HEAD", "POST"] = "GET"
+    expect: HttpExpectation = HttpExpectation()
+    within: Seconds = Field(60, description="Keep trying for this long")
+    interval: Seconds = 1
+
+
+class ManualStep(StepBase):
+    """Pause for a person to proceed or abort, with notes recorded on the deployment."""
+
+    kind: Literal["manual"]
+    run_on: RunOn = "worker"
+    instructions: str = Field(min_length=1)
+    responsible: str | None = None
+
+
+Step = Annotated[
+    ScriptStep | PackageStep | IisWebsiteStep | LoadBalancerStep | HttpCheckStep | ManualStep,
+    Field(discriminator="kind"),
+]
+STEP_KINDS = ("script", "package", "iis-website", "load-balancer", "http-check", "manual")
+
+
+def _window_part(value: Any) -> Any:
+    if isinstance(value, str) and not re.fullmatch(r"(100|[1-9][0-9]?)%", value.strip()):
+        raise ValueError(f"window {value!r} must be a count or a percentage like '25%'")
+    if isinstance(value, int) and value < 1:
+        raise ValueError("window must be at least 1")
+    return value
+
+
+class Rolling(Model):
+    """How a parent step moves across its targets."""
+
+    window: int | str | list[int | str] = Field(
+        1, description="Targets at once: a count, a percentage ('25%'), or a ramp such as [1, '25%']")
+    min_healthy: int = Field(0, ge=0, description="Never fewer targets in service than this")
+    max_failures: int = Field(0, ge=0, description="Failed targets tolerated before no new target starts")
+    auto_rollback: bool = Field(False, description="On failure redeploy the previous release to updated targets")
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("a window ramp needs at least one size")
+            return [_window_part(v) for v in value]
+        return _window_part(value)
+
+
+class ParentStep(Model):
+    """A step whose children run in order on one target, across targets a window at a time."""
+
+    name: Name
+    roles: NameList = Field(min_length=1)
+    rolling: Rolling | None = Field(None, description="Absent: all targets at once")
+    condition: str = "success"
+    required: bool = False
+    enabled: bool = True
+    environments: NameList = Field(default_factory=list)
+    steps: list[Step] = Field(min_length=1)
+
+    _check_condition = field_validator("condition")(StepBase._condition.__func__)  # type: ignore[attr-defined]
+
+    @model_validator(mode="after")
+    def _children(self) -> ParentStep:
+        for child in self.steps:
+            if child.roles:
+                raise ValueError(f"child step {child.name!r} takes its roles from the parent; remove 'roles'")
+            if child.run_on == "worker":
+                raise ValueError(f"child step {child.name!r} cannot run_on worker (once); "
+                                 "use worker-for-each-target")
+        return self
+
+
+def _process_item_tag(value: Any) -> str:
+    if isinstance(value, dict):
+        return "parent" if "steps" in value and "kind" not in value else "step"
+    return "parent" if isinstance(value, ParentStep) else "step"
+
+
+ProcessItem = Annotated[
+    Annotated[Step, Tag("step")] | Annotated[ParentStep, Tag("parent")],
+    Discriminator(_process_item_tag),
+]

@@ -1,0 +1,271 @@
+"""Releases: read-only snapshots of a project's process, variables and pinned packages.
+
+A release row holds the canonical JSON of the process + package pins + notes and its sha256; its
+variables live in append-only *variable snapshot* revisions (``update-variables`` adds one; the newest
+is what a deployment uses, older ones stay readable). Creation is one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from snapshots.canonical import canonical_json, digest_text
+from snapshots.crypto import Vault
+from snapshots.errors import ConfigError, ConflictError, NotFoundError, SnapshotIntegrityError
+from snapshots.feed import Feed, Package
+from snapshots.projects import ProjectRevision, project_revision, require_project
+from snapshots.store import audit, now
+from snapshots.store.tables import releases, variable_snapshots
+from snapshots.versioning import next_release_version
+from snapshots.versions import parse_version, sort_key
+
+MASK = "********"
+SNAPSHOT_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class VariableSnapshot:
+    id: int
+    revision: int
+    project_revision_id: int
+    document: dict[str, Any]
+    text: str
+    digest: str
+    created_at: str
+    created_by: str
+
+    @property
+    def variables(self) -> list[dict[str, Any]]:
+        return self.document["variables"]
+
+
+@dataclass(frozen=True)
+class Release:
+    id: int
+    project: str
+    version: str
+    project_revision_id: int
+    snapshot: dict[str, Any]
+    text: str
+    digest: str
+    created_at: str
+    created_by: str
+    variable_snapshots: list[VariableSnapshot] = field(default_factory=list)
+
+    @property
+    def variables(self) -> VariableSnapshot:
+        """The newest variable snapshot: what a deployment of this release uses."""
+        return self.variable_snapshots[-1]
+
+    @property
+    def packages(self) -> list[dict[str, Any]]:
+        return self.snapshot["packages"]
+
+    @property
+    def process(self) -> list[dict[str, Any]]:
+        return self.snapshot["process"]
+
+
+def masked_variables(variables: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Variables for display: sensitive values replaced by a mask, ciphertext and fingerprint dropped."""
+    shown = []
+    for var in variables:
+        entry = {k: v for k, v in var.items() if k not in ("ciphertext", "fingerprint")}
+        if var.get("sensitive"):
+            entry["value"] = MASK if var.get("ciphertext") else None
+        shown.append(entry)
+    return shown
+
+
+def parse_package_pins(pins: list[str]) -> dict[str, str]:
+    """``--package ID:VERSION`` options as a dict (a malformed one is a one-line error)."""
+    result: dict[str, str] = {}
+    for pin in pins:
+        package_id, sep, version = pin.rpartition(":")
+        if not sep or not package_id or not version:
+            raise ConfigError(f"--package {pin!r}: expected ID:VERSION, e.g. OctoFX.Web:1.2.0")
+        parse_version(version, what=f"version for package {package_id}")
+        result[package_id] = version
+    return result
+
+
+def _pin_packages(conn: Connection, feed: Feed, revision: ProjectRevision,
+                  pins: dict[str, str]) -> list[Package]:
+    wanted = revision.document["packages"]
+    unknown = sorted(set(pins) - set(wanted))
+    if unknown:
+        raise ConfigError(f"--package {unknown[0]}: project {revision.project} does not deploy that package "
+                          f"(its packages: {', '.join(wanted) or 'none'})")
+    chosen = [feed.resolve(conn, package_id, pins.get(package_id)) for package_id in wanted]
+    if chosen:  # the bytes in the feed must still be the bytes that were pushed
+        with ThreadPoolExecutor(max_workers=min(4, len(chosen))) as pool:
+            list(pool.map(feed.verify, chosen))
+    return chosen
+
+
+def create(conn: Connection, feed: Feed, project: str, actor: str, *, version: str | None = None,
+           package_pins: dict[str, str] | None = None, notes: str = "",
+           ignore_existing: bool = False) -> tuple[Release, bool]:
+    """Freeze the project's current revision. Returns (release, created)."""
+    revision = require_project(conn, project)
+    if version is not None:
+        version = str(parse_version(version, what="release version"))
+        existing = find(conn, project, version)
+        if existing is not None:
+            if ignore_existing:
+                return existing, False
+            raise ConflictError(f"release {version} of {project} already exists "
+                                "(use another --version, or --ignore-existing)")
+    packages = _pin_packages(conn, feed, revision, package_pins or {})
+    if version is None:
+        version = next_release_version(revision.document, packages, versions(conn, project))
+        existing = find(conn, project, version)
+        if existing is not None:
+            if ignore_existing:
+                return existing, False
+            raise ConflictError(f"release {version} of {project} already exists (use --version)")
+    created_at = now()
+    doc = revision.document
+    snapshot = {
+        "format": SNAPSHOT_FORMAT,
+        "project": project,
+        "version": version,
+        "notes": notes,
+        "created_at": created_at,
+        "created_by": actor,
+        "project_revision": revision.revision,
+        "lifecycle": doc["lifecycle"],
+        "strict_variables": doc["strict_variables"],
+        "process": doc["process"],
+        "packages": [{"id": p.package_id, "version": p.version, "sha256": p.sha256, "size": p.size,
+                      "filename": p.filename} for p in packages],
+    }
+    text = canonical_json(snapshot)
+    try:
+        release_id = conn.execute(insert(releases).values(
+            project=project, version=version, project_revision_id=revision.id, snapshot=text,
+            digest=digest_text(text), created_at=created_at, created_by=actor)).inserted_primary_key[0]
+    except IntegrityError as exc:  # a concurrent create won the race for this version
+        raise ConflictError(f"release {version} of {project} already exists") from exc
+    _insert_variable_snapshot(conn, release_id, project, version, 1, revision, actor)
+    audit.record(conn, actor, "release.create", f"project/{project}/release/{version}",
+                 digest=digest_text(text), packages={p.package_id: p.version for p in packages})
+    release = find(conn, project, version)
+    assert release is not None
+    return release, True
+
+
+def _insert_variable_snapshot(conn: Connection, release_id: int, project: str, version: str, number: int,
+                              revision: ProjectRevision, actor: str) -> str:
+    document = {"project": project, "release": version, "revision": number,
+                "project_revision": revision.revision, "variables": revision.document["variables"]}
+    text = canonical_json(document)
+    conn.execute(insert(variable_snapshots).values(
+        release_id=release_id, revision=number, project_revision_id=revision.id, document=text,
+        digest=digest_text(text), created_at=now(), created_by=actor))
+    return text
+
+
+def update_variables(conn: Connection, project: str, version: str, actor: str) -> tuple[Release, bool]:
+    """Re-snapshot the project's current variables into the release as a new revision (forward only).
+
+    Returns (release, changed): no new revision when the variables are already the current ones."""
+    release = require(conn, project, version)
+    revision = require_project(conn, project)
+    current = release.variables
+    if _variables_meaning(current.variables) == _variables_meaning(revision.document["variables"]):
+        return release, False
+    number = current.revision + 1
+    _insert_variable_snapshot(conn, release.id, project, release.version, number, revision, actor)
+    audit.record(conn, actor, "release.update-variables", f"project/{project}/release/{release.version}",
+                 revision=number, project_revision=revision.revision)
+    return require(conn, project, version), True
+
+
+def _variables_meaning(variables: list[dict[str, Any]]) -> str:
+    return canonical_json([{k: v for k, v in var.items() if k != "ciphertext"} for var in variables])
+
+
+def versions(conn: Connection, project: str) -> list[str]:
+    return [r[0] for r in conn.execute(select(releases.c.version).where(releases.c.project == project))]
+
+
+def find(conn: Connection, project: str, version: str) -> Release | None:
+    row = conn.execute(select(releases).where(releases.c.project == project,
+                                              releases.c.version == version)).first()
+    if row is None:
+        return None
+    snaps = conn.execute(select(variable_snapshots).where(variable_snapshots.c.release_id == row.id)
+                         .order_by(variable_snapshots.c.revision))
+    return Release(row.id, row.project, row.version, row.project_revision_id, json.loads(row.snapshot),
+                   row.snapshot, row.digest, row.created_at, row.created_by,
+                   [VariableSnapshot(s.id, s.revision, s.project_revision_id, json.loads(s.document), s.document,
+                                     s.digest, s.created_at, s.created_by) for s in snaps])
+
+
+def require(conn: Connection, project: str, version: str) -> Release:
+    require_project(conn, project)
+    if version == "latest":
+        known = versions(conn, project)
+        if not known:
+            raise NotFoundError(f"project {project} has no releases yet (ferry release create {project})")
+        version = max(known, key=sort_key)
+    release = find(conn, project, version)
+    if release is None:
+        raise NotFoundError(f"project {project} has no release {version}")
+    return release
+
+
+def list_releases(conn: Connection, project: str) -> list[Release]:
+    require_project(conn, project)
+    found = [find(conn, project, v) for v in sorted(versions(conn, project), key=sort_key, reverse=True)]
+    return [r for r in found if r is not None]
+
+
+def check_digests(release: Release) -> None:
+    """Recompute the digests of the release row and every variable snapshot (tamper evidence)."""
+    problems = []
+    if digest_text(release.text) != release.digest:
+        problems.append(f"the release snapshot does not match its digest {release.digest[:16]}…")
+    elif canonical_json(release.snapshot) != release.text:
+        problems.append("the release snapshot is not in canonical form")
+    for snap in release.variable_snapshots:
+        if digest_text(snap.text) != snap.digest:
+            problems.append(f"variable snapshot revision {snap.revision} does not match its digest")
+    if problems:
+        raise SnapshotIntegrityError(f"release {release.project} {release.version} was tampered with: "
+                                     + "; ".join(problems))
+
+
+def verify(release: Release, feed: Feed) -> list[str]:
+    """Digests and package bytes; returns what was checked, raises SnapshotIntegrityError on a mismatch."""
+    check_digests(release)
+    checked = [f"release snapshot digest {release.digest}",
+               *(f"variable snapshot r{s.revision} digest {s.digest}" for s in release.variable_snapshots)]
+    pins = [Package(p["id"], p["version"], p["filename"], p["size"], p["sha256"], "") for p in release.packages]
+    if pins:
+        with ThreadPoolExecutor(max_workers=min(4, len(pins))) as pool:
+            list(pool.map(feed.verify, pins))
+    checked += [f"package {p.package_id} {p.version} sha256 {p.sha256}" for p in pins]
+    return checked
+
+
+def decrypt_variables(snapshot: VariableSnapshot, vault: Vault) -> list[dict[str, Any]]:
+    """Variables with sensitive values decrypted, for use in memory at deploy time only."""
+    out = []
+    for var in snapshot.variables:
+        entry = {k: v for k, v in var.items() if k not in ("ciphertext", "fingerprint")}
+        if var.get("ciphertext"):
+            entry["value"] = vault.decrypt(var["ciphertext"])
+        out.append(entry)
+    return out
+
+
+def project_revision_of(conn: Connection, release: Release) -> ProjectRevision:
+    return project_revision(conn, release.project_revision_id)

@@ -1,0 +1,82 @@
+"""Open the store: SQLite in FERRY_HOME by default, PostgreSQL when FERRY_DATABASE_URL says so."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.pool import NullPool
+
+from snapshots.errors import FerryError
+from snapshots.store import migrate
+
+
+class StoreError(FerryError):
+    """The store cannot be opened or refused an operation."""
+
+
+def normalise_url(url: str) -> str:
+    """``postgresql://`` means psycopg 3 here (the driver ferry ships), not psycopg2."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.close()
+
+
+def open_engine(url: str) -> Engine:
+    """Create the engine and bring the schema up to date."""
+    url = normalise_url(url)
+    try:
+        if url.startswith("sqlite"):
+            path = url.split("///", 1)[-1]
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(url, poolclass=NullPool)
+            event.listen(engine, "connect", _sqlite_pragmas)
+        else:
+            engine = create_engine(url, pool_pre_ping=True)
+        migrate.upgrade(engine)
+    except ArgumentError as exc:
+        raise StoreError(f"invalid FERRY_DATABASE_URL: {exc}") from exc
+    except OperationalError as exc:
+        raise StoreError(f"cannot open the store: {str(exc.orig).strip().splitlines()[0]}") from exc
+    return engine
+
+
+def now() -> str:
+    """UTC timestamp as stored: ISO 8601 with microseconds and 'Z'."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class Store:
+    """The engine plus one-transaction-per-operation helpers."""
+
+    def __init__(self, url: str) -> None:
+        self.url = normalise_url(url)
+        self.engine = open_engine(url)
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """One transaction: everything in it lands, or nothing does."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            yield conn
+
+    def dispose(self) -> None:
+        self.engine.dispose()
