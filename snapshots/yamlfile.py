@@ -35,6 +35,8 @@ class YamlDocument:
         node, parts = self.root, []
         for index, element in enumerate(loc):
             last = index == len(loc) - 1
+            if not last and isinstance(element, str) and _is_tag(node, element):
+                continue
             child = _child(node, element)
             if child is not None:
                 node = child

@@ -1,0 +1,41 @@
+# Two commands for a fresh machine (Python, pip, git and apt are all it needs):
+#   make demo   — the main job: the sample project released and rolled through environments
+#   make test   — the whole test suite (what .ci/run runs)
+VENV      ?= .venv
+PYTHON    ?= python3
+STAMP     := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha256sum | cut -c1-12)
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-fast lint venv system benchmarks clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check --upgrade pip
+	$(VENV)/bin/pip install -q --disable-pip-version-check -c requirements.lock -e '.[dev]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+system:
+	tests/lab/install-debian-packages
+
+demo: venv system
+	$(VENV)/bin/python -m flows.demo
+
+test: venv system
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# Everything but the slow end-to-end tests (they still run in `make test` and CI).
+test-fast: venv system
+	$(VENV)/bin/pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+benchmarks: venv system
+	$(VENV)/bin/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

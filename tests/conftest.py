@@ -1,0 +1,80 @@
+"""Shared fixtures: an isolated FERRY_HOME per test, the CLI runner, a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.lab.postgres import PostgresServer
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
+
+
+@dataclass
+class CliResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+@pytest.fixture
+def ferry_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh FERRY_HOME (store, feed, master key) for one test."""
+    home = tmp_path / "ferry-home"
+    monkeypatch.setenv("FERRY_HOME", str(home))
+    monkeypatch.delenv("FERRY_DATABASE_URL", raising=False)
+    monkeypatch.delenv("FERRY_MASTER_KEY", raising=False)
+    monkeypatch.setenv("FERRY_USER", "tester")
+    monkeypatch.setenv("COLUMNS", "200")
+    return home
+
+
+@pytest.fixture
+def ferry(ferry_home: Path) -> callable:
+    """Run the real `ferry` console script in a subprocess, as a user would."""
+    exe = Path(sys.executable).parent / "ferry"
+
+    def run(*args: str, env: dict[str, str] | None = None, input: str | None = None) -> CliResult:
+        proc = subprocess.run([str(exe), *args], capture_output=True, text=True, env={**os.environ, **(env or {})},
+                              input=input, timeout=300)
+        return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the session (Debian's package, started privately)."""
+    server = PostgresServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The store URL, once per backend: every store test runs on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    return request.getfixturevalue("postgres").create_database()
+
+
+@pytest.fixture
+def sample(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """The OctoFX sample in the test's directory, with its sensitive variable's source set."""
+    from tests.sample import SECRET, make_sample
+
+    monkeypatch.setenv("OCTOFX_DB_PASSWORD", SECRET)
+    return make_sample(tmp_path / "octofx")
