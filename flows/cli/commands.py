@@ -3,3 +3,4 @@
 from flows.cli import package_cmds, project_cmds, release_cmds
 
 __all__ = ["package_cmds", "project_cmds", "release_cmds"]
+from flows.cli import lab_cmds, target_cmds  # noqa: F401  (registers `ferry lab` and `ferry target`)
