@@ -190,6 +190,10 @@ def _start_client(target: str, host: str, port: int, timeout: float,
         transport.close()
         raise TransportError(f"SSH handshake with {host}:{port} failed: {exc or type(exc).__name__}",
                              target=target, operation="connect") from exc
+    if not (transport.is_active() and transport.initial_kex_done):  # start_client just returns on its timeout
+        transport.close()
+        raise TransportError(f"SSH handshake with {host}:{port} failed: no answer within {timeout:g}s",
+                             target=target, operation="connect")
     return transport
 
 
@@ -364,23 +368,30 @@ class SshTransport:
         return self._sftp_client
 
     def _exec(self, command: str, *, timeout: float = 60, operation: str = "run") -> tuple[int, str]:
-        """Run a short internal command we composed (quoted paths only); return exit code and output."""
+        """Run a short internal command we composed (quoted paths only); return exit code and stdout, or
+        stdout and stderr together when it fails. stderr is kept apart because sshd writes its own notices
+        there (e.g. "Could not chdir to home directory"), which must not be mistaken for the output."""
         try:
             channel = self.transport.open_session(timeout=timeout)
-            channel.set_combine_stderr(True)
             channel.settimeout(timeout)
             channel.exec_command(command)
             channel.shutdown_write()
             out = io.BytesIO()
             while chunk := channel.recv(65536):
                 out.write(chunk)
+            err = io.BytesIO()
+            while chunk := channel.recv_stderr(65536):
+                err.write(chunk)
             code = channel.recv_exit_status()
             channel.close()
         except TimeoutError as exc:
             raise self._error(f"internal command timed out after {timeout:g}s", operation) from exc
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise self._error(f"connection failed: {exc}", operation) from exc
-        return code, out.getvalue().decode("utf-8", "replace")
+        text = out.getvalue().decode("utf-8", "replace")
+        if code != 0:
+            text += err.getvalue().decode("utf-8", "replace")
+        return code, text
 
     def _remote_tmpdir(self) -> str:
         with self._lock:
@@ -388,7 +399,7 @@ class SshTransport:
                 code, out = self._exec('umask 077 && mktemp -d "${TMPDIR:-/tmp}/ferry.XXXXXXXX"', timeout=30)
                 if code != 0:
                     raise self._error(f"cannot create a temp dir: {out.strip()}", "run")
-                self._tmpdir = out.strip().splitlines()[-1]
+                self._tmpdir = out.strip()
             return self._tmpdir
 
     def _put_bytes(self, path: str, data: bytes) -> None:

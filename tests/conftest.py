@@ -78,3 +78,17 @@ def sample(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-
 
     monkeypatch.setenv("OCTOFX_DB_PASSWORD", SECRET)
     return make_sample(tmp_path / "octofx")
+
+
+from tests.lab.ssh_lab import LabInfo, start_lab  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabInfo]:
+    """The real lab — 7 sshd targets named like the sample's, one HAProxy — in a private FERRY_HOME on this
+    session's own loopback /24 (see tests/lab/ssh_lab.py); torn down at the end of the session."""
+    info = start_lab(tmp_path_factory.mktemp("lab") / "ferry-home")
+    try:
+        yield info
+    finally:
+        info.lab.down()
