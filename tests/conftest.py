@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.lab.postgres import PostgresServer
+from tests.lab.prefect_server import PrefectServer
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
@@ -78,6 +79,27 @@ def sample(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-
 
     monkeypatch.setenv("OCTOFX_DB_PASSWORD", SECRET)
     return make_sample(tmp_path / "octofx")
+
+
+@pytest.fixture(scope="session")
+def prefect_server(postgres: PostgresServer) -> Iterator[PrefectServer]:
+    """One real Prefect server (database on the test PostgreSQL) for every flow test in the session."""
+    url = postgres.create_database("prefect", extensions=("pg_trgm",)).replace("postgresql://",
+                                                                                "postgresql+asyncpg://")
+    server = PrefectServer(database_url=url).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def prefect_env(prefect_server: PrefectServer, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Point this test (and the `ferry` processes it starts) at the session's Prefect server."""
+    env = prefect_server.env()
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
 
 
 from tests.lab.ssh_lab import LabInfo, start_lab  # noqa: E402

@@ -6,6 +6,7 @@ traceback instead).
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -26,6 +27,9 @@ def main() -> None:
     """Console-script entry point."""
     from flows.cli import commands  # noqa: F401  (registers the commands)
     from snapshots.errors import FerryError
+
+    # Prefect's ephemeral server would try to send telemetry; targets' networks are often closed.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
     try:
         app(standalone_mode=False)

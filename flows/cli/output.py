@@ -12,7 +12,6 @@ from rich.console import Console
 from rich.table import Table
 
 
-
 def _width() -> int | None:
     """Rich assumes 80 columns off a terminal; logs and CI read better wider."""
     return None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160

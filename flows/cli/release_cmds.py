@@ -72,11 +72,21 @@ def list_(project: str, as_json: bool = typer.Option(False, "--json")) -> None:
 @release_app.command("show")
 def show(project: str, version: str,
          history: bool = typer.Option(False, "--history", help="Every variable snapshot revision"),
+         environment: str | None = typer.Option(None, "--environment", "-e",
+                                                help="Show the values a deployment to ENV gets (with --target)"),
+         target: str | None = typer.Option(None, "--target", "-t", help="... on this target (scoping applied)"),
+         step: str | None = typer.Option(None, "--step", help="... for this step (step-scoped values)"),
          as_json: bool = typer.Option(False, "--json")) -> None:
-    """A release's process, packages and variables (sensitive values masked)."""
+    """A release's process, packages and variables (sensitive values masked).
+
+    With --environment/--target: the values that target would get, after scoping and substitution, with the
+    system variables of that context, so scoping can be checked before deploying."""
     from snapshots import releases
 
     ctx = Context()
+    if environment is not None or target is not None or step is not None:
+        _show_for_context(ctx, project, version, environment, target, step, as_json)
+        return
     with ctx.store.read() as conn:
         release = releases.require(conn, project, version)
     snapshots = release.variable_snapshots if history else [release.variables]
@@ -101,6 +111,102 @@ def show(project: str, version: str,
                     f"from project revision {snap['project_revision']})",
                     ["name", "value", "scope"],
                     [(v["name"], v["value"], _scope(v.get("scope") or {})) for v in snap["variables"]])
+
+
+def _show_for_context(ctx: Context, project: str, version: str, environment: str | None, target: str | None,
+                      step: str | None, as_json: bool) -> None:
+    from snapshots import releases
+    from snapshots.errors import ConfigError, NotFoundError, TemplateError
+    from snapshots.projects import require_infrastructure
+    from snapshots.templating import variable_key
+    from snapshots.variables import (
+        ScopeContext,
+        VariableIndex,
+        apply_prompted,
+        masker_for,
+        render_all,
+        step_names,
+        system_variables,
+    )
+
+    with ctx.store.read() as conn:
+        release = releases.require(conn, project, version)
+        infra = require_infrastructure(conn)
+    found = None
+    if target is not None:
+        found = next((t for t in infra.targets if t.name.casefold() == target.casefold()), None)
+        if found is None:
+            raise NotFoundError(f"unknown target {target!r} (known: {', '.join(t.name for t in infra.targets)})")
+    if environment is not None:
+        env = next((e for e in infra.environments if e.name.casefold() == environment.casefold()), None)
+        if env is None:
+            raise NotFoundError(f"unknown environment {environment!r} "
+                                f"(known: {', '.join(e.name for e in infra.environments)})")
+        if found is not None and found.environment != env.name:
+            raise ConfigError(f"target {found.name} is in environment {found.environment}, not {env.name}")
+        environment = env.name
+    elif found is not None:
+        environment = found.environment
+    else:
+        raise ConfigError("--step needs --environment or --target to show values for")
+    if step is not None:
+        steps = step_names(release.process)
+        step = next((s for s in steps if s.casefold() == step.casefold()), None) or _unknown_step(step, steps)
+    decrypted = releases.decrypt_variables(release.variables, ctx.vault)
+    waiting = {variable_key(v["name"]) for v in decrypted if v.get("prompt") and v.get("value") is None}
+    filled = apply_prompted(decrypted, {}, require=False)
+    index = VariableIndex(filled)
+    context = ScopeContext(environment, found.name if found else None, tuple(found.roles) if found else (), step)
+    system = system_variables(
+        project=release.project, release_number=release.version, release_notes=release.snapshot["notes"],
+        release_created=release.created_at, environment=environment,
+        machine_name=found.name if found else None, machine_hostname=found.machine_hostname if found else None,
+        machine_roles=found.roles if found else None, step_name=step, packages=release.packages)
+    system.pop("Release.PreviousForEnvironment.Number", None)  # known only when a deployment starts
+    system.pop("Octopus.Release.PreviousForEnvironment.Number", None)
+    raw = index.resolve(context).overlay(system)
+    winners = index.explain(context)
+    warnings: list[str] = []
+    masker = masker_for(filled)
+    try:
+        rendered = render_all(raw, strict=False, warnings=warnings)
+    except TemplateError as exc:  # a malformed template in a value: show the raw values and say why
+        rendered, warnings = raw, [str(exc)]
+    rows = []
+    aliases = {name for name in system if name.startswith("Octopus.")}  # the Octopus spellings of the same facts
+    for name in sorted(raw, key=str.casefold):
+        if name in aliases:
+            continue
+        key = variable_key(name)
+        if raw.is_sensitive(name):
+            value = releases.MASK
+        elif key in waiting:
+            value = "(prompted at deploy time)"
+        else:
+            value = masker.mask(rendered[name])
+        source = "system" if name in system else "prompted" if key in waiting else winners.get(name, "")
+        rows.append({"name": name, "value": value, "template": masker.mask(raw[name]) if not raw.is_sensitive(name)
+                     else releases.MASK, "from": source, "sensitive": raw.is_sensitive(name)})
+    warnings = [masker.mask(w) for w in warnings]
+    if as_json:
+        print_json({"project": release.project, "version": release.version, "environment": environment,
+                    "target": found.name if found else None, "roles": list(found.roles) if found else [],
+                    "step": step, "variable_revision": release.variables.revision, "variables": rows,
+                    "warnings": warnings})
+        return
+    where = f"target {found.name} ({environment}; roles {', '.join(found.roles) or 'none'})" if found \
+        else f"a worker step in {environment}"
+    say(f"{release.project} {release.version}: values for {where}" + (f", step {step!r}" if step else "")
+        + f" (variables revision {release.variables.revision})")
+    print_table(None, ["name", "value", "from"], [(r["name"], r["value"], r["from"]) for r in rows])
+    for warning in warnings:
+        say(f"warning: {warning}")
+
+
+def _unknown_step(step: str, steps: list[str]) -> str:
+    from snapshots.errors import NotFoundError
+
+    raise NotFoundError(f"unknown step {step!r} (steps: {', '.join(steps) or 'none'})")
 
 
 def _process_rows(process: list[dict[str, Any]]) -> Any:

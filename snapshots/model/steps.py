@@ -199,6 +199,8 @@ STEP_KINDS = ("script", "package", "iis-website", "load-balancer", "http-check",
 
 
 def _window_part(value: Any) -> Any:
+    if isinstance(value, str) and _TEMPLATE.search(value):
+        return value  # resolved per environment at deploy time (like Octopus's bound window size)
     if isinstance(value, str) and not re.fullmatch(r"(100|[1-9][0-9]?)%", value.strip()):
         raise ValueError(f"window {value!r} must be a count or a percentage like '25%'")
     if isinstance(value, int) and value < 1:
@@ -210,10 +212,24 @@ class Rolling(Model):
     """How a parent step moves across its targets."""
 
     window: int | str | list[int | str] = Field(
-        1, description="Targets at once: a count, a percentage ('25%'), or a ramp such as [1, '25%']")
-    min_healthy: int = Field(0, ge=0, description="Never fewer targets in service than this")
+        1, description="Targets at once: a count, a percentage ('25%'), a ramp such as [1, '25%'], "
+                       "or a #{variable} scoped per environment")
+    min_healthy: int | str = Field(
+        0, description="Never fewer targets in service than this (a count, or a #{variable} scoped per environment)")
     max_failures: int = Field(0, ge=0, description="Failed targets tolerated before no new target starts")
     auto_rollback: bool = Field(False, description="On failure redeploy the previous release to updated targets")
+
+    @field_validator("min_healthy")
+    @classmethod
+    def _min_healthy(cls, value: int | str) -> int | str:
+        if isinstance(value, str):
+            if value.strip().isdigit():
+                return int(value)
+            if not _TEMPLATE.search(value):
+                raise ValueError("min_healthy must be a count or a #{...} variable")
+        elif value < 0:
+            raise ValueError("min_healthy cannot be negative")
+        return value
 
     @field_validator("window")
     @classmethod

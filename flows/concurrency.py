@@ -1,0 +1,54 @@
+"""Prefect global concurrency limits that keep deployments apart.
+
+``ferry-env-<project>-<environment>`` (1 slot): a second deployment of a project to an environment waits
+for the first. ``ferry-target-<target>`` (1 slot): two deployments never work on one server at once.
+ferry creates the limits it needs and acquires them with ``strict=True``, so a missing limit is an error
+instead of silent parallelism.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from prefect.client.orchestration import get_client
+from prefect.concurrency.sync import concurrency
+
+LEASE_SECONDS = 60  # Prefect's minimum: a crashed holder frees its slot after at most this long
+_ensured: set[str] = set()
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "x"
+
+
+def environment_limit(project: str, environment: str) -> str:
+    return f"ferry-env-{_slug(project)}-{_slug(environment)}"
+
+
+def target_limit(target: str) -> str:
+    return f"ferry-target-{_slug(target)}"
+
+
+def ensure_limits(names: list[str]) -> None:
+    """Create (or keep) each limit with one slot."""
+    missing = [n for n in names if n not in _ensured]
+    if not missing:
+        return
+    with get_client(sync_client=True) as client:
+        for name in missing:
+            client.upsert_global_concurrency_limit_by_name(name, limit=1)
+            _ensured.add(name)
+
+
+def holders(name: str) -> int:
+    with get_client(sync_client=True) as client:
+        return client.read_global_concurrency_limit_by_name(name).active_slots
+
+
+@contextmanager
+def slot(name: str) -> Iterator[None]:
+    """Hold one slot of ``name`` (waiting as long as it takes)."""
+    with concurrency(name, occupy=1, strict=True, lease_duration=LEASE_SECONDS):
+        yield
