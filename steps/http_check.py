@@ -41,8 +41,7 @@ class HttpCheckResult:
 
 
 def _excerpt(body: str) -> str:
-    text = body[:_BODY_SHOWN].replace("\r", "\\r").replace("\n", "\\n")
-    return text + ("…" if len(body) > _BODY_SHOWN else "")
+    return body[:_BODY_SHOWN] + ("…" if len(body) > _BODY_SHOWN else "")
 
 
 def http_check(url: str, *, status: int = 200, contains: str | None = None, within: float = 30.0,
