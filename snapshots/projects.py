@@ -27,9 +27,10 @@ from snapshots.documents import (
 )
 from snapshots.errors import ConfigError, NotFoundError
 from snapshots.model import Infrastructure, Project
-from snapshots.model.references import project_problems
+from snapshots.model.references import Problem, project_problems
 from snapshots.store import audit, now
 from snapshots.store.tables import infrastructure_revisions, project_revisions
+from snapshots.variables import ambiguities, system_name_clashes
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,8 @@ def apply(conn: Connection, files: list[Path], vault: Vault, actor: str) -> list
     for item in projects:
         for problem in project_problems(item.model, infra):
             raise problem_error(item.doc, problem)
+        for problem in variable_problems(item.model.variables, infra, item.model.step_names()):
+            raise problem_error(item.doc, problem)
     if infra_files:
         _check_stored_projects(conn, infra_files[0], {p.model.name for p in projects})
     results = []
@@ -140,8 +143,18 @@ def _check_stored_projects(conn: Connection, new_infra: LoadedInfrastructure, re
         if name in replaced:
             continue
         stored = require_project(conn, name).model()
-        for problem in project_problems(stored, new_infra.model):
+        for problem in [*project_problems(stored, new_infra.model),
+                        *variable_problems(stored.variables, new_infra.model, stored.step_names())]:
             raise ConfigError(f"project {name!r} (stored) would break: {problem.message}", file=new_infra.doc.file)
+
+
+def variable_problems(variables: list[Any], infra: Infrastructure | None, steps: list[str]) -> list[Problem]:
+    """Ambiguous scopes (two equally specific values for one context) and names ferry reserves.
+
+    Each problem points at the later of the two variables, whose YAML line the error then names."""
+    problems = [Problem(("variables", i, "name"), message) for i, message in system_name_clashes(variables)]
+    problems += [Problem(("variables", b, "name"), message) for _, b, message in ambiguities(variables, infra, steps)]
+    return sorted(problems, key=lambda p: p.path[1])
 
 
 def _store_infrastructure(conn: Connection, item: LoadedInfrastructure,

@@ -19,9 +19,16 @@ from snapshots.canonical import canonical_json, digest_text
 from snapshots.crypto import Vault
 from snapshots.errors import ConfigError, ConflictError, NotFoundError, SnapshotIntegrityError
 from snapshots.feed import Feed, Package
-from snapshots.projects import ProjectRevision, project_revision, require_project
+from snapshots.projects import (
+    ProjectRevision,
+    latest_infrastructure,
+    project_revision,
+    require_project,
+    variable_problems,
+)
 from snapshots.store import audit, now
 from snapshots.store.tables import releases, variable_snapshots
+from snapshots.variables import step_names
 from snapshots.versioning import next_release_version
 from snapshots.versions import parse_version, sort_key
 
@@ -122,6 +129,7 @@ def create(conn: Connection, feed: Feed, project: str, actor: str, *, version: s
                 return existing, False
             raise ConflictError(f"release {version} of {project} already exists "
                                 "(use another --version, or --ignore-existing)")
+    _check_variables(conn, revision)
     packages = _pin_packages(conn, feed, revision, package_pins or {})
     if version is None:
         version = next_release_version(revision.document, packages, versions(conn, project))
@@ -159,6 +167,16 @@ def create(conn: Connection, feed: Feed, project: str, actor: str, *, version: s
     release = find(conn, project, version)
     assert release is not None
     return release, True
+
+
+def _check_variables(conn: Connection, revision: ProjectRevision) -> None:
+    """Refuse to freeze variables that are ambiguous against the current infrastructure (it may have changed
+    since the project was applied)."""
+    infra = latest_infrastructure(conn)
+    problems = variable_problems(revision.document["variables"], infra[1] if infra else None,
+                                 step_names(revision.document["process"]))
+    if problems:
+        raise ConfigError(f"project {revision.project} (revision {revision.revision}): {problems[0].message}")
 
 
 def _insert_variable_snapshot(conn: Connection, release_id: int, project: str, version: str, number: int,

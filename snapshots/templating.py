@@ -26,7 +26,7 @@ import functools
 import math
 import re
 from bisect import bisect_right
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
@@ -39,7 +39,8 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from snapshots.errors import TemplateError
 
-__all__ = ["escape", "evaluate_condition", "is_truthy", "referenced_names", "render"]
+__all__ = ["VariableTable", "canonical_name", "escape", "evaluate_condition", "is_truthy", "referenced_names",
+           "render", "variable_key"]
 
 _MAX_NESTING = 32  # values referring to values referring to ... deeper than this is a mistake, not a design
 _EACH_SPECIALS = {
@@ -229,9 +230,54 @@ class _Unparsable(Exception):
     """A ``#{...}`` that is not a valid substitution; strict mode reports it, lenient mode echoes it."""
 
 
+@functools.lru_cache(maxsize=65536)  # the same names are looked up in every render of a deployment
 def _canon(name: str) -> str:
     """Octostache trims each step of a name: ``Foo . Bar [ x ]`` and ``Foo.Bar[x]`` are the same variable."""
     return re.sub(r"\s*([.\[\]])\s*", r"\1", name.strip())
+
+
+def variable_key(name: str) -> str:
+    """The key under which the engine finds ``name``: case-insensitive, blanks around ``.[]`` ignored."""
+    return _canon(name).lower()
+
+
+def canonical_name(name: str) -> str:
+    """``name`` as the engine spells it (blanks around ``.[]`` removed, case kept)."""
+    return _canon(name)
+
+
+class VariableTable(Mapping[str, str]):
+    """Variables keyed the way the engine looks them up (``variable_key``), read by ``render`` without copying.
+
+    Why: turning a plain mapping into that lookup is the part of a render that grows with the number of
+    variables (a deployment has thousands and renders many templates per target). Build one table per set of
+    values, or subclass it, and every render with it skips the work. A name defined twice keeps its first
+    spelling and its last value, as a plain mapping passed to ``render`` does.
+    """
+
+    __slots__ = ("_names", "_values")
+
+    def __init__(self, variables: Mapping[str, str | None] | Iterable[tuple[str, str | None]] = ()) -> None:
+        self._names: dict[str, str] = {}  # key -> canonical spelling (of the first definition)
+        self._values: dict[str, str] = {}
+        pairs = variables.items() if isinstance(variables, Mapping) else variables
+        for name, raw in pairs:
+            canon = _canon(name)
+            key = canon.lower()
+            self._names.setdefault(key, canon)
+            self._values[key] = "" if raw is None else str(raw)
+
+    def __getitem__(self, name: str) -> str:
+        return self._values[variable_key(name)]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and variable_key(name) in self._values
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names.values())
+
+    def __len__(self) -> int:
+        return len(self._values)
 
 
 def _quoted(src: str, i: int, limit: int) -> tuple[int, str] | None:
@@ -715,9 +761,25 @@ class _Gen:
 @dataclass(frozen=True)
 class _Compiled:
     nodes: list[Any]
-    template: Template
+    source: str  # the Jinja source; compiled to a Template only when first rendered (see _jinja)
     consts: tuple[str, ...]
     toks: tuple[_Tok, ...]
+    simple: tuple[str | tuple[str, int], ...] | None
+    """Text and plain ``#{Name}`` substitutions only (most values): (name, token index) pairs between texts,
+    evaluated without Jinja. None when the template has filters, blocks, nesting or malformed tokens."""
+
+
+def _simple(nodes: list[Any]) -> tuple[str | tuple[str, int], ...] | None:
+    pieces: list[str | tuple[str, int]] = []
+    for n in nodes:
+        if isinstance(n, _Text):
+            pieces.append(n.text)
+        elif (isinstance(n, _Sub) and not n.value.filters and n.value.parts is not None
+              and len(n.value.parts) == 1 and isinstance(n.value.parts[0], str)):
+            pieces.append((n.value.parts[0], n.value.tok))
+        else:
+            return None
+    return tuple(pieces)
 
 
 def _compile(template: str) -> _Compiled:
@@ -730,10 +792,17 @@ def _compile_uncached(template: str) -> _Compiled:
     nodes = parser.parse()
     gen = _Gen()
     gen.nodes(nodes, ())
-    return _Compiled(nodes, _ENV.from_string("".join(gen.out)), tuple(gen.consts), tuple(parser.toks))
+    return _Compiled(nodes, "".join(gen.out), tuple(gen.consts), tuple(parser.toks), _simple(nodes))
 
 
-_compile_cached = functools.lru_cache(maxsize=512)(_compile_uncached)  # big files are not worth keeping
+# Parsed templates are small: keep every value of a large project (each is parsed once per process, not once
+# per target). Compiled Jinja templates weigh more and are needed only for filters and blocks: fewer of them.
+_compile_cached = functools.lru_cache(maxsize=16384)(_compile_uncached)  # big files are not worth keeping
+
+
+@functools.lru_cache(maxsize=512)
+def _jinja(source: str) -> Template:
+    return _ENV.from_string(source)
 
 
 def _collect_names(nodes: list[Any], scope: tuple[tuple[str, str], ...], required: set[str],
@@ -815,13 +884,9 @@ class _Runtime:
 
     def __init__(self, variables: Mapping[str, str], *, strict: bool, warnings: list[str] | None, where: str,
                  unknown_is_empty: bool = False) -> None:
-        self.values: dict[str, str] = {}
-        self.names: list[str] = []  # canonical names in the caller's order, for #{each} groups
-        for key, raw in variables.items():
-            name = _canon(key)
-            if name.lower() not in self.values:
-                self.names.append(name)
-            self.values[name.lower()] = "" if raw is None else str(raw)
+        table = variables if isinstance(variables, VariableTable) else VariableTable(variables)
+        self.values: dict[str, str] = table._values
+        self._table = table
         self.strict, self.where, self.unknown_is_empty = strict, where, unknown_is_empty
         self.warnings = warnings if warnings is not None else []
         self.resolved: dict[str, str] = {}
@@ -855,12 +920,22 @@ class _Runtime:
 
     # -- evaluation
 
+    @property
+    def names(self) -> Iterable[str]:
+        """Canonical names in the caller's order, for ``#{each}`` groups."""
+        return self._table._names.values()
+
     def run(self, template: str) -> str:
         try:
             compiled = _compile(template)
         except _CompileError as exc:
             raise self.error(exc.tok, exc.message) from None
-        return compiled.template.render(_t=compiled.consts, _tok=compiled.toks, _rt=self)
+        if compiled.simple is not None:  # text and plain #{Name}s: exactly what the Jinja code would do
+            toks = compiled.toks
+            return "".join(piece if isinstance(piece, str) else self.out(self.get(piece[0], toks[piece[1]], False),
+                                                                         toks[piece[1]])
+                           for piece in compiled.simple)
+        return _jinja(compiled.source).render(_t=compiled.consts, _tok=compiled.toks, _rt=self)
 
     def _resolve(self, name: str, tok: _Tok) -> str | None:
         """The value of a variable with its own ``#{...}`` evaluated (once per render), or None if undefined."""
