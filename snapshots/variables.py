@@ -315,11 +315,11 @@ class _Place:
 def _places(infra: Any | None) -> list[_Place] | None:
     if infra is None:
         return None
-    places = [_Place(t.environment.casefold(), t.name.casefold(), frozenset(r.casefold() for r in t.roles),
-                     f"target {t.name} in {t.environment}") for t in infra.targets]
+    places = [_Place(None, None, frozenset(), "every deployment")]  # first: what two unscoped values share
+    places += [_Place(t.environment.casefold(), t.name.casefold(), frozenset(r.casefold() for r in t.roles),
+                      f"target {t.name} in {t.environment}") for t in infra.targets]
     places += [_Place(e.name.casefold(), None, frozenset(), f"a worker step in {e.name}")
                for e in infra.environments]
-    places.append(_Place(None, None, frozenset(), "every deployment"))
     return places
 
 
