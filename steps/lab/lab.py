@@ -294,6 +294,7 @@ class Lab:
                     changed.append(target.name)
             if not _alive(state.haproxy_pid, str(self.haproxy_cfg)):
                 state.haproxy_pid = self._start_haproxy(state)
+                self._settle(state)
                 changed.append("haproxy")
         except BaseException:
             if fresh:
@@ -404,6 +405,19 @@ class Lab:
                     return pid
             time.sleep(0.05)
         raise LabError(f"HAProxy did not start listening on {state.balancer} and {state.api}")
+
+    def _settle(self, state: LabState, timeout: float = 5.0) -> None:
+        """Wait for HAProxy's first health checks: it starts every server as UP and only marks the ones without
+        an app DOWN after ``fall`` failed checks, so ``status`` and ``count_up`` would lie for a moment."""
+        from steps.haproxy import HAProxy
+
+        haproxy = HAProxy([f"tcp://{state.api}"], timeout=2)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            rows = haproxy.stats(BACKEND)
+            if rows and all("/" not in r["status"] and r.get("check_status") not in ("", "INI") for r in rows):
+                return
+            time.sleep(0.1)
 
     def _publish(self, state: LabState) -> None:
         """Record the targets' host keys as trusted (the lab made them) and write infrastructure.yaml."""
