@@ -11,7 +11,6 @@ Runtime state changes are lost when HAProxy reloads unless it keeps a ``server-s
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import re
@@ -362,9 +361,3 @@ class HAProxy:
                 raise LoadBalancerError(f"{backend}/{server} did not {what} within {timeout:g}s ({state}); "
                                         f"it gets no traffic", backend=backend, server=server)
             time.sleep(self.poll)
-
-
-def close_quietly(transports: Sequence[Transport]) -> None:
-    for transport in transports:
-        with contextlib.suppress(Exception):
-            transport.close()

@@ -62,6 +62,7 @@ _KEY_ALGORITHMS = {"ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256")}
 # HMAC pass in Python), the cheapest option for paramiko's per-packet overhead on bulk uploads.
 _FAST_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes256-ctr")
 _UPLOAD_CHUNK = 4 << 20
+_LINGER = 1.0  # seconds of silence after a script exits before we stop waiting for its background processes
 _WINDOW = 1 << 24  # our receive window: large enough that a chatty script never stalls on flow control
 
 
@@ -337,19 +338,17 @@ class SshTransport:
 
     def close(self) -> None:
         """Remove the remote temp dir and close the connection (safe to call twice)."""
-        transport, self._transport = self._transport, None
-        if transport is None:
+        if self._transport is None:
             return
         try:
-            if self._tmpdir and transport.is_active():
-                self._transport = transport
+            if self._tmpdir and self._transport.is_active():
                 with contextlib.suppress(Exception):
                     self._exec(f"rm -rf -- {shlex.quote(self._tmpdir)}", timeout=10)
-                self._transport = None
             if self._sftp_client is not None:
                 with contextlib.suppress(Exception):
                     self._sftp_client.close()
         finally:
+            transport, self._transport = self._transport, None
             self._sftp_client, self._tmpdir = None, None
             transport.close()
 
@@ -473,7 +472,7 @@ class SshTransport:
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise self._error(f"cannot start the script: {exc}", "run") from exc
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        pending = ""
+        pending, quiet = "", 0
         try:
             while True:
                 if deadline is not None and time.monotonic() > deadline:
@@ -484,7 +483,14 @@ class SshTransport:
                 try:
                     chunk = channel.recv(65536)
                 except TimeoutError:
+                    # The script has exited but something it started in the background still holds its output
+                    # open (a daemon without redirection): OpenSSH would hang here until that process ends.
+                    if channel.exit_status_ready():
+                        quiet += 1
+                        if quiet * 0.25 >= _LINGER:
+                            break
                     continue
+                quiet = 0
                 if not chunk:
                     break
                 pending += decoder.decode(chunk)

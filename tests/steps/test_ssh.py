@@ -351,3 +351,12 @@ def test_targets_have_private_app_roots(lab: LabInfo) -> None:
         assert two.run("cat /srv/octofx/who 2>/dev/null || echo nothing").output_tail == ["nothing"]
         assert one.run("cat /srv/octofx/who; rm -rf /srv/octofx").output_tail == ["test-01"]
     assert shutil.which("ssh")
+
+
+def test_background_process_holding_the_output_does_not_hang_the_run(dev: SshTransport) -> None:
+    start = time.monotonic()
+    result = dev.run("sleep 60 & echo started $!")  # the daemon inherits stdout: OpenSSH's ssh would hang
+    assert time.monotonic() - start < 5
+    assert result.ok and result.output_tail[0].startswith("started ")
+    pid = result.output_tail[0].split()[1]
+    assert dev.run(f"kill {pid} && echo stopped").output_tail == ["stopped"]
