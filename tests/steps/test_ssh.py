@@ -360,3 +360,47 @@ def test_background_process_holding_the_output_does_not_hang_the_run(dev: SshTra
     assert result.ok and result.output_tail[0].startswith("started ")
     pid = result.output_tail[0].split()[1]
     assert dev.run(f"kill {pid} && echo stopped").output_tail == ["stopped"]
+
+
+@pytest.fixture
+def two_key_sshd(lab: LabInfo, tmp_path: Path) -> Iterator[tuple[str, int, dict[str, str]]]:
+    """An sshd offering an ed25519 *and* an RSA host key, like most real servers (auth is beside the point)."""
+    keys = {}
+    for kind in ("ed25519", "rsa"):
+        path = tmp_path / f"host_{kind}"
+        subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-f", str(path)], check=True)
+        keys[kind] = " ".join((tmp_path / f"host_{kind}.pub").read_text().split()[:2])
+    address = lab.info("dev-01")["address"]
+    with socket.socket() as probe:
+        probe.bind((address, 0))
+        port = probe.getsockname()[1]
+    config = tmp_path / "sshd_config"
+    config.write_text(f"ListenAddress {address}:{port}\nHostKey {tmp_path / 'host_ed25519'}\n"
+                      f"HostKey {tmp_path / 'host_rsa'}\nPidFile {tmp_path / 'pid'}\nUsePAM no\n")
+    proc = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(config)], stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            with socket.socket() as s:
+                if s.connect_ex((address, port)) == 0:
+                    break
+            time.sleep(0.05)
+        yield address, port, keys
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.mark.parametrize("kind", ["ed25519", "rsa"])
+def test_the_pinned_key_type_is_negotiated(lab: LabInfo, two_key_sshd: tuple[str, int, dict[str, str]],
+                                           kind: str, tmp_path: Path) -> None:
+    address, port, keys = two_key_sshd
+    spec = lab.spec("dev-01", host=address, port=port, host_key=keys[kind])
+    # The host key matched (whichever type was pinned): what fails is only the login, which this sshd refuses.
+    with pytest.raises(TransportError, match="authentication as ferry refused"):
+        SshTransport("dev-01", spec, known_hosts=tmp_path / "none")
+    other = keys["rsa" if kind == "ed25519" else "ed25519"]
+    known = KnownHosts(tmp_path / "known_hosts")
+    known.add(address, port, parse_host_key(keys[kind]))
+    with pytest.raises(TransportError, match="authentication as ferry refused"):
+        SshTransport("dev-01", spec.model_copy(update={"host_key": None}), known_hosts=known)
+    assert fingerprint(parse_host_key(other)) != fingerprint(parse_host_key(keys[kind]))
