@@ -221,10 +221,21 @@ def find(conn: Connection, project: str, version: str) -> Release | None:
         return None
     snaps = conn.execute(select(variable_snapshots).where(variable_snapshots.c.release_id == row.id)
                          .order_by(variable_snapshots.c.revision))
-    return Release(row.id, row.project, row.version, row.project_revision_id, json.loads(row.snapshot),
+    what = f"release {project} {version}"
+    return Release(row.id, row.project, row.version, row.project_revision_id, _parse(row.snapshot, what),
                    row.snapshot, row.digest, row.created_at, row.created_by,
-                   [VariableSnapshot(s.id, s.revision, s.project_revision_id, json.loads(s.document), s.document,
+                   [VariableSnapshot(s.id, s.revision, s.project_revision_id,
+                                     _parse(s.document, f"{what} variable snapshot r{s.revision}"), s.document,
                                      s.digest, s.created_at, s.created_by) for s in snaps])
+
+
+def _parse(text: str, what: str) -> dict[str, Any]:
+    """Stored snapshots are canonical JSON; anything else was written behind ferry's back."""
+    try:
+        return json.loads(text)  # type: ignore[no-any-return]
+    except json.JSONDecodeError as exc:
+        raise SnapshotIntegrityError(f"{what} was tampered with: its stored snapshot is not valid JSON "
+                                     f"({exc.msg} at character {exc.pos})") from None
 
 
 def require(conn: Connection, project: str, version: str) -> Release:

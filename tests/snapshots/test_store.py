@@ -53,7 +53,9 @@ def test_database_refuses_update_and_delete_of_snapshot_rows(released, table: st
         assert conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar() == before
 
 
-def test_tampered_snapshot_is_detected(released) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("edit", [("'Smoke test'", "'Smoke tost'"), ("'\"steps\":'", "'\"steps\" '")],
+                         ids=["edited process", "broken JSON"])
+def test_tampered_snapshot_is_detected(released, edit: tuple[str, str]) -> None:  # type: ignore[no-untyped-def]
     """Someone with database rights drops the trigger and edits the frozen process: verify says so."""
     store, feed = released
     with store.begin() as conn:
@@ -61,11 +63,10 @@ def test_tampered_snapshot_is_detected(released) -> None:  # type: ignore[no-unt
             conn.execute(sa.text("ALTER TABLE releases DISABLE TRIGGER releases_append_only"))
         else:
             conn.execute(sa.text("DROP TRIGGER releases_no_update"))
-        conn.execute(sa.text("UPDATE releases SET snapshot = replace(snapshot, 'Smoke test', 'Smoke tost')"))
-    with store.read() as conn:
-        release = releases.require(conn, "OctoFX", "1.0.0")
-    with pytest.raises(SnapshotIntegrityError, match=r"OctoFX 1\.0\.0 was tampered with.*digest"):
-        releases.verify(release, feed)
+        changed = conn.execute(sa.text(f"UPDATE releases SET snapshot = replace(snapshot, {edit[0]}, {edit[1]})"))
+        assert changed.rowcount == 1
+    with pytest.raises(SnapshotIntegrityError, match=r"OctoFX 1\.0\.0 was tampered with"), store.read() as conn:
+        releases.verify(releases.require(conn, "OctoFX", "1.0.0"), feed)
 
 
 def test_sensitive_value_is_encrypted_at_rest(released) -> None:  # type: ignore[no-untyped-def]
