@@ -1,7 +1,10 @@
 """Prefect global concurrency limits that keep deployments apart.
 
 ``ferry-env-<project>-<environment>`` (1 slot): a second deployment of a project to an environment waits
-for the first. ``ferry-target-<target>`` (1 slot): two deployments never work on one server at once.
+for the first. ``ferry-target-<target>`` (1 slot each): two deployments never work on one server at once —
+a deployment takes the slots of all its targets in one all-or-nothing call (no deadlock between two
+deployments wanting overlapping targets, and one round trip instead of one per target: measured, a
+per-target acquisition cost ~60% of a small step's time).
 ferry creates the limits it needs and acquires them with ``strict=True``, so a missing limit is an error
 instead of silent parallelism.
 """
@@ -48,7 +51,10 @@ def holders(name: str) -> int:
 
 
 @contextmanager
-def slot(name: str) -> Iterator[None]:
-    """Hold one slot of ``name`` (waiting as long as it takes)."""
-    with concurrency(name, occupy=1, strict=True, lease_duration=LEASE_SECONDS):
+def slot(*names: str) -> Iterator[None]:
+    """Hold one slot of every limit in ``names`` at once (waiting as long as it takes)."""
+    if not names:
+        yield
+        return
+    with concurrency(list(names), occupy=1, strict=True, lease_duration=LEASE_SECONDS):
         yield

@@ -8,7 +8,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run as current_flow_run
 
 from flows import artifacts
-from flows.concurrency import ensure_limits, environment_limit, slot
+from flows.concurrency import ensure_limits, environment_limit, slot, target_limit
 from flows.execution import Engine
 from flows.plan import DeploymentPlan, prepare
 from snapshots import deployments as records
@@ -79,14 +79,15 @@ def deploy_release(project: str, environment: str, release: str = "latest", targ
 def _run(plan: DeploymentPlan, deployment_id: int, ctx: Any, logger: Any) -> dict[str, Any]:
     version = plan.current.release.version
     limit = environment_limit(plan.project, plan.environment.name)
-    ensure_limits([limit])
+    target_limits = [target_limit(t.name) for t in plan.targets]
+    ensure_limits([limit, *target_limits])
     with ctx.store.read() as conn:
         others = [d for d in records.list_deployments(conn, plan.project, plan.environment.name)
                   if d.id != deployment_id and d.state in (records.RUNNING, records.PAUSED)]
     if others:
         logger.info(f"waiting for deployment #{others[0].id} ({plan.project} {others[0].version} → "
                     f"{plan.environment.name}, {others[0].state.lower()}) to finish: concurrency limit {limit}")
-    with slot(limit):
+    with slot(limit), slot(*target_limits):
         with ctx.store.begin() as conn:
             for other in records.list_deployments(conn, plan.project, plan.environment.name):
                 if other.id != deployment_id and other.state in (records.RUNNING, records.PAUSED):

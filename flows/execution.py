@@ -14,9 +14,9 @@ from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import FlowPauseTimeout
 
 from flows import artifacts
-from flows.concurrency import ensure_limits, slot, target_limit
 from flows.guidance import ask_failure, ask_manual
 from flows.plan import DeploymentPlan, ReleasePlan, release_plan, resolve_rolling
+from flows.results import ResultWriter
 from flows.rolling import FAILED, SKIPPED, SUCCESS, Outcome, check_min_healthy, roll
 from snapshots import deployments as records
 from snapshots.errors import FerryError
@@ -30,6 +30,7 @@ from steps.kinds import executor
 from steps.transports import TransportPool
 
 PAUSE_TIMEOUT = 3600
+PROGRESS_EVERY = 1.0
 
 
 @dataclass
@@ -49,10 +50,9 @@ def unit_of(item: Any) -> Unit:
 
 
 @task(name="step", task_run_name="{label}", cache_policy=NO_CACHE, persist_result=False)
-def step_task(label: str, action: Callable[[], None]) -> str:
+def step_task(label: str, action: Callable[[], None]) -> None:
     """One (step, target): the Prefect UI shows each as its own task run."""
     action()
-    return label
 
 
 @dataclass
@@ -78,6 +78,8 @@ class Engine:
     def __post_init__(self) -> None:
         self.pool = TransportPool(self.home)
         self.logger = get_run_logger()
+        self.writer = ResultWriter(self.store, self.deployment_id)
+        self._progress_at = 0.0
 
     # ----------------------------------------------------------------------------------------- driving
     def run(self) -> None:
@@ -87,7 +89,6 @@ class Engine:
                            for t in plan.targets}
         self._units_total = sum(len(self._targets_for(u)) for u in units if not _is_worker_only(u)) or 1
         self._progress = artifacts.start_progress(plan.project, plan.environment.name)
-        ensure_limits([target_limit(t.name) for t in plan.targets])
         try:
             for index, unit in enumerate(units):
                 if self.aborted:
@@ -104,6 +105,8 @@ class Engine:
                 self._run_unit(index, unit, plan.current)
         finally:
             self.pool.close()
+            self.writer.close()
+            artifacts.update_progress(self._progress, 100.0 * self._units_done / self._units_total)
 
     def _targets_for(self, unit: Unit) -> list[Target]:
         return [t for t in self.plan.targets if set(t.roles) & set(unit.roles)]
@@ -156,23 +159,22 @@ class Engine:
             self._unit_done()
             return Outcome(SUCCESS, None, "already current")
         failed_at: int | None = None
-        with slot(target_limit(target.name)):
-            for i in range(start, len(unit.children)):
-                child = unit.children[i]
-                reason = self._skip_reason(child, target)
-                if reason:
-                    self._record(child.name, target.name, SKIPPED, 0, reason)
-                    continue
-                variables = self._variables(release, child, target)
-                # a top-level step is its own unit: its condition looks at the whole deployment's outcome
-                failed = failed_at is not None or (not isinstance(unit.item, ParentStep) and self.failed)
-                if not self._condition_holds(child, failed, variables):
-                    self._record(child.name, target.name, SKIPPED, 0, f"condition {child.condition!r} not met")
-                    continue
-                if not self._leaf(child, target, release) and failed_at is None:
-                    failed_at = i
-            if failed_at is None and self._last_unit.get(target.name) == index:
-                self._write_journal(target, release)
+        for i in range(start, len(unit.children)):
+            child = unit.children[i]
+            reason = self._skip_reason(child, target)
+            if reason:
+                self._record(child.name, target.name, SKIPPED, 0, reason)
+                continue
+            variables = self._variables(release, child, target)
+            # a top-level step is its own unit: its condition looks at the whole deployment's outcome
+            failed = failed_at is not None or (not isinstance(unit.item, ParentStep) and self.failed)
+            if not self._condition_holds(child, failed, variables):
+                self._record(child.name, target.name, SKIPPED, 0, f"condition {child.condition!r} not met")
+                continue
+            if not self._leaf(child, target, release) and failed_at is None:
+                failed_at = i
+        if failed_at is None and self._last_unit.get(target.name) == index:
+            self._write_journal(target, release)
         self._unit_done()
         if failed_at is not None:
             return Outcome(FAILED, failed_at, f"{unit.children[failed_at].name} failed on {target.name}")
@@ -358,8 +360,7 @@ class Engine:
         result = records.StepResult(step, target, state, attempts, message, started, now())
         with self._lock:
             self.summary.append(result.as_dict())
-        with self.store.begin() as conn:
-            records.record_result(conn, self.deployment_id, result)
+        self.writer.add(result)
 
     def _set_state(self, state: str) -> None:
         with self.store.begin() as conn:
@@ -369,7 +370,11 @@ class Engine:
         with self._lock:
             self._units_done += 1
             done = self._units_done
-        artifacts.update_progress(self._progress, 100.0 * min(done, self._units_total) / self._units_total)
+            due = time.monotonic() - self._progress_at >= PROGRESS_EVERY
+            if due:
+                self._progress_at = time.monotonic()
+        if due:  # one API call per second at most, however many targets finish
+            artifacts.update_progress(self._progress, 100.0 * min(done, self._units_total) / self._units_total)
 
     def log(self, message: str) -> None:
         self.logger.info(self.plan.current.masker.mask(message))

@@ -26,6 +26,7 @@ from steps.scripts import BASH_PREAMBLE
 from steps.transport import LineSink, RunResult
 
 TAIL_LINES = 20
+MAX_INLINE = 64 * 1024  # bytes of script passed as `bash -c` (one argument may hold 128 KiB)
 
 
 class LocalTransport:
@@ -36,6 +37,7 @@ class LocalTransport:
         self.root = Path(root).expanduser().resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self.state_dir = str(self.root / ".ferry")
+        self._scratch: str | None = None
 
     def _path(self, remote: str) -> Path:
         path = Path(remote)
@@ -46,22 +48,33 @@ class LocalTransport:
         workdir = self._path(cwd) if cwd else self.root
         child_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.root), "LANG": "C.UTF-8",
                      "FERRY_TARGET_ROOT": str(self.root), "FERRY_STATE_DIR": self.state_dir, **(env or {})}
-        with tempfile.TemporaryDirectory(prefix="ferry-run-") as tmp:
+        source = BASH_PREAMBLE + script
+        scratch: list[str] = []  # files to remove afterwards (one private folder per transport, no rmtree)
+        try:
             if data is not None:
-                data_file = Path(tmp) / "data.json"
-                fd = os.open(data_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(fd, "w") as fh:
-                    json.dump(data, fh)
-                child_env["FERRY_DATA"] = str(data_file)
-            script_file = Path(tmp) / "script.sh"
-            script_file.write_text(BASH_PREAMBLE + script)
+                child_env["FERRY_DATA"] = self._scratch_file(json.dumps(data).encode(), scratch)
+            # short scripts go on the command line (no file to write); long ones through a private file
+            args = ["bash", "-c", source] if len(source) < MAX_INLINE else \
+                ["bash", self._scratch_file(source.encode(), scratch)]
             try:
-                proc = subprocess.Popen(["bash", str(script_file)], cwd=workdir, env=child_env,
-                                        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+                proc = subprocess.Popen(args, cwd=workdir, env=child_env, stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
             except OSError as exc:
                 raise TransportError(str(exc), target=self.target, operation="run") from exc
             return _stream(proc, self.target, timeout, on_line)
+        finally:
+            for path in scratch:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+
+    def _scratch_file(self, content: bytes, scratch: list[str]) -> str:
+        if self._scratch is None:
+            self._scratch = tempfile.mkdtemp(prefix="ferry-run-")  # mode 0700: values stay private
+        fd, path = tempfile.mkstemp(dir=self._scratch)  # mode 0600
+        scratch.append(path)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(content)
+        return path
 
     def upload(self, local: Path, remote: str, sha256: str) -> bool:
         dest = self._path(remote)
@@ -76,8 +89,25 @@ class LocalTransport:
         os.replace(tmp, dest)
         return True
 
+    def read_file(self, remote: str) -> bytes | None:
+        """A small file's bytes (None when absent): the journal, without starting a shell."""
+        try:
+            return self._path(remote).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def write_file(self, remote: str, data: bytes) -> None:
+        """Replace a small file atomically (temp file + rename)."""
+        path = self._path(remote)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+
     def close(self) -> None:
-        pass
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
 
 
 def _sha256(path: Path) -> str:

@@ -60,5 +60,7 @@ class TransportPool:
             with contextlib.suppress(Exception):  # best effort: the deployment's result is already decided
                 transport.close()
         self._open.clear()
+        if self._worker is not None:
+            self._worker.close()
         if self._worker_dir is not None:
             self._worker_dir.cleanup()

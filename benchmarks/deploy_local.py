@@ -1,0 +1,123 @@
+"""The deploy engine's own cost: 200 local targets, a rolling step of 3 trivial children, window 10.
+
+    .venv/bin/python -m benchmarks.deploy_local [--targets 200] [--window 10] [--rounds 3]
+
+In one run, alternating: the *floor* (the same three scripts run directly with bash, 10 targets at a
+time, each target's three in order) and ferry's deployment (a real ``deploy-release`` flow run against a
+real Prefect server, in a child process whose peak RSS is read). Overhead per (step, target) =
+(ferry − floor) / (targets × 3). Prefect server start-up is not counted (a real install runs one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import yaml
+
+from steps.scripts import BASH_PREAMBLE
+
+SCRIPTS = ["true", "echo installed > /dev/null", ":"]
+
+
+def write_project(root: Path, targets: int, window: int) -> None:
+    infra = {
+        "environments": [{"name": "Bench"}],
+        "lifecycles": [{"name": "Default", "phases": [{"name": "Bench", "environments": ["Bench"]}]}],
+        "targets": [{"name": f"t{i:03}", "environment": "Bench", "roles": ["web"],
+                     "transport": {"kind": "local", "root": str(root / "targets" / f"t{i:03}")}}
+                    for i in range(targets)],
+    }
+    project = {"project": "Bench", "lifecycle": "Default",
+               "process": [{"name": "Roll", "roles": ["web"], "rolling": {"window": window},
+                            "steps": [{"name": f"Step {i + 1}", "kind": "script", "script": s}
+                                      for i, s in enumerate(SCRIPTS)]}]}
+    (root / "infra.yaml").write_text(yaml.safe_dump(infra))
+    (root / "project.yaml").write_text(yaml.safe_dump(project))
+
+
+def floor(root: Path, targets: int, window: int) -> float:
+    """The same scripts, run directly: bash per script, the target's three in order, ``window`` at once."""
+    def one(i: int) -> None:
+        cwd = root / "floor" / f"t{i:03}"
+        cwd.mkdir(parents=True, exist_ok=True)
+        for script in SCRIPTS:
+            subprocess.run(["bash", "-c", BASH_PREAMBLE + script], cwd=cwd, check=True)
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=window) as pool:
+        list(pool.map(one, range(targets)))
+    return time.perf_counter() - start
+
+
+def child(version: str) -> None:
+    """Runs in its own process: one deployment, timed; prints wall time and peak RSS."""
+    from flows.cli.context import Context
+    from flows.launcher import DeployRequest, check_and_record, run_here
+
+    ctx = Context()
+    request = DeployRequest("Bench", version, "Bench", force=True)
+    deployment_id, _ = check_and_record(ctx, request)
+    start = time.perf_counter()
+    ok = run_here(request, deployment_id)
+    wall = time.perf_counter() - start
+    print(json.dumps({"ok": ok, "wall": wall, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--targets", type=int, default=200)
+    parser.add_argument("--window", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child)
+        return
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.lab.prefect_server import PrefectServer
+
+    root = Path(tempfile.mkdtemp(prefix="ferry-bench-deploy-"))
+    write_project(root, args.targets, args.window)
+    server = PrefectServer().start()
+    env = {**os.environ, **server.env(), "FERRY_HOME": str(root / "home"), "PREFECT_LOGGING_LEVEL": "WARNING"}
+    ferry = str(Path(sys.executable).parent / "ferry")
+    try:
+        subprocess.run([ferry, "apply", str(root / "infra.yaml"), str(root / "project.yaml")], env=env, check=True,
+                       stdout=subprocess.DEVNULL)
+        subprocess.run([ferry, "release", "create", "Bench", "--version", "1.0.0"], env=env, check=True,
+                       stdout=subprocess.DEVNULL)
+        rows = []
+        for _ in range(args.rounds):
+            base = floor(root, args.targets, args.window)
+            out = subprocess.run([sys.executable, "-m", "benchmarks.deploy_local", "--child", "1.0.0"], env=env,
+                                 check=True, capture_output=True, text=True).stdout
+            result = json.loads(out.strip().splitlines()[-1])
+            if not result["ok"]:
+                sys.exit("the deployment failed: not a valid measurement")
+            rows.append((base, result["wall"], result["peak_mb"]))
+    finally:
+        server.stop()
+    base = statistics.median(r[0] for r in rows)
+    wall = statistics.median(r[1] for r in rows)
+    peak = max(r[2] for r in rows)
+    units = args.targets * len(SCRIPTS)
+    print(f"deploy: {args.targets} local targets × {len(SCRIPTS)} steps, window {args.window} "
+          f"(median of {args.rounds})")
+    print(f"  floor (same scripts run directly)   {base:7.2f} s")
+    print(f"  ferry deploy-release flow run       {wall:7.2f} s   ratio ferry/floor = {wall / base:.2f}")
+    print(f"  overhead per (step, target)         {1000 * (wall - base) / units:7.1f} ms")
+    print(f"  deploying process peak RSS          {peak:7.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
