@@ -402,7 +402,7 @@ def step_names(process: Sequence[Mapping[str, Any]]) -> list[str]:
 
 _SYSTEM_NAMES = ("Project.Name", "Release.Number", "Release.Notes", "Release.Created",
                  "Release.PreviousForEnvironment.Number", "Environment.Name", "Machine.Name", "Machine.Hostname",
-                 "Machine.Roles", "Deployment.Id", "Deployment.CreatedBy", "Step.Name")
+                 "Machine.Roles", "Deployment.Id", "Deployment.CreatedBy", "Deployment.Error", "Step.Name")
 _SYSTEM_PATTERN = re.compile(
     r"(?:octopus\.)?(?:" + "|".join(re.escape(n.casefold()) for n in _SYSTEM_NAMES)
     + r"|deployment\.createdby\.username|action\.name|package\[[^\]]*\]\.(?:version|sha256)"

@@ -21,6 +21,9 @@ def next_release_version(project_document: dict[str, Any], packages: list[Packag
     if versioning.get("template"):
         from snapshots.version_template import render_version_template
 
-        rendered = render_version_template(versioning["template"], existing)
+        unscoped = {v["name"]: v["value"] for v in project_document.get("variables", [])
+                    if not v.get("sensitive") and v.get("value") is not None
+                    and not any((v.get("scope") or {}).values())}
+        rendered = render_version_template(versioning["template"], existing, variables=unscoped)
         return str(parse_version(rendered, what=f"version from template {versioning['template']!r}"))
     return next_patch(existing)

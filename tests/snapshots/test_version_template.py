@@ -120,3 +120,15 @@ def test_release_create_template_that_is_not_semver_is_one_clear_error(ferry, sa
     assert result.exit_code == 1
     assert result.stderr.strip() == ("error: invalid version from template 'v#{Version.NextMajor}' 'v1': "
                                      "not SemVer 2 (MAJOR.MINOR.PATCH[-pre][+build])")
+
+
+def test_release_create_template_may_use_unscoped_project_variables(ferry, sample) -> None:  # type: ignore[no-untyped-def]
+    def change(d: dict) -> None:
+        d["versioning"] = {"template": "#{Train}.#{Version.NextMinor}.0"}
+        d["variables"] += [{"name": "Train", "value": "7"},
+                           {"name": "Train", "value": "9", "scope": {"environment": ["Production"]}}]
+
+    sample.edit_project(change)
+    _ok(ferry("apply", str(sample.infrastructure), str(sample.project)))
+    _ok(ferry("package", "push", str(sample.package("1.0.0"))))
+    assert "release OctoFX 7.1.0 created" in _ok(ferry("release", "create", "OctoFX"))
