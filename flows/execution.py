@@ -229,16 +229,21 @@ class Engine:
                        "**ignore** (carry on as if it succeeded) or **abort**. "
                        f"Or from a shell: `ferry deployment answer {self.deployment_id} retry`")
         self.log(f"guided failure: {step}; waiting for an answer (ferry deployment answer {self.deployment_id} ...)")
-        self._set_state(records.PAUSED)
-        try:
-            answer = ask_failure(description, PAUSE_TIMEOUT)
-            action, notes = answer.action, answer.notes
-        except FlowPauseTimeout:
-            action, notes = "abort", f"no answer within {PAUSE_TIMEOUT}s"
-        self._set_state(records.RUNNING)
+        action, notes = self._pause(ask_failure, description, PAUSE_TIMEOUT)
         self._record("Guided failure", target.name, action, 0, notes or None)
         self.log(f"guided failure on {target.name}: {action}" + (f" ({notes})" if notes else ""))
         return action
+
+    def _pause(self, ask: Callable[[str, int], Any], description: str, timeout: int) -> tuple[str, str]:
+        """Pause the flow run until a person answers; no answer in time is an abort (the deployment fails)."""
+        self._set_state(records.PAUSED)
+        try:
+            answer = ask(description, timeout)
+            return answer.action, answer.notes
+        except FlowPauseTimeout:
+            return "abort", f"no answer within {timeout}s"
+        finally:
+            self._set_state(records.RUNNING)
 
     def _run_manual(self, step: Any, release: ReleasePlan) -> None:
         variables = self._variables(release, step, None)
@@ -249,14 +254,7 @@ class Engine:
                        f"Answer **proceed** or **abort** (or `ferry deployment answer {self.deployment_id} proceed`).")
         self.log(f"manual intervention {step.name!r}: waiting for proceed/abort")
         started = now()
-        self._set_state(records.PAUSED)
-        timeout = int(step.timeout) if step.timeout else PAUSE_TIMEOUT
-        try:
-            answer = ask_manual(description, timeout)
-            action, notes = answer.action, answer.notes
-        except FlowPauseTimeout:
-            action, notes = "abort", f"no answer within {timeout}s"
-        self._set_state(records.RUNNING)
+        action, notes = self._pause(ask_manual, description, int(step.timeout) if step.timeout else PAUSE_TIMEOUT)
         state = SUCCESS if action == "proceed" else FAILED
         self._record(step.name, None, state, 1, f"{action}" + (f": {notes}" if notes else ""), started)
         self.log(f"manual intervention {step.name!r}: {action}" + (f" ({notes})" if notes else ""))

@@ -77,7 +77,7 @@ CASES = {
                           r"project\.yaml:4: lifecycle: unknown lifecycle 'Defualt' \(known: Default\)"),
     "unknown environment in a variable scope": (
         _replace("scope: {environment: [Production]}}", "scope: {environment: [Prod]}}"),
-        r"project\.yaml:\d+: variables\[7\]\.scope\.environment\[0\]: unknown environment 'Prod'"),
+        r"project\.yaml:\d+: variables\[\d+\]\.scope\.environment\[0\]: unknown environment 'Prod'"),
     "unknown environment of a target": (
         _replace("environment: Production,  roles", "environment: Prod,  roles", "infrastructure"),
         r"infrastructure\.yaml:22: targets\[3\]\.environment: unknown environment 'Prod'"),
@@ -94,7 +94,7 @@ CASES = {
                    r"project\.yaml:11: process\[0\]\.rolling\.window: window .0%. must be a count"),
     "environment variable source not set": (
         _replace("from_env: OCTOFX_DB_PASSWORD", "from_env: NOT_SET_ANYWHERE"),
-        r"project\.yaml:\d+: variables\[10\]\.value: environment variable NOT_SET_ANYWHERE is not set"),
+        r"project\.yaml:\d+: variables\[\d+\]\.value: environment variable NOT_SET_ANYWHERE is not set"),
     "missing file": (_cli("apply", "{root}/nope.yaml"), r"nope\.yaml: cannot read"),
     "invalid SemVer": (_cli("release", "create", "OctoFX", "--version", "1.0"),
                        r"invalid release version '1\.0': not SemVer 2"),

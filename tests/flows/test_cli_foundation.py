@@ -194,3 +194,22 @@ def test_schema_is_json_schema(ferry) -> None:  # type: ignore[no-untyped-def]
         assert f'"{kind}"' in kinds
     infra = json.loads(_ok(ferry("schema", "infrastructure")))
     assert {"environments", "lifecycles", "targets", "load_balancers"} <= set(infra["properties"])
+
+
+@pytest.mark.postgres
+def test_the_cli_on_a_postgresql_store(ferry, sample, postgres, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """FERRY_DATABASE_URL on PostgreSQL: the same commands, the same guarantees (secret never in plain text)."""
+    url = postgres.create_database()
+    monkeypatch.setenv("FERRY_DATABASE_URL", url)
+    _ok(ferry("apply", str(sample.infrastructure), str(sample.project)))
+    _ok(ferry("package", "push", str(sample.package("1.0.0"))))
+    _ok(ferry("release", "create", "OctoFX", "--version", "1.0.0"))
+    dup = ferry("release", "create", "OctoFX", "--version", "1.0.0")
+    assert dup.exit_code == 1 and "already exists" in dup.stderr
+    _ok(ferry("release", "verify", "OctoFX", "1.0.0"))
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        dump = " ".join(str(row) for table in ("project_revisions", "variable_snapshots", "releases")
+                        for row in conn.execute(f"SELECT * FROM {table}"))
+    assert "Db.Password" in dump and SECRET not in dump

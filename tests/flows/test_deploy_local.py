@@ -187,3 +187,27 @@ def test_status_and_promote(project: LocalProject) -> None:
     assert data["environments"] == ["Dev", "Prod"]
     assert data["current"]["Prod"]["release"] == "1.0.0"
     assert data["releases"] == [{"release": "1.0.0", "cells": {"Dev": "Success", "Prod": "Success"}}]
+
+
+def test_run_on_worker_and_worker_for_each_target(project: LocalProject, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    seen = tmp_path / "worker-seen"
+    process = [
+        {"name": "Announce", "kind": "script", "run_on": "worker", "script": f'echo "once $HOME" >> {seen}'},
+        {"name": "Per target", "roles": ["web"], "rolling": {"window": 2}, "steps": [
+            {"name": "From worker", "kind": "script", "run_on": "worker-for-each-target",
+             "script": f'echo "for $(ferry_var Machine.Name) from $HOME" >> {seen}'},
+            {"name": "On target", "kind": "script", "script": 'echo "$(ferry_var Machine.Name)" > "$HOME/me"'}]},
+    ]
+    project.write(process)
+    project.apply()
+    project.release("1.0.0")
+    assert project.deploy("1.0.0", "Dev").exit_code == 0
+    assert project.deploy("1.0.0", "Prod").exit_code == 0
+    lines = seen.read_text().splitlines()
+    assert sum(line.startswith("once ") for line in lines) == 2  # once per deployment
+    worker_lines = [line for line in lines if line.startswith("for ")]
+    assert sorted(line.split()[1] for line in worker_lines) == ["dev-01", *project.targets("Prod")]
+    targets_root = str(project.root / "targets")
+    assert all(targets_root not in line for line in lines)  # ran on the worker, not in a target's folder
+    for target in project.targets("Prod"):
+        assert (project.target_dir(target) / "me").read_text().strip() == target

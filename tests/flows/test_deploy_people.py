@@ -213,6 +213,35 @@ def test_sensitive_value_appears_in_no_log_artifact_or_output(project: LocalProj
     artifacts = httpx.post(f"{api}/artifacts/filter", json={"artifacts": {"flow_run_id": {"any_": [flow_run]}}}).json()
     flow_state = httpx.get(f"{api}/flow_runs/{flow_run}").json()
     assert any("connecting with ********" in log["message"] for log in logs)
-    assert any(a["type"] == "table" for a in artifacts)
+    assert {"table", "markdown", "progress"} <= {a["type"] for a in artifacts}
+    notes = next(a for a in artifacts if a["type"] == "markdown")
+    assert "## 1.0.0" in notes["data"] and "uses the database" in notes["data"]
     everything = json.dumps([outputs, record, logs, task_runs, artifacts, flow_state])
     assert secret not in everything
+
+
+def test_unanswered_manual_step_times_out_and_fails_cleanly(project: LocalProject) -> None:
+    project.write([{"name": "Approve", "kind": "manual", "instructions": "Anyone there?", "timeout": 3},
+                   {"name": "Install", "kind": "script", "roles": ["web"], "script": "touch $HOME/installed"}])
+    project.apply()
+    project.release("1.0.0")
+    result = project.deploy("1.0.0", "Dev")
+    assert result.exit_code == 1
+    assert "Approve: aborted by a person (no answer within 3s)" in result.stderr
+    record = project.show(1)
+    assert record["state"] == "Failed"
+    assert not (project.target_dir("dev-01") / "installed").exists()
+
+
+def test_deploy_without_wait_runs_in_the_background(project: LocalProject) -> None:
+    project.write(rolling(project, "sleep 1; touch $HOME/installed"))
+    project.apply()
+    project.release("1.0.0")
+    started = time.monotonic()
+    result = project.run("deploy", project.name, "1.0.0", "--to", "Dev")
+    assert result.exit_code == 0, result.output
+    assert "running in the background" in result.stdout
+    assert time.monotonic() - started < 30
+    record = project.wait_for_state("Success", timeout=120)
+    assert record["flow_run_id"]
+    assert (project.target_dir("dev-01") / "installed").exists()
