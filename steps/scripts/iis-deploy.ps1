@@ -1,0 +1,321 @@
+# ferry's `iis-website` step on the target: install a package into a new versioned folder and point an IIS web
+# site, application or virtual directory at it in one move. Modelled on Octopus's Calamari
+# (Octopus.Features.IISWebSite_BeforePostDeploy.ps1): WebAdministration, every IIS call retried on transient
+# errors, new sites created and then their bindings reconciled.
+#
+# Order matters (the lesson of Octopus's "failure to recover from unsuccessful release"): the new folder is
+# complete — extracted, config files substituted, verified — before IIS is touched, and the physical path is
+# switched last. If anything fails once the app pool is stopped, the path goes back to the old folder and the
+# pool is started again, so the site is left serving the release it had.
+param(
+    [Parameter(Mandatory = $true)][string]$Project,
+    [Parameter(Mandatory = $true)][string]$Environment,
+    [Parameter(Mandatory = $true)]$Package,
+    [Parameter(Mandatory = $true)][string]$Folder,
+    [Parameter(Mandatory = $true)][string]$Journal,
+    $Overrides = @(),
+    [string]$ConfigDigest = '',
+    [ValidateSet('website', 'application', 'virtual-directory')][string]$DeployAs = 'website',
+    [Parameter(Mandatory = $true)][string]$SiteName,
+    [string]$VirtualPath = '',
+    $Bindings = @(),
+    [ValidateSet('replace', 'merge')][string]$BindingMode = 'replace',
+    $AppPool = $null,
+    [bool]$AppOffline = $false,
+    [int]$Keep = 3,
+    [int]$MaxRetries = 5,
+    [int]$RetryDelayMilliseconds = 1000,
+    [int]$StopTimeoutSeconds = 120
+)
+
+$ErrorActionPreference = 'Stop'
+Import-Module WebAdministration
+
+function Invoke-Iis([string]$What, [scriptblock]$Action) {
+    # Calamari's rule: IIS configuration calls fail transiently (config file locked by WAS, "the object
+    # identifier does not represent a valid object"), so each is retried with a random 1x-4x delay.
+    $attempt = 0
+    while ($true) {
+        $attempt++
+        try {
+            return (& $Action)
+        }
+        catch {
+            if ($attempt -ge $MaxRetries) {
+                throw ($What + ' failed after ' + $attempt + ' attempt(s): ' + $_.Exception.Message)
+            }
+            Write-Host ($What + ' failed (attempt ' + $attempt + ' of ' + $MaxRetries + '): ' + $_.Exception.Message + '; retrying')
+            Start-Sleep -Milliseconds (Get-Random -Minimum $RetryDelayMilliseconds -Maximum (4 * $RetryDelayMilliseconds + 1))
+        }
+    }
+}
+
+function Wait-AppPoolState([string]$Name, [string]$State) {
+    # Stop-WebAppPool returns before the worker process is gone: poll until the state is reached.
+    $deadline = (Get-Date).AddSeconds($StopTimeoutSeconds)
+    while ((Invoke-Iis ('Get-WebAppPoolState ' + $Name) { (Get-WebAppPoolState -Name $Name).Value }) -ne $State) {
+        if ((Get-Date) -gt $deadline) {
+            throw ('app pool ' + $Name + ' did not reach ' + $State + ' within ' + $StopTimeoutSeconds + ' s')
+        }
+        Start-Sleep -Milliseconds 200
+    }
+}
+
+function Read-Journal {
+    if (Test-Path -LiteralPath $Journal -PathType Leaf) {
+        $text = [IO.File]::ReadAllText($Journal)
+        if ($text.Trim()) {
+            return @((ConvertFrom-Json $text).entries)
+        }
+    }
+    return @()
+}
+
+function Write-Journal($Entries) {
+    New-Item -ItemType Directory -Force -Path (Split-Path -Parent $Journal) | Out-Null
+    $temp = $Journal + '.ferry-tmp'
+    $json = ConvertTo-Json -InputObject @{ entries = @($Entries) } -Depth 5
+    [IO.File]::WriteAllText($temp, $json, (New-Object System.Text.UTF8Encoding $false))
+    if (Test-Path -LiteralPath $Journal -PathType Leaf) {
+        [IO.File]::Replace($temp, $Journal, $null)
+    }
+    else {
+        [IO.File]::Move($temp, $Journal)
+    }
+}
+
+function Test-Installed([string]$Candidate) {
+    $marker = Join-Path $Candidate '.ferry-install.json'
+    if (-not (Test-Path -LiteralPath $marker -PathType Leaf)) {
+        return $false
+    }
+    $installed = ConvertFrom-Json ([IO.File]::ReadAllText($marker))
+    return ($installed.sha256 -eq $Package.Sha256 -and $installed.config -eq $ConfigDigest)
+}
+
+function Install-Folder {
+    # A folder that already holds exactly this package and configuration is reused: that is how a rollback
+    # repoints IIS at the folder it kept instead of extracting again.
+    $candidate = $Folder
+    $n = 1
+    while (Test-Path -LiteralPath $candidate) {
+        if (Test-Installed $candidate) {
+            return @{ Path = $candidate; Reused = $true }
+        }
+        $n++
+        $candidate = $Folder + '_' + $n
+    }
+    $file = [string]$Package.File
+    $actual = (Get-FileHash -LiteralPath $file -Algorithm SHA256).Hash.ToLowerInvariant()
+    if ($actual -ne $Package.Sha256) {
+        throw ('package ' + $file + ' has sha256 ' + $actual + ', expected ' + $Package.Sha256)
+    }
+    $temp = $candidate + '.ferry-tmp'
+    if (Test-Path -LiteralPath $temp) {
+        Remove-Item -LiteralPath $temp -Recurse -Force
+    }
+    New-Item -ItemType Directory -Force -Path $temp | Out-Null
+    if ($file -match '\.(zip|nupkg)$') {
+        Add-Type -AssemblyName System.IO.Compression.FileSystem
+        [IO.Compression.ZipFile]::ExtractToDirectory($file, $temp)
+    }
+    else {
+        & tar.exe -xzf $file -C $temp
+        if ($LASTEXITCODE -ne 0) {
+            throw ('tar.exe could not extract ' + $file + ' (exit code ' + $LASTEXITCODE + ')')
+        }
+    }
+    foreach ($override in @($Overrides)) {
+        $relative = [string]$override.Path
+        if ([IO.Path]::IsPathRooted($relative) -or $relative -match '(^|[\\/])\.\.([\\/]|$)') {
+            throw ('refusing to write outside the package: ' + $relative)
+        }
+        $target = Join-Path $temp $relative
+        [IO.File]::WriteAllBytes($target, [Convert]::FromBase64String([string]$override.Content))
+    }
+    $marker = ConvertTo-Json -InputObject @{ package = $Package.Id; version = $Package.Version; sha256 = $Package.Sha256; config = $ConfigDigest }
+    [IO.File]::WriteAllText((Join-Path $temp '.ferry-install.json'), $marker)
+    Move-Item -LiteralPath $temp -Destination $candidate
+    return @{ Path = $candidate; Reused = $false }
+}
+
+function Set-AppPool {
+    if ($null -eq $AppPool) {
+        return
+    }
+    $name = [string]$AppPool.Name
+    $path = 'IIS:\AppPools\' + $name
+    if (-not (Test-Path -LiteralPath $path)) {
+        Invoke-Iis ('New-WebAppPool ' + $name) { New-WebAppPool -Name $name | Out-Null }
+        Write-Host ('created app pool ' + $name)
+    }
+    $runtime = if ($AppPool.Runtime -eq 'no-managed-code') { '' } else { [string]$AppPool.Runtime }
+    Invoke-Iis ('set managedRuntimeVersion of ' + $name) { Set-ItemProperty -LiteralPath $path -Name managedRuntimeVersion -Value $runtime }
+    Invoke-Iis ('set managedPipelineMode of ' + $name) { Set-ItemProperty -LiteralPath $path -Name managedPipelineMode -Value ([string]$AppPool.Pipeline) }
+    Invoke-Iis ('set startMode of ' + $name) { Set-ItemProperty -LiteralPath $path -Name startMode -Value ([string]$AppPool.StartMode) }
+    if ($AppPool.Identity -eq 'SpecificUser') {
+        Invoke-Iis ('set the identity of ' + $name) {
+            Set-ItemProperty -LiteralPath $path -Name processModel -Value @{ identityType = 'SpecificUser'; userName = [string]$AppPool.UserName; password = [string]$AppPool.Password }
+        }
+    }
+    else {
+        Invoke-Iis ('set the identity of ' + $name) { Set-ItemProperty -LiteralPath $path -Name processModel.identityType -Value ([string]$AppPool.Identity) }
+    }
+}
+
+function ConvertTo-BindingValue($Binding) {
+    $ip = if ($Binding.Ip) { [string]$Binding.Ip } else { '*' }
+    $flags = if ($Binding.Sni) { 1 } else { 0 }
+    return @{ protocol = [string]$Binding.Protocol; bindingInformation = ($ip + ':' + $Binding.Port + ':' + $Binding.Host); sslFlags = $flags }
+}
+
+function Set-Bindings([string]$SitePath) {
+    $desired = @($Bindings | ForEach-Object { ConvertTo-BindingValue $_ })
+    $current = @((Get-Item -LiteralPath $SitePath).bindings.Collection | ForEach-Object { $_.protocol + '/' + $_.bindingInformation })
+    $wanted = @($desired | ForEach-Object { $_.protocol + '/' + $_.bindingInformation })
+    if ($BindingMode -eq 'merge') {
+        foreach ($binding in $desired) {
+            if ($current -notcontains ($binding.protocol + '/' + $binding.bindingInformation)) {
+                Invoke-Iis ('add binding ' + $binding.bindingInformation) { New-ItemProperty -LiteralPath $SitePath -Name bindings -Value $binding | Out-Null }
+            }
+        }
+    }
+    elseif ((Compare-Object $current $wanted)) {
+        Invoke-Iis ('replace the bindings of ' + $SiteName) { Set-ItemProperty -LiteralPath $SitePath -Name bindings -Value $desired }
+    }
+    foreach ($binding in @($Bindings | Where-Object { $_.Protocol -eq 'https' })) {
+        $thumbprint = ([string]$binding.Thumbprint).ToUpperInvariant()
+        $certificate = Get-ChildItem -LiteralPath 'Cert:\LocalMachine\My' | Where-Object { $_.Thumbprint -eq $thumbprint -and $_.HasPrivateKey }
+        if (-not $certificate) {
+            throw ('certificate ' + $thumbprint + ' with a private key is not in Cert:\LocalMachine\My')
+        }
+        $ip = if ($binding.Ip) { [string]$binding.Ip } else { '*' }
+        $web = Get-WebBinding -Name $SiteName -Protocol https -Port $binding.Port -HostHeader ([string]$binding.Host) -IPAddress $ip
+        Invoke-Iis ('bind certificate ' + $thumbprint) { $web.AddSslCertificate($thumbprint, 'My') }
+    }
+}
+
+# ---------------------------------------------------------------------------------------------- the folder
+$installed = Install-Folder
+$newFolder = $installed.Path
+Write-Host ($(if ($installed.Reused) { 'reusing ' } else { 'extracted to ' }) + $newFolder)
+
+# ---------------------------------------------------------------------------------------------- IIS objects
+Set-AppPool
+$poolName = if ($null -ne $AppPool) { [string]$AppPool.Name } else { $null }
+$sitePath = 'IIS:\Sites\' + $SiteName
+$iisPath = if ($DeployAs -eq 'website') { $sitePath } else { $sitePath + ($VirtualPath -replace '/', '\') }
+$created = $false
+if ($DeployAs -eq 'website') {
+    if (-not (Test-Path -LiteralPath $sitePath)) {
+        $first = @($Bindings)[0]
+        $id = 1 + [int]((Get-ChildItem -LiteralPath 'IIS:\Sites' | Measure-Object -Property id -Maximum).Maximum)
+        Invoke-Iis ('New-Website ' + $SiteName) {
+            New-Website -Name $SiteName -Id $id -PhysicalPath $newFolder -ApplicationPool $poolName -Port $first.Port -HostHeader ([string]$first.Host) | Out-Null
+        }
+        $created = $true
+        Write-Host ('created web site ' + $SiteName)
+    }
+    Set-Bindings $sitePath
+    Invoke-Iis ('set the app pool of ' + $SiteName) { Set-ItemProperty -LiteralPath $sitePath -Name applicationPool -Value $poolName }
+}
+else {
+    if (-not (Test-Path -LiteralPath $sitePath)) {
+        throw ('web site ' + $SiteName + ' does not exist: a ' + $DeployAs + ' needs its parent site')
+    }
+    if (-not (Test-Path -LiteralPath $iisPath)) {
+        $name = $VirtualPath.TrimStart('/')
+        if ($DeployAs -eq 'application') {
+            Invoke-Iis ('New-WebApplication ' + $VirtualPath) { New-WebApplication -Site $SiteName -Name $name -PhysicalPath $newFolder -ApplicationPool $poolName | Out-Null }
+        }
+        else {
+            Invoke-Iis ('New-WebVirtualDirectory ' + $VirtualPath) { New-WebVirtualDirectory -Site $SiteName -Name $name -PhysicalPath $newFolder | Out-Null }
+        }
+        $created = $true
+    }
+    elseif ($DeployAs -eq 'application') {
+        Invoke-Iis ('set the app pool of ' + $VirtualPath) { Set-ItemProperty -LiteralPath $iisPath -Name applicationPool -Value $poolName }
+    }
+}
+
+# ---------------------------------------------------------------------------------------------- the switch
+$oldFolder = [string](Get-Item -LiteralPath $iisPath).physicalPath
+$offline = $null
+if (-not $created -and $oldFolder -ne $newFolder) {
+    if ($AppOffline -and (Test-Path -LiteralPath $oldFolder)) {
+        $offline = Join-Path $oldFolder 'app_offline.htm'
+        [IO.File]::WriteAllText($offline, '<html><body>Down for a moment: a new release is being installed.</body></html>')
+    }
+    if ($poolName) {
+        Invoke-Iis ('Stop-WebAppPool ' + $poolName) {
+            if ((Get-WebAppPoolState -Name $poolName).Value -ne 'Stopped') { Stop-WebAppPool -Name $poolName }
+        }
+        Wait-AppPoolState $poolName 'Stopped'
+    }
+    try {
+        Invoke-Iis ('switch ' + $iisPath + ' to ' + $newFolder) { Set-ItemProperty -LiteralPath $iisPath -Name physicalPath -Value $newFolder }
+        if ($poolName) {
+            Invoke-Iis ('Start-WebAppPool ' + $poolName) { Start-WebAppPool -Name $poolName }
+            Wait-AppPoolState $poolName 'Started'
+        }
+    }
+    catch {
+        $failure = $_.Exception.Message
+        Set-ItemProperty -LiteralPath $iisPath -Name physicalPath -Value $oldFolder
+        if ($poolName) {
+            try { Start-WebAppPool -Name $poolName } catch { Write-Host ('could not restart ' + $poolName + ': ' + $_.Exception.Message) }
+        }
+        if ($offline) {
+            Remove-Item -LiteralPath $offline -Force -ErrorAction SilentlyContinue
+        }
+        throw ($failure + ' (' + $iisPath + ' left on ' + $oldFolder + ')')
+    }
+    Write-Host ('switched ' + $iisPath + ' from ' + $oldFolder + ' to ' + $newFolder)
+}
+elseif ($poolName) {
+    Invoke-Iis ('Start-WebAppPool ' + $poolName) {
+        if ((Get-WebAppPoolState -Name $poolName).Value -ne 'Started') { Start-WebAppPool -Name $poolName }
+    }
+    Wait-AppPoolState $poolName 'Started'
+}
+if ($DeployAs -eq 'website') {
+    Invoke-Iis ('Start-Website ' + $SiteName) {
+        if ((Get-WebsiteState -Name $SiteName).Value -ne 'Started') { Start-Website -Name $SiteName }
+    }
+}
+if ($offline) {
+    Remove-Item -LiteralPath $offline -Force -ErrorAction SilentlyContinue
+}
+
+# ---------------------------------------------------------------------------------------------- journal, retention
+$key = $Project + '|' + $Environment + '|' + $Package.Id + '|' + $SiteName + '|' + $VirtualPath
+$entries = @(Read-Journal | Where-Object { -not ($_.key -eq $key -and $_.folder -eq $newFolder) })
+$entries = @([pscustomobject]@{
+        key = $key; project = $Project; environment = $Environment; package = $Package.Id
+        version = $Package.Version; sha256 = $Package.Sha256; folder = $newFolder; site = $SiteName
+        virtualPath = $VirtualPath; installedAt = (Get-Date).ToUniversalTime().ToString('o')
+    }) + $entries
+$mine = @($entries | Where-Object { $_.key -eq $key })
+$removed = @()
+$index = 0
+foreach ($entry in $mine) {
+    $index++
+    # keep the newest $Keep folders, and never the one in use or the one it replaced (instant rollback)
+    if ($index -le $Keep -or $entry.folder -eq $newFolder -or $entry.folder -eq $oldFolder) {
+        continue
+    }
+    try {
+        if (Test-Path -LiteralPath $entry.folder) {
+            Remove-Item -LiteralPath $entry.folder -Recurse -Force
+        }
+        $removed += $entry.folder
+        $entries = @($entries | Where-Object { $_ -ne $entry })
+    }
+    catch {
+        Write-Host ('could not remove ' + $entry.folder + ' (kept for the next deployment): ' + $_.Exception.Message)
+    }
+}
+Write-Journal $entries
+
+$result = @{ folder = $newFolder; previous = $oldFolder; reused = $installed.Reused; created = $created; removed = $removed }
+Write-Output ('##ferry-result ' + (ConvertTo-Json -InputObject $result -Compress))
