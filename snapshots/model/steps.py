@@ -140,9 +140,13 @@ class IisWebsiteStep(StepBase):
     keep: int = Field(3, ge=1, le=100)
     root: str = r"C:\ferry\Applications"
     acquire: Literal["push", "target-pulls"] = "push"
+    feed_url: str | None = Field(
+        None, description="acquire: target-pulls — base URL the target downloads <package file> from")
 
     @model_validator(mode="after")
     def _shape(self) -> IisWebsiteStep:
+        if self.acquire == "target-pulls" and not self.feed_url:
+            raise ValueError("acquire: target-pulls needs feed_url (where the target downloads the package)")
         if self.deploy_as != "website" and not (self.virtual_path or "").startswith("/"):
             raise ValueError(f"deploy_as {self.deploy_as} needs virtual_path starting with '/'")
         if self.deploy_as == "virtual-directory" and self.app_pool:

@@ -1,0 +1,220 @@
+"""The ``iis-website`` step: deploy a package to IIS on a Windows target over WinRM, as Octopus's "Deploy to IIS".
+
+What runs where, and why:
+
+* On the worker: the package's bytes are checked against the sha256 the release pinned, extracted into a temp
+  folder, and the step's ``substitute`` files get their ``#{...}`` and structured variables there (ferry's own
+  ``snapshots.configfiles``, the same code as on Linux). Only the changed files' bytes travel on, as data.
+* To the target: the package file itself (``acquire: push`` streams it through WinRM; ``target-pulls`` has the
+  target download it from ``feed_url``), both verified by sha256 on the target.
+* On the target, one ``iis-deploy.ps1`` (package data, WebAdministration) extracts into a new versioned folder
+  ``<root>\\<environment>\\<package>\\<version>``, writes the substituted files, configures the app pool, site,
+  bindings, application or virtual directory, stops the pool and waits, switches the physical path in one
+  move, starts and waits, reverts to the old folder if anything fails after the stop, keeps ``keep`` folders
+  and records each installation in ``<root>\\DeploymentJournal.json`` (a redeploy of a kept release — a
+  rollback — repoints IIS at its folder instead of extracting again).
+
+``iis_parameters`` computes the script's parameters without touching a target, so tests pin them.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import shutil
+import tarfile
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from snapshots.configfiles import apply_to_directory
+from snapshots.errors import SnapshotIntegrityError, StepFailed
+from snapshots.model.steps import IisWebsiteStep
+from steps.context import PackageRef, StepContext
+
+SCRIPT = "iis-deploy.ps1"
+MAX_RETRIES = 5  # Calamari's MaxRetryFailures
+RETRY_DELAY_MS = 1000  # Calamari sleeps a random 1-4 s between tries
+STOP_TIMEOUT = 120
+_UNSAFE = re.compile(r'[<>:"/\\|?*\x00-\x1f]')
+
+
+def _segment(value: str) -> str:
+    """A path segment Windows accepts (environment and package names may hold ``:`` or ``/``)."""
+    return _UNSAFE.sub("_", value).strip(" .") or "_"
+
+
+def _win_join(*parts: str) -> str:
+    return "\\".join(p.strip("\\") if i else p.rstrip("\\") for i, p in enumerate(parts))
+
+
+@dataclass
+class IisPlan:
+    parameters: dict[str, Any]
+    package: PackageRef
+    package_file: str
+    """Where the package lands on the target."""
+
+
+def _fail(ctx: StepContext, message: str) -> StepFailed:
+    return StepFailed(message, step=ctx.step.name, target=ctx.target_name)
+
+
+def iis_parameters(ctx: StepContext) -> IisPlan:
+    """Everything ``iis-deploy.ps1`` receives except the substituted files (``Overrides``/``ConfigDigest``)."""
+    step: IisWebsiteStep = ctx.step
+
+    def render(value: str | None, field: str) -> str:
+        return ctx.render(value, f"{ctx.where} {field}") if value else ""
+
+    ref = ctx.packages.get(step.package)
+    if ref is None:
+        raise _fail(ctx, f"package {step.package!r} is not part of this release")
+    root = render(step.root, "root")
+    if not re.match(r"^[A-Za-z]:\\", root):
+        raise _fail(ctx, f"root must be an absolute Windows path like C:\\ferry\\Applications, not {root!r}")
+    folder = _win_join(root, _segment(ctx.environment), _segment(ref.id), _segment(ref.version))
+    package_file = _win_join(root, ".packages", _segment(ref.filename))
+    bindings = []
+    for index, binding in enumerate(step.site.bindings):
+        where = f"site.bindings[{index}]"
+        port = render(str(binding.port), f"{where}.port")
+        if not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise _fail(ctx, f"{where}.port renders to {port!r}: expected a port number 1-65535")
+        thumbprint = render(binding.thumbprint, f"{where}.thumbprint") or None
+        if thumbprint is not None and not re.fullmatch(r"[0-9A-Fa-f]{40}", thumbprint):
+            raise _fail(ctx, f"{where}.thumbprint does not render to 40 hex digits (a SHA-1 thumbprint)")
+        bindings.append({"Protocol": binding.protocol, "Ip": render(binding.ip, f"{where}.ip") or "*",
+                         "Port": int(port), "Host": render(binding.host, f"{where}.host"),
+                         "Thumbprint": thumbprint.upper() if thumbprint else None, "Sni": binding.sni})
+    if step.deploy_as == "website" and not bindings:
+        raise _fail(ctx, "a web site needs at least one binding")
+    pool = None
+    if step.app_pool is not None:
+        pool = {"Name": render(step.app_pool.name, "app_pool.name"), "Runtime": step.app_pool.runtime,
+                "Pipeline": step.app_pool.pipeline, "Identity": step.app_pool.identity,
+                "UserName": render(step.app_pool.username, "app_pool.username") or None,
+                "Password": render(step.app_pool.password, "app_pool.password") or None,
+                "StartMode": step.app_pool.start_mode}
+    parameters = {
+        "Project": ctx.project, "Environment": ctx.environment,
+        "Package": {"Id": ref.id, "Version": ref.version, "Sha256": ref.sha256, "File": package_file},
+        "Folder": folder, "Journal": _win_join(root, "DeploymentJournal.json"),
+        "Overrides": [], "ConfigDigest": "",
+        "DeployAs": step.deploy_as, "SiteName": render(step.site.name, "site.name"),
+        "VirtualPath": render(step.virtual_path, "virtual_path"),
+        "Bindings": bindings, "BindingMode": step.site.binding_mode, "AppPool": pool,
+        "AppOffline": step.app_offline, "Keep": step.keep, "MaxRetries": MAX_RETRIES,
+        "RetryDelayMilliseconds": RETRY_DELAY_MS, "StopTimeoutSeconds": STOP_TIMEOUT,
+    }
+    return IisPlan(parameters, ref, package_file)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _extract(archive: Path, into: Path) -> None:
+    name = archive.name.lower()
+    if name.endswith((".zip", ".nupkg")):
+        with zipfile.ZipFile(archive) as package:
+            for member in package.namelist():
+                if member.startswith(("/", "\\")) or ".." in re.split(r"[\\/]", member):
+                    raise SnapshotIntegrityError(f"{archive.name}: entry {member!r} would land outside the folder")
+            package.extractall(into)
+    else:
+        with tarfile.open(archive) as package:
+            package.extractall(into, filter="data")
+
+
+def substituted_files(ctx: StepContext, package: Path) -> list[dict[str, str]]:
+    """The config files the step substitutes, as they must be on the target: [{Path, Content(base64)}] for each
+    file whose bytes changed (Windows separators), computed on the worker from the verified package."""
+    step: IisWebsiteStep = ctx.step
+    if not (step.substitute.files or step.substitute.structured):
+        return []
+    with tempfile.TemporaryDirectory(prefix="ferry-iis-") as temp:
+        root = Path(temp)
+        _extract(package, root)
+        before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+        for line in apply_to_directory(root, substitute_globs=list(step.substitute.files),
+                                       structured_globs=list(step.substitute.structured),
+                                       variables=ctx.variables, render=ctx.render):
+            ctx.log(line)
+        changed = []
+        for path, data in sorted(before.items()):
+            now = path.read_bytes()
+            if now != data:
+                changed.append({"Path": path.relative_to(root).as_posix().replace("/", "\\"),
+                                "Content": base64.b64encode(now).decode("ascii")})
+        shutil.rmtree(root, ignore_errors=True)
+    return changed
+
+
+def config_digest(overrides: list[dict[str, str]]) -> str:
+    """Identifies the substituted configuration: a kept folder is reused only for the same package and config."""
+    return hashlib.sha256(json.dumps(overrides, sort_keys=True).encode()).hexdigest()
+
+
+def run(ctx: StepContext) -> None:
+    transport = ctx.transport
+    invoke = getattr(transport, "invoke", None)
+    if invoke is None:
+        raise _fail(ctx, "iis-website runs on Windows targets: give the target a winrm transport")
+    for notice in getattr(transport, "notices", []):
+        ctx.log(f"WARNING: {notice}")
+    plan = iis_parameters(ctx)
+    ref = plan.package
+    actual = _sha256(ref.path)
+    if actual != ref.sha256:
+        raise SnapshotIntegrityError(f"{ref.path.name} has sha256 {actual}, but release {ctx.release} pinned "
+                                     f"{ref.sha256}: refusing to deploy it")
+    overrides = substituted_files(ctx, ref.path)
+    plan.parameters["Overrides"] = overrides
+    plan.parameters["ConfigDigest"] = config_digest(overrides) if overrides else ""
+    step: IisWebsiteStep = ctx.step
+    if step.acquire == "push":
+        sent = transport.upload(ref.path, plan.package_file, ref.sha256)
+        ctx.log(f"sent {ref.filename} ({ref.path.stat().st_size} bytes) to {plan.package_file}" if sent
+                else f"{ref.filename} is already on the target (same sha256)")
+    else:
+        url = ctx.render(step.feed_url or "", f"{ctx.where} feed_url").rstrip("/") + "/" + ref.filename
+        pulled = transport.pull(url, plan.package_file, ref.sha256)  # type: ignore[attr-defined]
+        ctx.log(f"the target downloaded {url} (sha256 verified)" if pulled
+                else f"{ref.filename} is already on the target (same sha256)")
+    result_line: list[str] = []
+
+    def on_line(line: str) -> None:
+        if line.startswith("##ferry-result "):
+            result_line.append(line)
+        elif not line.startswith("##ferry-"):
+            ctx.log(line)
+
+    result, lines = invoke(_script(), parameters=plan.parameters, timeout=step.timeout or 1800, on_line=on_line)
+    if not result.ok:
+        errors = [line[len("ERROR: "):] for line in result.output_tail if line.startswith("ERROR: ")]
+        message = errors[0] if errors else "iis-deploy.ps1 failed"
+        raise StepFailed(f"IIS deployment failed: {message}", step=step.name, target=ctx.target_name,
+                         exit_code=result.exit_code, output_tail=result.output_tail)
+    reply = next((line for line in lines if line.startswith("##ferry-result ")), None)
+    if reply is None:
+        raise _fail(ctx, "iis-deploy.ps1 ended without reporting what it did")
+    done = json.loads(reply.split(" ", 1)[1])
+    how = "repointed to the kept folder" if done.get("reused") else "installed"
+    ctx.log(f"{plan.parameters['SiteName']}{plan.parameters['VirtualPath']}: {how} {done['folder']}"
+            + (f" (was {done['previous']})" if done.get("previous") and done["previous"] != done["folder"] else "")
+            + (f"; removed {', '.join(done['removed'])}" if done.get("removed") else ""))
+
+
+def _script() -> str:
+    from steps.winrm import load_script
+
+    return load_script(SCRIPT)
