@@ -170,6 +170,16 @@ function ConvertTo-BindingValue($Binding) {
 }
 
 function Set-Bindings([string]$SitePath) {
+    # every certificate must be there before any binding changes: a missing one leaves the site as it was
+    $certificates = @{}
+    foreach ($binding in @($Bindings | Where-Object { $_.Protocol -eq 'https' })) {
+        $thumbprint = ([string]$binding.Thumbprint).ToUpperInvariant()
+        $certificate = Get-ChildItem -LiteralPath 'Cert:\LocalMachine\My' | Where-Object { $_.Thumbprint -eq $thumbprint -and $_.HasPrivateKey }
+        if (-not $certificate) {
+            throw ('certificate ' + $thumbprint + ' with a private key is not in Cert:\LocalMachine\My')
+        }
+        $certificates[$thumbprint] = $certificate
+    }
     $desired = @($Bindings | ForEach-Object { ConvertTo-BindingValue $_ })
     $current = @((Get-Item -LiteralPath $SitePath).bindings.Collection | ForEach-Object { $_.protocol + '/' + $_.bindingInformation })
     $wanted = @($desired | ForEach-Object { $_.protocol + '/' + $_.bindingInformation })
@@ -185,10 +195,6 @@ function Set-Bindings([string]$SitePath) {
     }
     foreach ($binding in @($Bindings | Where-Object { $_.Protocol -eq 'https' })) {
         $thumbprint = ([string]$binding.Thumbprint).ToUpperInvariant()
-        $certificate = Get-ChildItem -LiteralPath 'Cert:\LocalMachine\My' | Where-Object { $_.Thumbprint -eq $thumbprint -and $_.HasPrivateKey }
-        if (-not $certificate) {
-            throw ('certificate ' + $thumbprint + ' with a private key is not in Cert:\LocalMachine\My')
-        }
         $ip = if ($binding.Ip) { [string]$binding.Ip } else { '*' }
         $web = Get-WebBinding -Name $SiteName -Protocol https -Port $binding.Port -HostHeader ([string]$binding.Host) -IPAddress $ip
         Invoke-Iis ('bind certificate ' + $thumbprint) { $web.AddSslCertificate($thumbprint, 'My') }

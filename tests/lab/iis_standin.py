@@ -663,6 +663,11 @@ class IisDeploy:
                         lambda s, k=key, v=value: s["appPools"][name].__setitem__(k, v))
 
     def set_bindings(self, site_name: str) -> None:
+        certificates = {c.upper() for c in self.iis.load().get("certificates", [])}
+        for binding in self.p.get("Bindings") or []:
+            if binding["Protocol"] == "https" and str(binding.get("Thumbprint", "")).upper() not in certificates:
+                raise PsError(f"certificate {str(binding.get('Thumbprint')).upper()} with a private key is not in "
+                              "Cert:\\LocalMachine\\My")
         desired = []
         for binding in self.p.get("Bindings") or []:
             ip = binding.get("Ip") or "*"
@@ -680,11 +685,6 @@ class IisDeploy:
         elif sorted(have) != sorted(want):
             self.invoke(f"replace the bindings of {site_name}", "Set-ItemProperty",
                         lambda s: s["sites"][site_name].__setitem__("bindings", desired))
-        certificates = {c.upper() for c in self.iis.load().get("certificates", [])}
-        for binding in self.p.get("Bindings") or []:
-            if binding["Protocol"] == "https" and str(binding.get("Thumbprint", "")).upper() not in certificates:
-                raise PsError(f"certificate {str(binding.get('Thumbprint')).upper()} with a private key is not in "
-                              "Cert:\\LocalMachine\\My")
 
     def retention(self, new_folder: str, old_folder: str) -> list[str]:
         journal_win = str(self.p["Journal"])
