@@ -1,0 +1,624 @@
+"""The same rolling deployment with ferry and with Ansible, on the same lab, measured in one run.
+
+    .venv/bin/python -m benchmarks.rolling_vs_ansible [--targets 8 --window 2 --pairs 3] [--json]
+
+What runs (needs root, like `ferry lab up`):
+
+- a private lab (its own FERRY_HOME and loopback /24, so a demo or test lab is not disturbed): ``--targets``
+  SSH targets behind one HAProxy with health checks;
+- a Prefect server (started once, not timed: a real ferry install runs one);
+- Ansible (ansible-core + community.general, pinned in ``benchmarks/ansible-requirements.txt``) in its own venv
+  ``benchmarks/.venv-ansible``, created on first run; the playbook is ``benchmarks/ansible/rolling.yml`` with
+  ``benchmarks/ansible/ansible.cfg`` (pipelining, ControlPersist, forks 8, no facts) and an inventory written
+  from the lab.
+
+Both deploy the OctoFX sample package (``examples/octofx``) with a window of ``--window`` targets: drain and
+disable each server in HAProxy, install the package into a new release folder, run its Deploy.sh, switch
+``current``, restart through its PostDeploy.sh, smoke test the app on the target, enable the server and wait
+for HAProxy to call it UP. Every run deploys a version never deployed before (a fresh package is built for
+each), so neither side can skip work. After one untimed warm-up run of each, runs alternate
+ferry / Ansible / floor for ``--pairs`` rounds.
+
+Each run is checked before it counts: both tools reach HAProxy's runtime API through a recording proxy, and
+every server must have been set to drain, then taken out (MAINT), then put back — in that order; a monitor
+polling HAProxy must have seen every server in MAINT; at the end every server is UP and every app answers the
+new version over HTTP; and the tool's own record (ferry's step results, Ansible's task output) shows the smoke
+test passed on every target. A run that did less is refused, and nothing is reported.
+
+The floor is the real work without a tool: the same steps run directly, batch by batch — HAProxy commands on
+its socket, the package streamed into one command over an already open (multiplexed) OpenSSH connection per
+target that unpacks it and runs the same scripts, the smoke test as one HTTP poll — and it is the sum over
+batches of the slowest target's time. Each tool's overhead is its wall time above the floor.
+
+ferry's time is the whole ``ferry deploy PROJECT VERSION --to ENV --wait`` command (process start included);
+Ansible's the whole ``ansible-playbook`` command. Package push and release creation happen before the clock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import hashlib
+import io
+import json
+import os
+import re
+import shlex
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH = REPO / "benchmarks"
+ANSIBLE_DIR = BENCH / "ansible"
+ANSIBLE_VENV = BENCH / ".venv-ansible"
+ANSIBLE_REQUIREMENTS = BENCH / "ansible-requirements.txt"
+BUILD_PACKAGE = REPO / "examples" / "octofx" / "build_package.py"
+
+PROJECT = "OctoFX"
+PACKAGE = "OctoFX.Web"
+ENVIRONMENT = "Production"
+BACKEND = "octofx"
+APP_ROOT = "/srv/octofx"
+APP_STATE = f"{APP_ROOT}/{ENVIRONMENT}/{PACKAGE}"  # ferry's package step: <root>/<environment>/<package>
+SSH_PORT = 2222
+TARGET_RATIO = 1 / 3
+TARGET_OVERHEAD = 0.15
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+class Refused(Exception):
+    """A run did less than the job (or failed): it is not a valid measurement."""
+
+
+# ------------------------------------------------------------------------------------------------ Ansible venv
+
+def ensure_ansible() -> Path:
+    """``benchmarks/.venv-ansible`` with the pinned Ansible; (re)created when the requirements change."""
+    requirements = ANSIBLE_REQUIREMENTS.read_bytes()
+    stamp = ANSIBLE_VENV / f".installed-{hashlib.sha256(requirements).hexdigest()[:12]}"
+    playbook = ANSIBLE_VENV / "bin" / "ansible-playbook"
+    if stamp.exists() and playbook.exists():
+        return playbook
+    log(f"installing Ansible into {ANSIBLE_VENV.relative_to(REPO)} (first run; a few minutes)")
+    if not (ANSIBLE_VENV / "bin" / "python").exists():
+        subprocess.run([sys.executable, "-m", "venv", str(ANSIBLE_VENV)], check=True)
+    subprocess.run([str(ANSIBLE_VENV / "bin" / "pip"), "install", "-q", "--disable-pip-version-check",
+                    "-r", str(ANSIBLE_REQUIREMENTS)], check=True)
+    for old in ANSIBLE_VENV.glob(".installed-*"):
+        old.unlink()
+    stamp.touch()
+    return playbook
+
+
+# ------------------------------------------------------------------------------------------------ HAProxy
+
+def haproxy_command(path: str, command: str, timeout: float = 5.0) -> str:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(path)
+        sock.sendall(command.encode() + b"\n")
+        chunks = []
+        while data := sock.recv(65536):
+            chunks.append(data)
+    return b"".join(chunks).decode()
+
+
+def server_stats(path: str) -> dict[str, dict[str, str]]:
+    """``show stat`` rows of the backend's servers, by server name."""
+    text = haproxy_command(path, "show stat").lstrip("# ")
+    return {r["svname"]: r for r in csv.DictReader(io.StringIO(text))
+            if r.get("pxname") == BACKEND and r["svname"] not in ("FRONTEND", "BACKEND")}
+
+
+class ApiRecorder:
+    """A unix socket in front of HAProxy's runtime API that records every command it forwards (HAProxy's
+    non-interactive mode: one command line per connection, the reply, close). Both tools talk through it."""
+
+    def __init__(self, path: Path, upstream: str) -> None:
+        self.path, self.upstream = path, upstream
+        self.commands: list[tuple[float, str]] = []
+        self._lock = threading.Lock()
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        self._sock.bind(str(path))
+        os.chmod(path, 0o666)
+        self._sock.listen(128)
+        threading.Thread(target=self._accept, daemon=True, name="api-recorder").start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        with client, socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as up:
+            try:
+                client.settimeout(30)
+                request = b""
+                while b"\n" not in request and (data := client.recv(65536)):
+                    request += data
+                with self._lock:
+                    self.commands.append((time.monotonic(), request.decode(errors="replace").strip()))
+                up.settimeout(30)
+                up.connect(self.upstream)
+                up.sendall(request)
+                while data := up.recv(65536):
+                    client.sendall(data)
+            except OSError:
+                pass
+
+    def take(self) -> list[tuple[float, str]]:
+        with self._lock:
+            taken, self.commands = self.commands, []
+        return taken
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+class StateMonitor:
+    """Polls HAProxy (directly, not through the recorder) and remembers every status each server showed."""
+
+    def __init__(self, socket_path: str, interval: float = 0.05) -> None:
+        self.socket_path, self.interval = socket_path, interval
+        self.seen: dict[str, set[str]] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> StateMonitor:
+        self.seen = {}
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._poll, daemon=True, name="haproxy-monitor")
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join()
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(OSError):
+                for name, row in server_stats(self.socket_path).items():
+                    self.seen.setdefault(name, set()).add(row["status"])
+            self._stop.wait(self.interval)
+
+
+# ------------------------------------------------------------------------------------------------ the bench
+
+@dataclass
+class Run:
+    tool: str
+    version: str
+    seconds: float
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class Bench:
+    def __init__(self, root: Path, targets: int, window: int, verbose: bool) -> None:
+        self.root, self.count, self.window, self.verbose = root, targets, window, verbose
+        self.home = root / "home"
+        self.packages = root / "packages"
+        self.packages.mkdir(parents=True)
+        self.logs = root / "logs"
+        self.logs.mkdir()
+        self.version_no = 0
+        self.env: dict[str, str] = {}
+        self.server: Any = None
+        self.recorder: ApiRecorder | None = None
+        self.masters: list[subprocess.Popen[bytes]] = []
+
+    # -- setup ----------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        from steps.lab import Lab
+
+        self.lab = Lab(self.home)
+        pid = os.getpid()
+        network = f"127.{250 + pid % 5}.{(pid // 5) % 250 + 1}"  # apart from demo, test and upload-bench labs
+        log(f"lab: {self.count} targets on {network}.x")
+        status = self.lab.up(self.count, network=network, ssh_port=SSH_PORT)
+        self.status = status
+        self.targets: list[dict[str, Any]] = status["targets"]
+        self.haproxy_socket = status["haproxy"]["socket"].removeprefix("unix://")
+        self.recorder = ApiRecorder(self.root / "haproxy-api.sock", self.haproxy_socket)
+
+        sys.path.insert(0, str(REPO))
+        from tests.lab.prefect_server import PrefectServer
+
+        log("Prefect server: starting (not timed)")
+        self.server = PrefectServer().start()
+        self.env = {**os.environ, **self.server.env(), "FERRY_HOME": str(self.home)}
+        self.env.pop("FERRY_DATABASE_URL", None)
+        self._write_ferry_project()
+        self.ferry_bin = str(Path(sys.executable).parent / "ferry")
+        self._ferry("apply", str(self.root / "infrastructure.yaml"), str(self.root / "project.yaml"))
+        self.playbook_bin = ensure_ansible()
+        self._write_inventory()
+        self._open_masters()
+
+    def stop(self) -> None:
+        for master in self.masters:
+            with contextlib.suppress(Exception):
+                master.terminate()
+                master.wait(5)
+        if self.recorder:
+            self.recorder.close()
+        if self.server is not None:
+            self.server.stop()
+        with contextlib.suppress(Exception):
+            self.lab.down()
+
+    def _write_ferry_project(self) -> None:
+        infrastructure = {
+            "environments": [{"name": ENVIRONMENT}],
+            "lifecycles": [{"name": "Default", "phases": [{"name": ENVIRONMENT, "environments": [ENVIRONMENT]}]}],
+            "load_balancers": [{"name": "web-lb", "kind": "haproxy", "backend": BACKEND,
+                                "nodes": [f"unix://{self.recorder.path}"]}],  # type: ignore[union-attr]
+            "targets": [{"name": t["name"], "environment": ENVIRONMENT, "roles": ["web"],
+                         "transport": {"kind": "ssh", "host": t["address"], "port": t["ssh_port"],
+                                       "user": self.status["user"], "key_file": self.status["key_file"],
+                                       "host_key": t["host_key"]}} for t in self.targets],
+        }
+        # The sample's rolling process (examples/octofx/project.yaml) with this run's window; min_healthy keeps
+        # the rest in service, as `serial` does for Ansible. No config substitution: the playbook does none.
+        project = {
+            "project": PROJECT, "lifecycle": "Default", "packages": [PACKAGE],
+            "process": [{
+                "name": "Deploy web app", "roles": ["web"],
+                "rolling": {"window": self.window, "min_healthy": self.count - self.window},
+                "steps": [
+                    {"name": "Remove from load balancer", "kind": "load-balancer", "balancer": "web-lb",
+                     "action": "remove", "drain_timeout": 30},
+                    {"name": "Install OctoFX.Web", "kind": "package", "package": PACKAGE, "root": APP_ROOT,
+                     "keep": 3},
+                    {"name": "Smoke test", "kind": "http-check",
+                     "url": "http://#{Machine.Hostname}:#{App.Port}/health",
+                     "expect": {"status": 200, "contains": "#{Release.Number}"}, "within": 30},
+                    {"name": "Add to load balancer", "kind": "load-balancer", "balancer": "web-lb", "action": "add"},
+                ]}],
+            "variables": [{"name": "App.Port", "value": "8080"}],
+        }
+        (self.root / "infrastructure.yaml").write_text(yaml.safe_dump(infrastructure, sort_keys=False))
+        (self.root / "project.yaml").write_text(yaml.safe_dump(project, sort_keys=False))
+
+    def _write_inventory(self) -> None:
+        key = self.status["key_file"]
+        known = self.status["known_hosts"]
+        hosts = {t["name"]: {"ansible_host": t["address"], "ansible_port": t["ssh_port"],
+                             "ansible_user": self.status["user"], "ansible_ssh_private_key_file": key,
+                             "ansible_ssh_common_args": f"-o UserKnownHostsFile={known} -o StrictHostKeyChecking=yes"}
+                 for t in self.targets}
+        inventory = {"all": {"hosts": {"localhost": {"ansible_connection": "local",
+                                                     "ansible_python_interpreter": str(ANSIBLE_VENV / "bin/python")}},
+                             "children": {"web": {"hosts": hosts}}}}
+        self.inventory = self.root / "inventory.yml"
+        self.inventory.write_text(yaml.safe_dump(inventory, sort_keys=False))
+
+    def _ssh_base(self, target: dict[str, Any]) -> list[str]:
+        return ["ssh", "-i", self.status["key_file"], "-o", f"UserKnownHostsFile={self.status['known_hosts']}",
+                "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-p", str(target["ssh_port"]),
+                "-o", f"ControlPath={self.root}/cm-{target['name']}", f"{self.status['user']}@{target['address']}"]
+
+    def _open_masters(self) -> None:
+        """One multiplexed OpenSSH connection per target for the floor (opened before any clock starts)."""
+        for t in self.targets:
+            self.masters.append(subprocess.Popen([*self._ssh_base(t)[:-1], "-M", "-N", self._ssh_base(t)[-1]],
+                                                 stdin=subprocess.DEVNULL))
+        deadline = time.monotonic() + 30
+        for t in self.targets:
+            while not Path(f"{self.root}/cm-{t['name']}").exists():
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"no OpenSSH master connection to {t['name']}")
+                time.sleep(0.05)
+
+    # -- helpers --------------------------------------------------------------------------------------------
+
+    def _ferry(self, *args: str, capture: bool = True) -> str:
+        result = subprocess.run([self.ferry_bin, *args], env=self.env, capture_output=capture, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"ferry {' '.join(args)} failed: {(result.stderr or result.stdout)[-2000:]}")
+        return result.stdout
+
+    def next_package(self) -> tuple[str, Path]:
+        self.version_no += 1
+        version = f"1.0.{self.version_no}"
+        subprocess.run([sys.executable, str(BUILD_PACKAGE), version, str(self.packages)], check=True,
+                       stdout=subprocess.DEVNULL)
+        return version, self.packages / f"{PACKAGE}.{version}.tar.gz"
+
+    def app_versions(self) -> dict[str, str]:
+        """What each app answers on /health, asked directly (not through the balancer)."""
+        def ask(t: dict[str, Any]) -> tuple[str, str]:
+            try:
+                with urllib.request.urlopen(f"{t['app_url']}health", timeout=5) as response:
+                    return t["name"], response.read().decode().split()[-1]
+            except OSError as exc:
+                return t["name"], f"unreachable ({exc})"
+        with ThreadPoolExecutor(8) as pool:
+            return dict(pool.map(ask, self.targets))
+
+    # -- the three ways of doing the job --------------------------------------------------------------------
+
+    def run_ferry(self, version: str, package: Path) -> Run:
+        self._ferry("package", "push", str(package))
+        self._ferry("release", "create", PROJECT, "--version", version, "--package", f"{PACKAGE}:{version}")
+        out = self.logs / f"ferry-{version}.log"
+        start = time.perf_counter()
+        with open(out, "w") as sink:
+            code = subprocess.run([self.ferry_bin, "deploy", PROJECT, version, "--to", ENVIRONMENT, "--wait"],
+                                  env=self.env, stdout=sink, stderr=subprocess.STDOUT).returncode
+        seconds = time.perf_counter() - start
+        if code != 0:
+            raise Refused(f"ferry deploy {version} failed (exit {code}); see {out}")
+        listed = json.loads(self._ferry("deployment", "list", PROJECT, "--json"))
+        rows = listed if isinstance(listed, list) else listed.get("deployments", [])
+        deployment = max(rows, key=lambda d: d["id"])
+        shown = json.loads(self._ferry("deployment", "show", str(deployment["id"]), "--json"))
+        return Run("ferry", version, seconds, {"deployment": shown, "log": str(out)})
+
+    def run_ansible(self, version: str, package: Path) -> Run:
+        out = self.logs / f"ansible-{version}.log"
+        env = {**os.environ, "ANSIBLE_CONFIG": str(ANSIBLE_DIR / "ansible.cfg"),
+               "ANSIBLE_LOCAL_TEMP": str(self.root / "ansible-tmp"), "ANSIBLE_FORCE_COLOR": "0"}
+        extra = {"version": version, "package_file": str(package), "app_state": APP_STATE, "app_port": 8080,
+                 "backend": BACKEND, "haproxy_socket": str(self.recorder.path),  # type: ignore[union-attr]
+                 "window": self.window}
+        argv = [str(self.playbook_bin), "-i", str(self.inventory), str(ANSIBLE_DIR / "rolling.yml"),
+                "-e", json.dumps(extra)]
+        if self.count > 8:
+            argv += ["--forks", str(max(8, self.window))]
+        start = time.perf_counter()
+        with open(out, "w") as sink:
+            code = subprocess.run(argv, env=env, stdout=sink, stderr=subprocess.STDOUT).returncode
+        seconds = time.perf_counter() - start
+        if code != 0:
+            raise Refused(f"ansible-playbook for {version} failed (exit {code}); see {out}")
+        return Run("ansible", version, seconds, {"output": out.read_text(), "log": str(out)})
+
+    def run_floor(self, version: str, package: Path) -> Run:
+        """The same work with no tool: per batch, each target in a thread; floor = Σ batches max(target)."""
+        data = package.read_bytes()
+        q = shlex.quote
+        release = f"{APP_STATE}/{version}"
+        remote = (f"set -e; export FERRY_APP_STATE={q(APP_STATE)} FERRY_RELEASE_DIR={q(release)}; "
+                  f"mkdir -p {q(APP_STATE)}/.packages {q(release)}; "
+                  f"cat > {q(APP_STATE)}/.packages/{q(package.name)}; "
+                  f"tar -xzf {q(APP_STATE)}/.packages/{q(package.name)} -C {q(release)} --no-same-owner; "
+                  f"cd {q(release)}; ./Deploy.sh; "
+                  f"ln -s {q(release)} {q(APP_STATE)}/.current.tmp && mv -T {q(APP_STATE)}/.current.tmp "
+                  f"{q(APP_STATE)}/current; ./PostDeploy.sh")
+
+        def one(t: dict[str, Any]) -> dict[str, float]:
+            name, sock = t["name"], self.haproxy_socket
+            phases: dict[str, float] = {}
+            t0 = time.perf_counter()
+            haproxy_command(sock, f"set server {BACKEND}/{name} state drain")
+            while int(server_stats(sock)[name]["scur"] or 0):
+                time.sleep(0.01)
+            haproxy_command(sock, f"set server {BACKEND}/{name} state maint")
+            t1 = time.perf_counter()
+            phases["out of the balancer"] = t1 - t0
+            done = subprocess.run([*self._ssh_base(t), remote], input=data, capture_output=True)
+            if done.returncode != 0:
+                raise Refused(f"floor: {name}: {done.stderr.decode()[-500:]}")
+            t2 = time.perf_counter()
+            phases["install + scripts"] = t2 - t1
+            _poll_health(f"{t['app_url']}health", version)
+            t3 = time.perf_counter()
+            phases["smoke test"] = t3 - t2
+            haproxy_command(sock, f"set server {BACKEND}/{name} state ready")
+            while not server_stats(sock)[name]["status"].startswith("UP"):
+                time.sleep(0.01)
+            phases["back in (UP)"] = time.perf_counter() - t3
+            phases["total"] = time.perf_counter() - t0
+            return phases
+
+        per_target: dict[str, dict[str, float]] = {}
+        floor = 0.0
+        start = time.perf_counter()
+        with ThreadPoolExecutor(self.window) as pool:
+            for b in range(0, self.count, self.window):
+                batch = self.targets[b:b + self.window]
+                results = list(pool.map(one, batch))
+                per_target.update({t["name"]: r for t, r in zip(batch, results, strict=True)})
+                floor += max(r["total"] for r in results)
+        wall = time.perf_counter() - start
+        return Run("floor", version, floor, {"wall": wall, "per_target": per_target})
+
+    # -- checking a run -------------------------------------------------------------------------------------
+
+    def check(self, run: Run, commands: list[tuple[float, str]], seen: dict[str, set[str]]) -> None:
+        """Refuse the run unless every server was drained, taken out and put back, passed the smoke test, and
+        ends UP on the new version."""
+        problems: list[str] = []
+        names = [t["name"] for t in self.targets]
+        if run.tool != "floor":
+            for name in names:
+                mine = [c for _, c in commands if re.search(rf"\b{BACKEND}/{re.escape(name)}(\s|;|$)", c)]
+                if not _drained_out_and_back(mine, f"{BACKEND}/{name}"):
+                    problems.append(f"{name}: HAProxy did not get drain → maint → ready from it ({mine[:8]})")
+        for name in names:
+            if "MAINT" not in seen.get(name, set()):
+                problems.append(f"{name}: never seen in MAINT while the run went on (saw {sorted(seen.get(name, []))})")
+        stats = server_stats(self.haproxy_socket)
+        for name in names:
+            status = stats.get(name, {}).get("status", "missing")
+            if not status.startswith("UP"):
+                problems.append(f"{name}: {status} in HAProxy at the end, not UP")
+        for name, answered in self.app_versions().items():
+            if answered != run.version:
+                problems.append(f"{name}: the app answers {answered!r}, not {run.version}")
+        if run.tool == "ferry":
+            results = run.detail["deployment"].get("steps") or run.detail["deployment"].get("results") or []
+            for step in ("Remove from load balancer", "Install OctoFX.Web", "Smoke test", "Add to load balancer"):
+                ok = {r.get("target") for r in results
+                      if r.get("step") == step and str(r.get("state")).lower() == "success"}
+                missing = sorted(set(names) - ok)
+                if missing:
+                    problems.append(f"ferry's record has no successful {step!r} on {', '.join(missing)}")
+        elif run.tool == "ansible":
+            tasks = _ansible_ok(run.detail["output"])
+            for task in ("Drain and disable in HAProxy", "Unpack the package", "Run Deploy.sh",
+                         "Restart through PostDeploy.sh", "Smoke test", "Enable in HAProxy and wait until UP"):
+                missing = sorted(set(names) - tasks.get(task, set()))
+                if missing:
+                    problems.append(f"Ansible's output shows no successful {task!r} on {', '.join(missing)}")
+        if problems:
+            raise Refused(f"{run.tool} {run.version}: " + "; ".join(problems[:10]))
+
+    def timed(self, tool: str) -> Run:
+        version, package = self.next_package()
+        do: Callable[[str, Path], Run] = {"ferry": self.run_ferry, "ansible": self.run_ansible,
+                                          "floor": self.run_floor}[tool]
+        self.recorder.take()  # type: ignore[union-attr]
+        with StateMonitor(self.haproxy_socket) as monitor:
+            run = do(version, package)
+        self.check(run, self.recorder.take(), monitor.seen)  # type: ignore[union-attr]
+        log(f"{tool:8} {version:8} {run.seconds:7.2f} s  (checked: all drained, out, back UP, on {version})")
+        return run
+
+
+def _drained_out_and_back(commands: list[str], server: str) -> bool:
+    """``commands`` (those naming ``server``) set it to drain, then took it out, then put it back, in order —
+    in the runtime API's words (ferry) or the ``disable``/``enable server`` ones (community.general.haproxy)."""
+    steps = [(f"{server} state drain",), (f"{server} state maint", f"disable server {server}"),
+             (f"{server} state ready", f"enable server {server}")]
+    at = 0
+    for command in commands:
+        if at < len(steps) and any(word in command for word in steps[at]):
+            at += 1
+    return at == len(steps)
+
+
+def _ansible_ok(output: str) -> dict[str, set[str]]:
+    """Task name → hosts it reported ok/changed for, from the default callback's output."""
+    tasks: dict[str, set[str]] = {}
+    current = None
+    for line in output.splitlines():
+        if m := re.match(r"^TASK \[(.+?)\]", line):
+            current = m.group(1)
+        elif current and (m := re.match(r"^(ok|changed): \[([^\]\s]+)", line)):
+            tasks.setdefault(current, set()).add(m.group(2))
+    if re.search(r"failed=[1-9]|unreachable=[1-9]", output):
+        tasks.clear()
+    return tasks
+
+
+def _poll_health(url: str, version: str, within: float = 30) -> None:
+    deadline = time.monotonic() + within
+    while True:
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as response:
+            if response.status == 200 and version in response.read().decode():
+                return
+        if time.monotonic() > deadline:
+            raise Refused(f"floor: {url} never answered {version}")
+        time.sleep(0.02)
+
+
+# ------------------------------------------------------------------------------------------------ report
+
+def summarize(runs: list[Run], targets: int, window: int, pairs: int) -> dict[str, Any]:
+    by = {tool: [r.seconds for r in runs if r.tool == tool] for tool in ("floor", "ferry", "ansible")}
+    med = {tool: statistics.median(v) for tool, v in by.items()}
+    return {
+        "targets": targets, "window": window, "pairs": pairs, "runs": by, "median": med,
+        "ratio_ferry_ansible": med["ferry"] / med["ansible"],
+        "overhead": {tool: (med[tool] - med["floor"]) / med["floor"] for tool in ("ferry", "ansible")},
+        "floor_wall_median": statistics.median(r.detail["wall"] for r in runs if r.tool == "floor"),
+        "floor_phases": _phase_medians([r for r in runs if r.tool == "floor"]),
+    }
+
+
+def _phase_medians(floors: list[Run]) -> dict[str, float]:
+    phases: dict[str, list[float]] = {}
+    for run in floors:
+        for per in run.detail["per_target"].values():
+            for name, seconds in per.items():
+                phases.setdefault(name, []).append(seconds)
+    return {name: statistics.median(v) for name, v in phases.items()}
+
+
+def print_table(s: dict[str, Any]) -> None:
+    med, runs = s["median"], s["runs"]
+    batches = -(-s["targets"] // s["window"])
+    print(f"\nrolling deployment of {PACKAGE}: {s['targets']} targets behind HAProxy, window {s['window']} "
+          f"({batches} batches), {s['pairs']} pairs alternating ferry / Ansible / floor")
+    print(f"  {'':34}{'median':>9}   {'runs':<28}{'above the floor':>18}")
+    rows = [("floor (same work, no tool)", "floor"), ("ferry deploy --wait", "ferry"), ("ansible-playbook", "ansible")]
+    for label, tool in rows:
+        spread = " ".join(f"{x:.2f}" for x in runs[tool])
+        above = "" if tool == "floor" else f"+{med[tool] - med['floor']:6.2f} s ({100 * s['overhead'][tool]:5.1f}%)"
+        print(f"  {label:34}{med[tool]:8.2f} s   {spread:<28}{above:>18}")
+    print(f"  {'ratio ferry / Ansible':34}{s['ratio_ferry_ansible']:8.2f}     (target ≤ {TARGET_RATIO:.2f})")
+    print(f"  {'ferry overhead above the floor':34}{100 * s['overhead']['ferry']:7.1f}%     "
+          f"(target < {100 * TARGET_OVERHEAD:.0f}%)")
+    phases = ", ".join(f"{k} {v:.2f}s" for k, v in s["floor_phases"].items())
+    print(f"  floor per target (median): {phases}; floor run wall {s['floor_wall_median']:.2f} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--targets", type=int, default=8)
+    parser.add_argument("--window", type=int, default=2)
+    parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON too")
+    parser.add_argument("--keep", action="store_true", help="keep the lab and logs (prints where)")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("the benchmark needs root (it starts the lab: sshd and HAProxy on loopback addresses)")
+    if args.targets < args.window or args.pairs < 1:
+        sys.exit("need --targets ≥ --window and --pairs ≥ 1")
+    root = Path(tempfile.mkdtemp(prefix="ferry-bench-rolling-"))
+    bench = Bench(root, args.targets, args.window, verbose=True)
+    runs: list[Run] = []
+    try:
+        bench.start()
+        log("warm-up (untimed): one ferry run (first install everywhere), one Ansible run")
+        for tool in ("ferry", "ansible"):
+            bench.timed(tool)
+        for pair in range(args.pairs):
+            log(f"pair {pair + 1}/{args.pairs}")
+            for tool in ("ferry", "ansible", "floor"):
+                runs.append(bench.timed(tool))
+    except Refused as exc:
+        sys.exit(f"REFUSED — not a valid measurement, nothing reported: {exc}")
+    finally:
+        if args.keep:
+            log(f"kept: {root} (lab: FERRY_HOME={bench.home} .venv/bin/ferry lab down)")
+            if bench.server is not None:
+                bench.server.stop()
+        else:
+            bench.stop()
+            shutil.rmtree(root, ignore_errors=True)
+    summary = summarize(runs, args.targets, args.window, args.pairs)
+    print_table(summary)
+    if args.json:
+        print(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+    main()
