@@ -14,6 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import FlowPauseTimeout
 
 from flows import artifacts
+from flows.balancer_guard import guard_for
 from flows.guidance import ask_failure, ask_manual
 from flows.plan import DeploymentPlan, ReleasePlan, release_plan, resolve_rolling
 from flows.results import ResultWriter
@@ -27,6 +28,7 @@ from snapshots.variables import ScopeContext, VariableSet, system_variables
 from steps import journal
 from steps.context import StepContext
 from steps.kinds import executor
+from steps.kinds.load_balancer import DEFAULT_SERVER
 from steps.transports import TransportPool
 
 PAUSE_TIMEOUT = 3600
@@ -74,9 +76,15 @@ class Engine:
     _progress: Any = None
     _units_total: int = 0
     _units_done: int = 0
+    _causes: dict[str, str] = field(default_factory=dict)
+    """target → the last failure's message, so the deployment's error says why, not only where."""
+    shared: dict[str, Any] = field(default_factory=dict)
+    """Lives for the whole deployment, handed to every step (load-balancer models and clients)."""
 
     def __post_init__(self) -> None:
         self.pool = TransportPool(self.home)
+        self.shared["load_balancers"] = {lb.name: lb for lb in self.plan.infra.load_balancers}
+        self.shared["ssh_for"] = self._ssh_for
         self.logger = get_run_logger()
         self.writer = ResultWriter(self.store, self.deployment_id)
         self._progress_at = 0.0
@@ -130,20 +138,29 @@ class Engine:
         rolling = resolve_rolling(release, item, self.plan.environment.name) if unit.rolling else None
         role_targets = [t for t in self.plan.environment_targets if set(t.roles) & set(unit.roles)]
         cap = check_min_healthy(len(role_targets), int(rolling.min_healthy), f"step {item.name!r}") if rolling else None
-        result = roll(targets, lambda target, start: self._chain(index, unit, target, start, release),
-                      window=rolling.window if rolling else len(targets),
+        guidance = self._guidance if self.plan.guided_failure else None
+        # min_healthy counts servers UP in the balancer when the step takes targets out of one
+        guard = guard_for(unit.children, self.shared, role_targets, targets, int(rolling.min_healthy),
+                          lambda step, t: self._server_of(step, t, release), self.log) if rolling else None
+        run = lambda target, start: self._chain(index, unit, target, start, release)  # noqa: E731
+        if guard:
+            targets, run, guidance = guard.order(targets), guard.wrap(run), guard.wrap_guidance(guidance)
+        result = roll(targets, run, window=rolling.window if rolling else len(targets),
                       max_failures=rolling.max_failures if rolling else len(targets),
-                      max_out_of_service=cap,
-                      guidance=self._guidance if self.plan.guided_failure else None)
+                      max_out_of_service=cap, in_service_deficit=guard.deficit if guard else None,
+                      guidance=guidance)
         for target in result.not_started:
             for child in unit.children:
                 self._record(child.name, target.name, "NotStarted", 0, "not started: the rollout stopped")
         if result.aborted:
             self.aborted = True
-        if result.failed or result.aborted:
+        if result.failed or result.aborted or result.not_started:
             self.failed = True
+            first = next((o.message for o in result.outcomes.values() if o.status == FAILED and o.message), None)
             self.errors.append(f"{item.name}: {result.failed} target(s) failed"
-                               + (f", {len(result.not_started)} not started" if result.not_started else ""))
+                               + (f", {len(result.not_started)} not started" if result.not_started else "")
+                               + (f" ({guard.blocked})" if guard and guard.blocked and result.not_started else "")
+                               + (f"; {first}" if first else ""))
             if rolling and rolling.auto_rollback:
                 updated = [t for i, t in enumerate(targets)
                            if result.outcomes.get(i, Outcome(FAILED)).status == SUCCESS]
@@ -152,7 +169,15 @@ class Engine:
     def _chain(self, index: int, unit: Unit, target: Target, start: int, release: ReleasePlan,
                rolling_back: bool = False) -> Outcome:
         """The unit's steps in order on one target (holding that target's concurrency slot)."""
-        if not rolling_back and self._already_current(target):
+        try:
+            current = not rolling_back and self._already_current(target)
+        except FerryError as exc:  # e.g. the target is unreachable: say so, as a failure of its first step
+            message = self.plan.current.masker.mask(f"{type(exc).__name__}: {exc}")
+            self.logger.error(message)
+            self._record(unit.children[start].name, target.name, FAILED, 1, message)
+            self._unit_done()
+            return Outcome(FAILED, start, f"{unit.children[start].name} failed on {target.name}: {message}")
+        if current:
             for child in unit.children[start:]:
                 self._record(child.name, target.name, SKIPPED, 0,
                              f"already at {release.release.version} (journal); use --force to redeploy")
@@ -177,7 +202,9 @@ class Engine:
             self._write_journal(target, release)
         self._unit_done()
         if failed_at is not None:
-            return Outcome(FAILED, failed_at, f"{unit.children[failed_at].name} failed on {target.name}")
+            cause = self._causes.get(target.name)
+            return Outcome(FAILED, failed_at, f"{unit.children[failed_at].name} failed on {target.name}"
+                           + (f": {cause}" if cause else ""))
         return Outcome(SUCCESS)
 
     # ----------------------------------------------------------------------------------------- one step
@@ -199,7 +226,7 @@ class Engine:
             variables=variables,
             render=lambda text, where: render(text, variables, where=where,
                                               strict=release.release.snapshot.get("strict_variables", True)),
-            log=lambda line: logger.info(masker.mask(line)), packages=release.packages)
+            log=lambda line: logger.info(masker.mask(line)), packages=release.packages, shared=self.shared)
         attempts = step.retries + 1
         for attempt in range(1, attempts + 1):
             try:
@@ -215,9 +242,27 @@ class Engine:
                     continue
                 logger.error(message)
                 self._record(step.name, target.name if target else None, FAILED, attempt, message, started)
+                self._causes[target.name if target else "worker"] = message
                 raise StepError(message) from None
             self._record(step.name, target.name if target else None, SUCCESS, attempt, None, started)
             return
+
+    def _server_of(self, step: Any, target: Target, release: ReleasePlan) -> str:
+        """The target's server name in a load-balancer step's backend (as the step itself renders it)."""
+        if step.server == DEFAULT_SERVER and target.balancer_server:
+            return target.balancer_server
+        return render(step.server, self._variables(release, step, target), where=f"step {step.name!r} server").strip()
+
+    def _ssh_for(self, netloc: str) -> Any:
+        """The SSH session to an ``ssh://user@host[:port]/socket`` balancer node: a target with that login."""
+        user, _, hostport = netloc.rpartition("@")
+        host, _, port = hostport.partition(":")
+        for target in self.plan.infra.targets:
+            spec = target.transport
+            if (spec.kind == "ssh" and spec.host == host and (not user or spec.user == user)
+                    and (not port or spec.port == int(port))):
+                return self.pool.get(target)
+        raise FerryError(f"no ssh target in the infrastructure logs in as {netloc} (needed for its HAProxy socket)")
 
     # ----------------------------------------------------------------------------------------- people
     def _guidance(self, target: Target, outcome: Outcome) -> str:

@@ -273,6 +273,16 @@ class HAProxy:
             counts.append(sum(1 for r in rows if _is_up(r)))
         return min(counts)
 
+    def servers_up(self, backend: str) -> set[str]:
+        """Names of the backend's servers that every node calls UP (what ``min_healthy`` counts for a subset
+        of a backend, e.g. one environment's targets in a shared pool)."""
+        _check_name("backend", backend)
+        up: set[str] | None = None
+        for node in self.nodes:
+            names = {r["svname"] for r in self.stats(backend, node) if _is_up(r)}
+            up = names if up is None else up & names
+        return up or set()
+
     def drain_and_remove(self, backend: str, server: str, timeout: float, *, force: bool = False,
                          cancel: threading.Event | None = None) -> DrainResult:
         """Take ``server`` out of rotation without dropping a request: ``drain`` (no new traffic; health checks

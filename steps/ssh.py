@@ -20,10 +20,12 @@ import hashlib
 import io
 import json
 import os
+import posixpath
 import re
 import secrets
 import shlex
 import socket
+import stat
 import struct
 import tempfile
 import threading
@@ -42,6 +44,7 @@ from snapshots.masking import Masker
 from snapshots.model.common import FromEnv, FromFile
 from snapshots.model.infrastructure import SshTransport as SshSpec
 from snapshots.model.infrastructure import Target
+from steps.scripts import BASH_PREAMBLE
 from steps.transport import LineSink, RunResult
 
 __all__ = [
@@ -165,7 +168,11 @@ class KnownHosts:
 
 def _open_socket(target: str, host: str, port: int, timeout: float) -> socket.socket:
     try:
-        return socket.create_connection((host, port), timeout=timeout)
+        sock = socket.create_connection((host, port), timeout=timeout)
+        # As OpenSSH does: without TCP_NODELAY, Nagle holds back a small SSH message while an earlier one is
+        # unacknowledged, and the server's delayed ACK turns every channel open into a ~40 ms stall.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
     except TimeoutError as exc:
         raise TransportError(f"cannot connect to {host}:{port}: timed out after {timeout:g}s",
                              target=target, operation="connect") from exc
@@ -233,6 +240,7 @@ class SshTransport:
         self._sftp_lock = threading.Lock()
         self._tmpdir: str | None = None
         self._runs = 0
+        self._preamble_written = False
         self._write_size: int | None = None
         self._lock = threading.Lock()
         if connect:
@@ -350,6 +358,7 @@ class SshTransport:
         finally:
             transport, self._transport = self._transport, None
             self._sftp_client, self._tmpdir = None, None
+            self._preamble_written = False
             transport.close()
 
     def __enter__(self) -> SshTransport:
@@ -412,6 +421,18 @@ class SshTransport:
             except (OSError, paramiko.SSHException) as exc:
                 raise self._error(f"cannot write {path}: {exc}", "run") from exc
 
+    def _preamble(self) -> str:
+        """The shared bash preamble (``ferry_var``, pipefail), written once per connection beside the runs."""
+        tmpdir = self._remote_tmpdir()
+        path = f"{tmpdir}/preamble.sh"
+        with self._lock:
+            written = self._preamble_written
+        if not written:
+            self._put_bytes(path, BASH_PREAMBLE.encode("utf-8"))
+            with self._lock:
+                self._preamble_written = True
+        return path
+
     def _mask(self, text: str) -> str:
         return self._masker.mask(text) if self._masker else text
 
@@ -440,7 +461,8 @@ class SshTransport:
             env_lines.append(f"export FERRY_DATA={q(base + '.json')}")
             self._put_bytes(base + ".json", json.dumps(data, ensure_ascii=False, indent=1).encode("utf-8"))
         self._put_bytes(base + ".env", ("\n".join(env_lines) + "\n").encode("utf-8"))
-        self._put_bytes(base + ".sh", script.encode("utf-8"))
+        # The preamble is sourced on the script's own first line, so bash's "line N" messages stay true.
+        self._put_bytes(base + ".sh", f". {q(self._preamble())}; {script}".encode())
         enter_cwd = f"cd -- {q(cwd)} || exit 1\n" if cwd else ""
         wrapper = (
             f"echo $$ > {q(base + '.pid')}\n"
@@ -533,6 +555,54 @@ class SshTransport:
         if code == 3:
             return "the remote process had not started"
         return f"killed the remote process group {pid}"
+
+    def read_file(self, remote: str) -> bytes | None:
+        """A small file's bytes over SFTP, or None when it does not exist (relative paths: the login home)."""
+        with self._sftp_lock:
+            try:
+                with self._sftp().open(remote, "rb") as handle:
+                    return bytes(handle.read())
+            except FileNotFoundError:
+                return None
+            except (OSError, paramiko.SSHException, EOFError) as exc:
+                raise self._error(f"cannot read {remote}: {exc}", "read") from exc
+
+    def write_file(self, remote: str, data: bytes) -> None:
+        """Replace a small file atomically over SFTP: folders created, bytes to a temp name beside it, then
+        ``posix-rename`` over the old one (a reader sees the old file or the new one, never half of one). An
+        existing file keeps its permission bits."""
+        directory, name = posixpath.split(remote.rstrip("/"))
+        tmp = posixpath.join(directory, f".{name}.ferry-{secrets.token_hex(6)}")
+        with self._sftp_lock:
+            sftp = self._sftp()
+            try:
+                self._sftp_makedirs(sftp, directory)
+                mode: int | None = None
+                with contextlib.suppress(FileNotFoundError):
+                    mode = stat.S_IMODE(sftp.stat(remote).st_mode or 0) or None
+                with sftp.open(tmp, "wb") as handle:
+                    handle.write(data)
+                if mode is not None:
+                    sftp.chmod(tmp, mode)
+                sftp.posix_rename(tmp, remote)
+            except (OSError, paramiko.SSHException, EOFError) as exc:
+                with contextlib.suppress(Exception):
+                    sftp.remove(tmp)
+                raise self._error(f"cannot write {remote}: {exc}", "write") from exc
+
+    @staticmethod
+    def _sftp_makedirs(sftp: paramiko.SFTPClient, directory: str) -> None:
+        if not directory or directory in (".", "/"):
+            return
+        try:
+            sftp.stat(directory)
+            return
+        except FileNotFoundError:
+            pass
+        SshTransport._sftp_makedirs(sftp, posixpath.dirname(directory))
+        with contextlib.suppress(OSError):  # created meanwhile by another writer: the stat below decides
+            sftp.mkdir(directory)
+        sftp.stat(directory)
 
     def remote_sha256(self, remote: str) -> str | None:
         """sha256 of a remote file, or None when it does not exist."""

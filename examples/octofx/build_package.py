@@ -15,13 +15,14 @@ from pathlib import Path
 APP = Path(__file__).resolve().parent / "app"
 
 
-def build(version: str, outdir: Path) -> Path:
+def build(version: str, outdir: Path, app: Path = APP) -> Path:
+    """``app``: another source folder (tests build variants, e.g. one whose Deploy.sh fails)."""
     outdir.mkdir(parents=True, exist_ok=True)
     target = outdir / f"OctoFX.Web.{version}.tar.gz"
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        files = sorted(p for p in APP.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
-        entries = [(p.relative_to(APP).as_posix(), p.read_bytes(), p.stat().st_mode & 0o111) for p in files]
+        files = sorted(p for p in app.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+        entries = [(p.relative_to(app).as_posix(), p.read_bytes(), p.stat().st_mode & 0o111) for p in files]
         entries.append(("VERSION", f"{version}\n".encode(), 0))
         for name, data, executable in sorted(entries):
             info = tarfile.TarInfo(name)

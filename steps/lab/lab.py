@@ -1,9 +1,10 @@
 """The local lab: N SSH targets on loopback addresses behind one HAProxy, for the demo, tests and benchmarks.
 
 Each target is its own ``sshd`` on its own address (127.0.0.2, .3, …) with its own host key, started inside its
-own mount namespace where ``/srv`` is that target's private directory — so the sample's ``App.Root`` of
-``/srv/octofx`` is a different folder on every target, as on real servers, and the app each target runs
-(bound to the target's address, port 8080) sees only its own releases. One HAProxy listens on
+own mount namespace where ``/srv`` and the lab user's home are that target's private directories — so the
+sample's ``App.Root`` of ``/srv/octofx`` and the target journal in ``~/.ferry`` are different on every target,
+as on real servers, and the app each target runs (bound to the target's address, port 8080) sees only its own
+releases. One HAProxy listens on
 ``<network>.1:8000`` and balances the targets' apps with HTTP health checks; its runtime API listens on
 ``<network>.1:9999`` and on a unix socket.
 
@@ -213,6 +214,11 @@ class Lab:
         """The directory that is ``/srv`` inside the target (so ``/srv/octofx`` there is ``…/srv/octofx``)."""
         return self.target_dir(name) / "srv"
 
+    def user_home(self, name: str) -> Path:
+        """The directory that is the lab user's home inside the target: each target keeps its own
+        ``~/.ferry/journal.json``, as separate servers would."""
+        return self.target_dir(name) / "home"
+
     # -- state ----------------------------------------------------------------------------------------------
 
     def load(self) -> LabState | None:
@@ -336,6 +342,9 @@ class Lab:
             srv = self.app_root(target.name)
             srv.mkdir(exist_ok=True)
             os.chown(srv, user.pw_uid, user.pw_gid)
+            home = self.user_home(target.name)
+            home.mkdir(exist_ok=True)
+            os.chown(home, user.pw_uid, user.pw_gid)
             keys_dir = srv / ".ferry-lab"
             keys_dir.mkdir(exist_ok=True)
             os.chown(keys_dir, 0, 0)
@@ -362,12 +371,14 @@ class Lab:
         with contextlib.suppress(FileNotFoundError):
             pid_file.unlink()
         Path("/srv").mkdir(exist_ok=True)
-        # A private mount namespace where /srv is this target's own directory; sshd daemonizes inside it, and
-        # every session (and every app a deployment starts) inherits it.
-        script = 'mount --bind "$1" /srv && exec /usr/sbin/sshd -f "$2" -E "$3"'
+        # A private mount namespace where /srv and the lab user's home are this target's own directories; sshd
+        # daemonizes inside it, and every session (and every app a deployment starts) inherits it.
+        script = 'mount --bind "$1" /srv && mount --bind "$4" "$5" && exec /usr/sbin/sshd -f "$2" -E "$3"'
+        user_home = pwd.getpwnam(LAB_USER).pw_dir
+        Path(user_home).mkdir(parents=True, exist_ok=True)
         started = subprocess.run(
             ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", script, "sh",
-             str(self.app_root(target.name)), str(config), str(log)],
+             str(self.app_root(target.name)), str(config), str(log), str(self.user_home(target.name)), user_home],
             capture_output=True, text=True, timeout=30)
         if started.returncode != 0:
             raise LabError(f"{target.name}: cannot start sshd: {_first_line(started.stderr) or started.returncode}")

@@ -404,3 +404,28 @@ def test_the_pinned_key_type_is_negotiated(lab: LabInfo, two_key_sshd: tuple[str
     with pytest.raises(TransportError, match="authentication as ferry refused"):
         SshTransport("dev-01", spec.model_copy(update={"host_key": None}), known_hosts=known)
     assert fingerprint(parse_host_key(other)) != fingerprint(parse_host_key(keys[kind]))
+
+
+def test_read_and_write_small_files_over_sftp(dev: SshTransport, lab: LabInfo) -> None:
+    name = f".ferry-test-{os.getpid()}/sub/state.json"
+    try:
+        assert dev.read_file(name) is None
+        dev.write_file(name, b'{"a": 1}')  # relative: the login home, folders created
+        assert dev.read_file(name) == b'{"a": 1}'
+        code, lines = _lines(dev, f'cd && stat -c %a {name} && chmod 600 {name}')
+        assert code == 0
+        dev.write_file(name, b"second")
+        assert dev.read_file(name) == b"second"
+        code, lines = _lines(dev, f'cd && stat -c %a {name} && ls -A "$(dirname {name})"')
+        assert lines == ["600", "state.json"]  # mode kept, no temp file left behind
+        home = lab.lab.user_home("dev-01")
+        assert (home / name).read_bytes() == b"second"  # each target's home is its own
+        assert not (lab.lab.user_home("test-01") / name).exists()
+    finally:
+        dev.run(f"cd && rm -rf .ferry-test-{os.getpid()}")
+
+
+def test_scripts_get_ferry_var_over_ssh(dev: SshTransport) -> None:
+    code, lines = _lines(dev, 'echo "[$(ferry_var Greeting)]"; false | true; echo "line $LINENO"',
+                         data={"variables": {"Greeting": "it's $(x)"}})
+    assert (code, lines) == (0, ["[it's $(x)]", "line 1"])  # the preamble keeps the script's line numbers

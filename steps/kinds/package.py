@@ -1,0 +1,346 @@
+"""The ``package`` step (Linux): install the release's package into a versioned folder and switch ``current``.
+
+On the target, per environment and package::
+
+    <root>/<environment>/<package>/
+        .packages/<Id>.<version>.tar.gz    the uploaded package (kept while its release folder is kept)
+        1.0.0/  1.1.0/  1.1.0_1/           release folders; a redeploy of a version gets a fresh `_N` folder
+        current -> <root>/…/1.1.0_1        switched atomically (`ln -s` to a temp name, then `mv -T`)
+
+In Octopus's order: upload the pinned package (skipped when the target already holds those sha256 bytes,
+verified on arrival otherwise), extract it into a new folder, run ``PreDeploy.sh``, substitute variables in
+the configured files, run ``Deploy.sh``, switch ``current``, run ``PostDeploy.sh``; on any failure run
+``DeployFailed.sh`` and fail. Then keep the newest ``keep`` release folders (never the one in use).
+
+The package bytes are never rebuilt: substitution reads the few matching files back from the target,
+renders them on the worker (``snapshots.configfiles``, the same engine everywhere) and writes back only
+those that changed. Scripts get variables as data (``ferry_var NAME`` reads ``$FERRY_DATA``) and their
+places in the environment: ``FERRY_RELEASE_DIR`` (their own folder, also their cwd), ``FERRY_APP_STATE``
+(the package's folder, holding ``current``), ``FERRY_CURRENT`` and ``FERRY_PREVIOUS_RELEASE_DIR``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import posixpath
+import re
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from snapshots.configfiles import apply_to_directory
+from snapshots.errors import ConfigError, FerryError, StepFailed
+from steps.context import PackageRef, StepContext
+
+SCRIPTS = ("PreDeploy.sh", "Deploy.sh", "PostDeploy.sh", "DeployFailed.sh")
+_SAFE_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+
+# Fixed script texts: every value reaches them through the environment, never spliced into the source.
+_EXTRACT = r"""
+set -euo pipefail
+mkdir -p -- "$FERRY_APP_STATE/.packages"
+base="$(cd -- "$FERRY_APP_STATE" && pwd)"
+echo "@ferry base=$base"
+touch -- "$FERRY_PACKAGE_FILE"
+dir="$base/$FERRY_PACKAGE_VERSION"; n=0
+while [ -e "$dir" ] || [ -L "$dir" ]; do n=$((n + 1)); dir="$base/${FERRY_PACKAGE_VERSION}_$n"; done
+staging="$base/.staging-$(basename "$dir")-$$"
+rm -rf -- "$staging"; mkdir -- "$staging"
+case "$FERRY_PACKAGE_FILE" in
+  *.tar.gz|*.tgz) tar -xzf "$FERRY_PACKAGE_FILE" -C "$staging" --no-same-owner ;;
+  *.tar) tar -xf "$FERRY_PACKAGE_FILE" -C "$staging" --no-same-owner ;;
+  *.zip|*.nupkg) python3 -m zipfile -e "$FERRY_PACKAGE_FILE" "$staging" ;;
+  *) echo "cannot extract $FERRY_PACKAGE_FILE: not a .tar.gz, .tgz, .tar, .zip or .nupkg" >&2; exit 2 ;;
+esac
+mv -T -- "$staging" "$dir"
+touch -- "$dir"
+echo "@ferry release_dir=$dir"
+if [ -L "$base/current" ]; then echo "@ferry previous=$(readlink -- "$base/current")"; fi
+for f in PreDeploy.sh Deploy.sh PostDeploy.sh DeployFailed.sh; do
+  if [ -f "$dir/$f" ]; then echo "@ferry script=$f"; fi
+done
+"""
+
+_LIST = r"""
+set -euo pipefail
+cd -- "$FERRY_RELEASE_DIR"
+find . -type f -printf '@ferry file=%P\n'
+"""
+
+_RUN_SCRIPT = r"""
+cd -- "$FERRY_RELEASE_DIR" || exit 1
+export -f ferry_var get_octopusvariable
+exec bash "./$FERRY_SCRIPT"
+"""
+
+_SWITCH = r"""
+set -euo pipefail
+cd -- "$FERRY_APP_STATE"
+tmp=".current.ferry-$$"
+rm -f -- "$tmp"
+ln -s -- "$FERRY_RELEASE_DIR" "$tmp"
+mv -T -- "$tmp" current
+echo "@ferry current=$(readlink -- current)"
+"""
+
+_RETAIN = r"""
+set -euo pipefail
+cd -- "$FERRY_APP_STATE"
+in_use="$(readlink -f current || true)"
+installed="$(readlink -f -- "$FERRY_RELEASE_DIR" || true)"
+here="$(pwd -P)"
+kept=0
+while IFS=' ' read -r _ name; do
+  [ -n "$name" ] || continue
+  path="$here/$name"
+  if [ "$kept" -lt "$FERRY_KEEP" ] || [ "$path" = "$in_use" ] || [ "$path" = "$installed" ]; then
+    kept=$((kept + 1)); echo "@ferry kept=$name"
+  else
+    rm -rf -- "$name"; echo "@ferry removed=$name"
+  fi
+done < <(find . -mindepth 1 -maxdepth 1 -type d ! -name '.*' -printf '%T@ %f\n' | sort -rn)
+# package files: as many as release folders are kept, newest (last used) first
+find .packages -mindepth 1 -maxdepth 1 -type f -printf '%T@ %f\n' 2>/dev/null | sort -rn | tail -n +"$((kept + 1))" |
+  while IFS=' ' read -r _ name; do rm -f -- ".packages/$name"; echo "@ferry removed=.packages/$name"; done
+find . -mindepth 1 -maxdepth 1 -name '.staging-*' -mmin +60 -exec rm -rf -- {} + 2>/dev/null || true
+"""
+
+
+class _Run:
+    """One package step on one target: the paths it chose and how to run things there."""
+
+    def __init__(self, ctx: StepContext, ref: PackageRef, base: str) -> None:
+        self.ctx, self.ref, self.base = ctx, ref, base
+        self.release_dir = ""
+        self.previous = ""
+        self.scripts: list[str] = []
+        self._values: dict[str, str] | None = None
+
+    def values(self) -> dict[str, str]:
+        """Every variable with its value evaluated (a value may reference others, as in Octopus); one that
+        cannot be evaluated is passed as written rather than failing a step that may never read it."""
+        if self._values is None:
+            values = {}
+            for name, value in self.ctx.variables.items():
+                if "#{" in value:
+                    with contextlib.suppress(FerryError):
+                        value = self.ctx.render(value, f"variable {name}")
+                values[name] = value
+            self._values = values
+        return self._values
+
+    def env(self, **extra: str) -> dict[str, str]:
+        ctx, ref = self.ctx, self.ref
+        env = {"FERRY_APP_STATE": self.base, "FERRY_CURRENT": f"{self.base}/current",
+               "FERRY_RELEASE_DIR": self.release_dir, "FERRY_PREVIOUS_RELEASE_DIR": self.previous,
+               "FERRY_PACKAGE_ID": ref.id, "FERRY_PACKAGE_VERSION": ref.version,
+               "FERRY_PACKAGE_FILE": f"{self.base}/.packages/{ref.filename}",
+               "FERRY_ENVIRONMENT": ctx.environment, "FERRY_RELEASE": ctx.release}
+        env.update(extra)
+        return env
+
+    def data(self) -> dict[str, Any]:
+        ref = self.ref
+        variables = dict(self.values())
+        variables[f"Package[{ref.id}].InstalledPath"] = self.release_dir
+        variables["Octopus.Action.Package.InstallationDirectoryPath"] = self.release_dir
+        return {"variables": variables}
+
+    def shell(self, script: str, *, data: bool = False, quiet: bool = False,
+              on_mark: Callable[[str, str], None] | None = None) -> Any:
+        """Run a fixed script; ``@ferry key=value`` lines go to ``on_mark``, others to the step's log."""
+        def line(text: str) -> None:
+            if text.startswith("@ferry ") and "=" in text:
+                key, _, value = text[7:].partition("=")
+                if on_mark:
+                    on_mark(key, value)
+            elif not quiet:
+                self.ctx.log(text)
+
+        return self.ctx.transport.run(script, env=self.env(), data=self.data() if data else None,
+                                      timeout=self.ctx.step.timeout, on_line=line)
+
+    def fail(self, what: str, result: Any) -> StepFailed:
+        return StepFailed(what, step=self.ctx.step.name, target=self.ctx.target_name, exit_code=result.exit_code,
+                          output_tail=[t for t in result.output_tail if not t.startswith("@ferry ")])
+
+
+def _part(value: str, what: str, ctx: StepContext) -> str:
+    """A path component taken from a name: refuse anything that could step outside the folder."""
+    if not _SAFE_PART.match(value):
+        raise StepFailed(f"{what} {value!r} cannot name a folder (letters, digits, . _ + - only)",
+                         step=ctx.step.name, target=ctx.target_name)
+    return value
+
+
+def run(ctx: StepContext) -> None:
+    step = ctx.step
+    ref = ctx.packages.get(step.package)
+    if ref is None:
+        raise StepFailed(f"the release has no package {step.package!r} (it pins: "
+                         f"{', '.join(sorted(ctx.packages)) or 'none'})", step=step.name, target=ctx.target_name)
+    root = ctx.render(step.root, f"{ctx.where} root").strip().rstrip("/")
+    if not root or "\n" in root or ".." in PurePosixPath(root).parts:
+        raise StepFailed(f"root {root!r} is not a usable folder", step=step.name, target=ctx.target_name)
+    base = posixpath.join(root, _part(ctx.environment, "environment", ctx), _part(ref.id, "package id", ctx))
+    _part(ref.version, "package version", ctx)
+    job = _Run(ctx, ref, base)
+
+    started = time.monotonic()
+    remote_file = f"{base}/.packages/{ref.filename}"
+    sent = ctx.transport.upload(ref.path, remote_file, ref.sha256)
+    size = ref.path.stat().st_size if ref.path.exists() else 0
+    took = time.monotonic() - started
+    if sent:
+        ctx.log(f"uploaded {ref.filename} ({size / 1e6:.1f} MB) in {took:.2f}s, sha256 verified on arrival")
+    else:
+        ctx.log(f"{ref.filename}: the target already holds these bytes (sha256 {ref.sha256[:12]}…); upload skipped")
+
+    def mark(key: str, value: str) -> None:
+        if key == "base":
+            job.base = value
+        elif key == "release_dir":
+            job.release_dir = value
+        elif key == "previous":
+            job.previous = value
+        elif key == "script":
+            job.scripts.append(value)
+
+    result = job.shell(_EXTRACT, on_mark=mark)
+    if not result.ok or not job.release_dir:
+        raise job.fail(f"cannot extract {ref.filename} into {base}", result)
+    ctx.log(f"extracted into {job.release_dir}; Package[{ref.id}].InstalledPath = {job.release_dir}")
+
+    try:
+        _script(job, "PreDeploy.sh")
+        _substitute(job)
+        _script(job, "Deploy.sh")
+        switched = job.shell(_SWITCH, quiet=True)
+        if not switched.ok:
+            raise job.fail(f"cannot switch {base}/current to {job.release_dir}", switched)
+        ctx.log(f"current -> {job.release_dir}" + (f" (was {job.previous})" if job.previous else ""))
+        _script(job, "PostDeploy.sh")
+    except (FerryError, OSError) as exc:
+        _deploy_failed(job, exc)
+        raise
+    _retain(job)
+
+
+def _script(job: _Run, name: str) -> None:
+    if not job.ctx.step.run_scripts or name not in job.scripts:
+        return
+    job.ctx.log(f"running {name}")
+    started = time.monotonic()
+    env = job.env(FERRY_SCRIPT=name)
+    result = job.ctx.transport.run(_RUN_SCRIPT, env=env, data=job.data(), timeout=job.ctx.step.timeout,
+                                   on_line=job.ctx.log)
+    if not result.ok:
+        raise job.fail(f"{name} failed", result)
+    job.ctx.log(f"{name} finished in {time.monotonic() - started:.2f}s")
+
+
+def _deploy_failed(job: _Run, cause: BaseException) -> None:
+    """Run ``DeployFailed.sh`` (its own failure is logged, the original one is what the step reports)."""
+    if not job.ctx.step.run_scripts or "DeployFailed.sh" not in job.scripts:
+        return
+    job.ctx.log(f"running DeployFailed.sh after: {cause}")
+    try:
+        result = job.ctx.transport.run(_RUN_SCRIPT, env=job.env(FERRY_SCRIPT="DeployFailed.sh",
+                                                                FERRY_FAILURE=str(cause)[:2000]),
+                                       data=job.data(), timeout=job.ctx.step.timeout, on_line=job.ctx.log)
+        if not result.ok:
+            job.ctx.log(f"DeployFailed.sh failed too (exit code {result.exit_code})")
+    except FerryError as exc:
+        job.ctx.log(f"DeployFailed.sh could not run: {exc}")
+
+
+def glob_regex(pattern: str) -> re.Pattern[str]:
+    """A package-relative glob (``*``, ``?``, ``[...]``, ``**`` for any folders) as a regex over '/' paths,
+    matching what ``Path.glob`` finds in an extracted folder."""
+    if not pattern or pattern.startswith("/") or ".." in PurePosixPath(pattern).parts:
+        raise ConfigError(f"file pattern {pattern!r} must be relative to the package and stay inside it")
+    out = []
+    parts = [p for p in pattern.split("/") if p not in ("", ".")]
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if part == "**":
+            out.append("(?:[^/]+/)*")  # a trailing ** names folders only (as Path.glob has it): no file matches
+            continue
+        segment = ""
+        j = 0
+        while j < len(part):
+            c = part[j]
+            if c == "*":
+                segment += "[^/]*"
+            elif c == "?":
+                segment += "[^/]"
+            elif c == "[":
+                end = part.find("]", j + 2 if part[j + 1:j + 2] in ("!", "]") else j + 1)
+                if end < 0:
+                    segment += re.escape(c)
+                else:
+                    body = part[j + 1:end].replace("\\", "\\\\")
+                    segment += "[^" + body[1:] + "]" if body.startswith("!") else "[" + body + "]"
+                    j = end
+            else:
+                segment += re.escape(c)
+            j += 1
+        out.append(segment + ("" if last else "/"))
+    return re.compile("".join(out) + r"\Z")
+
+
+def _substitute(job: _Run) -> None:
+    """Render the configured files on the worker and write back only those that changed."""
+    ctx = job.ctx
+    files_globs, structured = list(ctx.step.substitute.files), list(ctx.step.substitute.structured)
+    if not files_globs and not structured:
+        return
+    listed: list[str] = []
+    result = job.shell(_LIST, quiet=True, on_mark=lambda k, v: listed.append(v) if k == "file" else None)
+    if not result.ok:
+        raise job.fail(f"cannot list {job.release_dir}", result)
+    patterns = [glob_regex(p) for p in [*files_globs, *structured]]
+    wanted = sorted(f for f in listed if any(p.match(f) for p in patterns))
+    with tempfile.TemporaryDirectory(prefix="ferry-substitute-") as tmp:
+        mirror = Path(tmp)
+        originals: dict[str, bytes] = {}
+        for rel in wanted:
+            data = ctx.transport.read_file(f"{job.release_dir}/{rel}")
+            if data is None:
+                continue
+            originals[rel] = data
+            local = mirror / rel
+            local.parent.mkdir(parents=True, exist_ok=True)
+            local.write_bytes(data)
+        report = apply_to_directory(mirror, substitute_globs=files_globs, structured_globs=structured,
+                                    variables=job.values(), render=lambda text, where: ctx.render(text, where))
+        for line in report:
+            ctx.log(f"substitution: {line}")
+        for rel, before in originals.items():
+            after = (mirror / rel).read_bytes()
+            if after != before:
+                ctx.transport.write_file(f"{job.release_dir}/{rel}", after)
+
+
+def _retain(job: _Run) -> None:
+    """Keep the newest ``keep`` release folders (and their package files); a failure here only warns."""
+    kept: list[str] = []
+    removed: list[str] = []
+
+    def mark(key: str, value: str) -> None:
+        (kept if key == "kept" else removed).append(value)
+
+    try:
+        result = job.ctx.transport.run(_RETAIN, env=job.env(FERRY_KEEP=str(job.ctx.step.keep)), on_line=lambda t: (
+            mark(*t[7:].split("=", 1)) if t.startswith("@ferry ") and "=" in t else job.ctx.log(t)),
+            timeout=job.ctx.step.timeout)
+    except FerryError as exc:
+        job.ctx.log(f"warning: retention did not run: {exc}")
+        return
+    if not result.ok:
+        job.ctx.log(f"warning: retention failed (exit code {result.exit_code}); old releases stay")
+        return
+    job.ctx.log(f"retention (keep {job.ctx.step.keep}): kept {', '.join(kept) or 'none'}"
+                + (f"; removed {', '.join(removed)}" if removed else ""))
