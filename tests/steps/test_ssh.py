@@ -429,3 +429,15 @@ def test_scripts_get_ferry_var_over_ssh(dev: SshTransport) -> None:
     code, lines = _lines(dev, 'echo "[$(ferry_var Greeting)]"; false | true; echo "line $LINENO"',
                          data={"variables": {"Greeting": "it's $(x)"}})
     assert (code, lines) == (0, ["[it's $(x)]", "line 1"])  # the preamble keeps the script's line numbers
+
+
+def test_channel_opens_are_not_held_back_by_nagle(dev: SshTransport) -> None:
+    """TCP_NODELAY, as OpenSSH sets it: with Nagle on, each channel open (every script run, every internal
+    command) waited for the server's delayed ACK, ~40 ms each, several times per step."""
+    assert dev.transport.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    times = []
+    for _ in range(10):
+        start = time.perf_counter()
+        assert dev._exec("true")[0] == 0
+        times.append(time.perf_counter() - start)
+    assert sorted(times)[len(times) // 2] < 0.035, times
