@@ -62,6 +62,8 @@ def deploy_release(project: str, environment: str, release: str = "latest", targ
                     variable_snapshot_id=plan.current.variable_snapshot_id, actor=ctx.actor,
                     parameters={"targets": targets, "exclude_targets": exclude_targets, "skip_steps": skip_steps,
                                 "prompted": sorted((variables or {}).keys()), "force": force})
+            else:
+                _check_record(conn, deployment_id, project, environment)
             records.set_state(conn, deployment_id, records.QUEUED, flow_run_id=flow_run_id)
     except FerryError as exc:
         if deployment_id is not None:
@@ -116,8 +118,37 @@ def _run(plan: DeploymentPlan, deployment_id: int, ctx: Any, logger: Any) -> dic
         raise DeploymentFailed(masker.mask(f"deployment #{deployment_id} of {plan.project} {version} to "
                                            f"{plan.environment.name} failed: {error}"))
     logger.info(f"deployment #{deployment_id}: {plan.project} {version} → {plan.environment.name} succeeded")
+    _auto_deploy(ctx, plan.project, version, logger)
     return {"deployment_id": deployment_id, "project": plan.project, "release": version,
             "environment": plan.environment.name, "state": records.SUCCESS}
+
+
+def _check_record(conn: Any, deployment_id: int, project: str, environment: str) -> None:
+    """The record a CLI created must be this deployment's: a mismatch means the CLI and the process running
+    the flow (``ferry serve``, a worker) use different ferry stores — refuse rather than write into a
+    stranger's record."""
+    from snapshots.errors import NotFoundError
+
+    try:
+        found = records.get(conn, deployment_id)
+    except NotFoundError:
+        raise FerryError(f"deployment #{deployment_id} is not in this ferry store: the command that started it and "
+                         "the process running it use different stores (set the same FERRY_DATABASE_URL)") from None
+    if (found.project, found.environment) != (project, environment):
+        raise FerryError(f"deployment #{deployment_id} in this ferry store is {found.project} → {found.environment}, "
+                         f"not {project} → {environment}: the command that started it and the process running it "
+                         "use different stores (set the same FERRY_DATABASE_URL)")
+
+
+def _auto_deploy(ctx: Any, project: str, version: str, logger: Any) -> None:
+    """A success may complete a lifecycle phase: start the next auto-deploy environments (never fails the
+    deployment that just succeeded)."""
+    from flows.triggers import auto_deploy
+
+    try:
+        auto_deploy(ctx, project, version, logger.info)
+    except Exception as exc:
+        logger.warning(f"lifecycle auto-deploy after this deployment failed: {type(exc).__name__}: {exc}")
 
 
 def _notes_artifact(plan: DeploymentPlan, ctx: Any) -> None:

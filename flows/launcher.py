@@ -63,6 +63,41 @@ def run_here(request: DeployRequest, deployment_id: int) -> bool:
     return bool(state.is_completed())
 
 
+def run_with_timeout(ctx: Any, request: DeployRequest, deployment_id: int, timeout: float,
+                     cancel_on_timeout: bool) -> bool:
+    """Run the flow in a child process whose output is this command's, waiting at most ``timeout`` seconds.
+    On timeout: stop it (``cancel_on_timeout``: the record says Cancelled) or leave it running, then exit
+    with code 124 as ``timeout(1)`` does."""
+    import signal
+
+    from flows.cli.output import err_console
+
+    params = json.dumps(request.flow_parameters(deployment_id))
+    child = subprocess.Popen([sys.executable, "-m", "flows.launcher", params], stdin=subprocess.DEVNULL,
+                             start_new_session=True, env=os.environ.copy())
+    try:
+        return child.wait(timeout=timeout) == 0
+    except subprocess.TimeoutExpired:
+        pass
+    if not cancel_on_timeout:
+        err_console.print(f"error: deployment #{deployment_id} did not finish within {timeout:g}s; it goes on "
+                          f"(process {child.pid})", markup=False)
+        sys.exit(124)
+    os.killpg(child.pid, signal.SIGTERM)
+    try:
+        child.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+    with ctx.store.begin() as conn:
+        if records.get(conn, deployment_id).state != records.SUCCESS:
+            records.set_state(conn, deployment_id, records.CANCELLED,
+                              error=f"timed out after {timeout:g}s (--cancel-on-timeout)")
+    err_console.print(f"error: deployment #{deployment_id} timed out after {timeout:g}s and was cancelled",
+                      markup=False)
+    sys.exit(124)
+
+
 def run_detached(ctx: Any, request: DeployRequest, deployment_id: int) -> Path:
     """Run the flow in a background process that outlives this command; returns its log file."""
     logs = ctx.settings.home / "logs"

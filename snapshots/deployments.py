@@ -82,6 +82,13 @@ def get(conn: Connection, deployment_id: int) -> Deployment:
     return _deployment(row)
 
 
+def find_by_flow_run(conn: Connection, flow_run_id: str) -> Deployment | None:
+    """The deployment a Prefect flow run carried out (the newest, should a re-run have reused the run)."""
+    row = conn.execute(_query().where(deployments.c.flow_run_id == flow_run_id)
+                       .order_by(deployments.c.id.desc()).limit(1)).first()
+    return _deployment(row) if row else None
+
+
 def list_deployments(conn: Connection, project: str | None = None, environment: str | None = None,
                      limit: int = 50) -> list[Deployment]:
     query = _query().order_by(deployments.c.id.desc()).limit(limit)

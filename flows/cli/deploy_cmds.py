@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import sys
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import typer
@@ -27,21 +30,103 @@ def _variables(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-def _start(ctx: Context, request: Any, wait: bool) -> None:
-    from flows.launcher import check_and_record, run_detached, run_here
+def _start(ctx: Context, request: Any, wait: bool, *, at: datetime | None = None, expires: datetime | None = None,
+           timeout: float | None = None, cancel_on_timeout: bool = False, local: bool = False) -> None:
+    """Check and record the deployment, then run it: through the project's served ``deploy-release``
+    deployment when a live ``ferry serve`` has registered one (so it runs where ferry serve / its workers
+    run, and shows in the Prefect UI like any other run), else in this machine's processes."""
+    from flows.launcher import check_and_record
+    from flows.remote import find_served
+    from snapshots.errors import ConfigError
 
+    wait = wait or timeout is not None
+    served = None if local else find_served(request.project)
+    if at is not None and served is None:
+        raise ConfigError(f"--at needs `ferry serve` to have registered {request.project} on a Prefect server "
+                          "(PREFECT_API_URL): a scheduled deployment is a flow run that ferry serve starts")
+    if served is not None and not served.live and at is None:
+        say(f"note: {served.full_name} has no live `ferry serve` ({served.describe_liveness()}): running here")
+        served = None
     deployment_id, version = check_and_record(ctx, request)
+    request = replace(request, release=version)  # "latest" means latest now, as recorded, not when it starts
     say(f"deployment #{deployment_id}: {request.project} {version} → {request.environment}")
+    if served is not None:
+        _start_served(ctx, served, request, deployment_id, wait, at, expires, timeout, cancel_on_timeout)
+    else:
+        _start_here(ctx, request, deployment_id, wait, timeout, cancel_on_timeout)
+
+
+def _start_here(ctx: Context, request: Any, deployment_id: int, wait: bool, timeout: float | None,
+                cancel_on_timeout: bool) -> None:
+    from flows.launcher import run_detached, run_here, run_with_timeout
+
     if not wait:
         log = run_detached(ctx, request, deployment_id)
         say(f"running in the background; follow it with `ferry deployment show {deployment_id}` (log: {log})")
         return
-    ok = run_here(request, deployment_id)
-    with ctx.store.read() as conn:
-        from snapshots import deployments as records
+    if timeout is None:
+        ok = run_here(request, deployment_id)
+    else:
+        ok = run_with_timeout(ctx, request, deployment_id, timeout, cancel_on_timeout)
+    _finish(ctx, deployment_id, ok)
 
+
+def _start_served(ctx: Context, served: Any, request: Any, deployment_id: int, wait: bool, at: datetime | None,
+                  expires: datetime | None, timeout: float | None, cancel_on_timeout: bool) -> None:
+    from flows.remote import TIMED_OUT, create_run, follow, run_url
+    from flows.served import mark_record
+    from flows.triggers import served_parameters
+    from snapshots import deployments as records
+
+    params = served_parameters(request, deployment_id)
+    if expires is not None:
+        params["expires_after"] = max(1, int((expires - (at or datetime.now(UTC))).total_seconds()))
+    try:
+        run = create_run(served, params, at=at, tags=["cli"])
+    except Exception as exc:
+        mark_record(deployment_id, records.FAILED, f"not started: {exc}")
+        raise
+    with ctx.store.begin() as conn:
+        records.set_state(conn, deployment_id, records.QUEUED, flow_run_id=str(run.id))
+    if at is not None:
+        until = f", cancelled if not started by {expires.astimezone():%Y-%m-%d %H:%M:%S %Z}" if expires else ""
+        say(f"scheduled for {at.astimezone():%Y-%m-%d %H:%M:%S %Z}{until}: flow run {run.name} of "
+            f"{served.full_name}  {run_url(run.id)}")
+    else:
+        say(f"flow run {run.name} of {served.full_name}  {run_url(run.id)}")
+    if not served.live:
+        say(f"warning: no `ferry serve` is polling {served.full_name} right now ({served.describe_liveness()}); "
+            "the run starts when one does")
+    if not wait:
+        say(f"follow it with `ferry deployment show {deployment_id}` or in the Prefect UI")
+        return
+
+    def paused(_run: Any) -> None:
+        say(f"deployment #{deployment_id} is paused, waiting for a person: answer in the Prefect UI (Resume) or "
+            f"with `ferry deployment answer {deployment_id} <action>`")
+
+    state, code = follow(run.id, timeout=timeout, cancel_on_timeout=cancel_on_timeout, on_pause=paused)
+    if code == TIMED_OUT:
+        from flows.cli.output import err_console
+
+        if cancel_on_timeout:
+            mark_record(deployment_id, records.CANCELLED, f"timed out after {timeout:g}s (--cancel-on-timeout)")
+            err_console.print(f"error: deployment #{deployment_id} timed out after {timeout:g}s and was cancelled "
+                              f"(flow run {state})", markup=False)
+        else:
+            err_console.print(f"error: deployment #{deployment_id} did not finish within {timeout:g}s; it goes on "
+                              f"(flow run {run.name}: {state})", markup=False)
+        sys.exit(TIMED_OUT)
+    _finish(ctx, deployment_id, code == 0)
+
+
+def _finish(ctx: Context, deployment_id: int, ok: bool) -> None:
+    """One line with the outcome; exit code 1 unless the deployment succeeded."""
+    from snapshots import deployments as records
+
+    with ctx.store.read() as conn:
         final = records.get(conn, deployment_id)
-    if ok:
+    if ok and final.state == records.SUCCESS:
         say(f"deployment #{deployment_id} succeeded")
         return
     from flows.cli.output import err_console
@@ -49,6 +134,31 @@ def _start(ctx: Context, request: Any, wait: bool) -> None:
     err_console.print(f"error: deployment #{deployment_id} {final.state.lower()}: {final.error or 'see its log'}",
                       markup=False)
     sys.exit(1)
+
+
+def _when(text: str | None, option: str, base: datetime | None = None) -> datetime | None:
+    """``--at`` / ``--expires``: an ISO 8601 date-time (local time unless it says otherwise), ``HH:MM`` (the
+    next such time), or ``+90s`` / ``+10m`` / ``+2h`` / ``+1d`` from now (for --expires: from --at)."""
+    from snapshots.errors import ConfigError
+
+    if text is None:
+        return None
+    now = datetime.now().astimezone()
+    value = text.strip()
+    relative = re.fullmatch(r"\+\s*(\d+(?:\.\d+)?)\s*([smhd])", value)
+    if relative:
+        seconds = float(relative.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[relative.group(2)]
+        return (base or now) + timedelta(seconds=seconds)
+    clock = re.fullmatch(r"(\d{1,2}):(\d{2})", value)
+    try:
+        if clock:
+            moment = now.replace(hour=int(clock.group(1)), minute=int(clock.group(2)), second=0, microsecond=0)
+            return moment if moment > now else moment + timedelta(days=1)
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"{option} {text!r}: expected an ISO 8601 date-time (2026-12-01T18:30), HH:MM, or "
+                          "+N s/m/h/d") from None
+    return moment if moment.tzinfo else moment.astimezone()
 
 
 @app.command()
@@ -61,13 +171,40 @@ def deploy(project: str, release: str = typer.Argument(..., help="A version, or 
            guided_failure: bool | None = typer.Option(None, "--guided-failure/--no-guided-failure",
                                                       help="Pause and ask on failure (default: environment's)"),
            force: bool = typer.Option(False, "--force", help="Redeploy targets already at this release"),
-           wait: bool = typer.Option(False, "--wait", help="Run here, stream the log, exit with the result")) -> None:
-    """Deploy a release to an environment (a Prefect flow run)."""
+           wait: bool = typer.Option(False, "--wait", help="Stream the log until it ends; exit code = result"),
+           timeout: float | None = typer.Option(None, "--timeout", min=1,
+                                                help="With --wait: stop waiting after SECONDS (exit code 124)"),
+           cancel_on_timeout: bool = typer.Option(False, "--cancel-on-timeout",
+                                                  help="Cancel the deployment when --timeout passes"),
+           at: str | None = typer.Option(None, "--at", help="Start at TIME (ISO 8601, HH:MM or +10m): a scheduled "
+                                                            "flow run of `ferry serve`"),
+           expires: str | None = typer.Option(None, "--expires",
+                                              help="With --at: cancel, not run late, if not started by TIME "
+                                                   "(+N counts from --at)"),
+           local: bool = typer.Option(False, "--local",
+                                      help="Run in this machine's processes even when ferry serve serves the "
+                                           "project")) -> None:
+    """Deploy a release to an environment (a Prefect flow run; through `ferry serve` when it serves the
+    project)."""
     from flows.launcher import DeployRequest
+    from snapshots.errors import ConfigError
 
+    start_at = _when(at, "--at")
+    expires_at = _when(expires, "--expires", base=start_at)
+    if expires_at is not None and start_at is None:
+        raise ConfigError("--expires needs --at")
+    if start_at is not None and local:
+        raise ConfigError("--at and --local do not go together: a scheduled deployment is started by ferry serve")
+    if start_at is not None and start_at < datetime.now().astimezone() - timedelta(minutes=1):
+        raise ConfigError(f"--at {at}: that time has passed ({start_at:%Y-%m-%d %H:%M:%S %Z})")
+    if expires_at is not None and start_at is not None and expires_at <= start_at:
+        raise ConfigError(f"--expires {expires}: must be after --at ({start_at:%Y-%m-%d %H:%M:%S %Z})")
+    if cancel_on_timeout and timeout is None:
+        raise ConfigError("--cancel-on-timeout needs --timeout SECONDS")
     request = DeployRequest(project, release, to, list(target), list(exclude_target), list(skip),
                             _variables(variable), guided_failure, force)
-    _start(Context(), request, wait)
+    _start(Context(), request, wait, at=start_at, expires=expires_at, timeout=timeout,
+           cancel_on_timeout=cancel_on_timeout, local=local)
 
 
 @app.command()

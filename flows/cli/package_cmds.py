@@ -24,12 +24,27 @@ def push(files: list[Path] = typer.Argument(..., help="<Id>.<SemVer>.zip|.tar.gz
         with ctx.store.begin() as conn:
             package, created = ctx.feed.push(conn, file, ctx.actor)
         results.append((package, created))
+    if not as_json:
+        for package, created in results:
+            state = "pushed" if created else "already in the feed (same sha256)"
+            say(f"{package.package_id} {package.version}: {state}  sha256 {package.sha256}  {package.size} bytes")
+    # Projects with a create-release-on-push trigger for a newly pushed package get a release now.
+    from flows.triggers import releases_on_push
+
+    messages: list[str] = []
+    errors = [e for package, created in results if created
+              for e in releases_on_push(ctx, package.package_id, package.version, messages.append)]
     if as_json:
         print_json([{**p.as_dict(), "created": c} for p, c in results])
-        return
-    for package, created in results:
-        state = "pushed" if created else "already in the feed (same sha256)"
-        say(f"{package.package_id} {package.version}: {state}  sha256 {package.sha256}  {package.size} bytes")
+    else:
+        for message in messages:
+            say(message)
+    if errors:
+        from flows.cli.output import err_console
+
+        for error in errors:
+            err_console.print(f"error: {error}", markup=False)
+        raise typer.Exit(1)
 
 
 @package_app.command("list")

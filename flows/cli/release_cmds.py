@@ -23,8 +23,11 @@ def create(project: str,
            notes_file: Path | None = typer.Option(None, "--notes-file", exists=True, dir_okay=False),
            ignore_existing: bool = typer.Option(False, "--ignore-existing",
                                                 help="An existing version is not an error"),
+           auto_deploy: bool = typer.Option(True, "--auto-deploy/--no-auto-deploy",
+                                            help="Start the lifecycle's auto-deploy environments (via ferry serve)"),
            as_json: bool = typer.Option(False, "--json")) -> None:
-    """Freeze the project's current process, variables and package versions into a release."""
+    """Freeze the project's current process, variables and package versions into a release; then the
+    lifecycle's auto-deploy environments get it (when `ferry serve` serves the project)."""
     from snapshots import releases
     from snapshots.errors import ConfigError
 
@@ -36,12 +39,20 @@ def create(project: str,
     with ctx.store.begin() as conn:
         release, created = releases.create(conn, ctx.feed, project, ctx.actor, version=version,
                                            package_pins=pins, notes=text, ignore_existing=ignore_existing)
+    messages: list[str] = []
+    started: list[dict[str, Any]] = []
+    if created and auto_deploy:
+        from flows.triggers import auto_deploy as start_auto_deploys
+
+        started = start_auto_deploys(ctx, project, release.version, messages.append)
     if as_json:
-        print_json({**_summary(release), "created": created})
+        print_json({**_summary(release), "created": created, "auto_deploy": started})
         return
     state = "created" if created else "already exists (ignored)"
     pkgs = ", ".join(f"{p['id']} {p['version']}" for p in release.packages) or "no packages"
     say(f"release {release.project} {release.version} {state}: {pkgs}; digest {release.digest}")
+    for message in messages:
+        say(message)
 
 
 def _summary(release: Any) -> dict[str, Any]:

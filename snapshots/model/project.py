@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, model_validator
 
 from snapshots.model.common import FromEnv, FromFile, Model, Name, NameList, ScalarText
 from snapshots.model.steps import ParentStep, ProcessItem, Step
@@ -60,6 +63,75 @@ class Versioning(Model):
         return self
 
 
+def _cron(value: str) -> str:
+    """Five-field cron (minute hour day month weekday), checked here so a typo fails ``ferry apply``."""
+    from cronsim import CronSim, CronSimError
+
+    value = " ".join(value.split())
+    if len(value.split(" ")) != 5:
+        raise ValueError("cron needs five fields: minute hour day-of-month month day-of-week")
+    try:
+        CronSim(value, datetime(2000, 1, 1))
+    except CronSimError as exc:
+        raise ValueError(f"invalid cron {value!r}: {exc}") from None
+    return value
+
+
+def _timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/London)") from None
+    return value
+
+
+Cron = Annotated[str, AfterValidator(_cron)]
+TimeZone = Annotated[str, AfterValidator(_timezone)]
+
+
+class ScheduledTrigger(Model):
+    """Fields of the cron triggers (Octopus's scheduled triggers), run by ``ferry serve`` as Prefect schedules."""
+
+    name: Name
+    cron: Cron = Field(description="When, as five-field cron, e.g. '0 3 * * 1-5' (03:00 on weekdays)")
+    timezone: TimeZone = Field("UTC", description="IANA time zone the cron is read in")
+    expires_after: int = Field(
+        3600, ge=1, le=7 * 86_400,
+        description="Seconds after its time a run that has not started is cancelled instead of run late")
+    enabled: bool = True
+
+
+class DeployLatestTrigger(ScheduledTrigger):
+    """Deploy the project's latest release to an environment on a schedule."""
+
+    action: Literal["deploy-latest"]
+    environment: Name
+
+
+class PromoteTrigger(ScheduledTrigger):
+    """Deploy the release that last succeeded in ``from`` to ``to`` on a schedule."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_by_name=True, validate_by_alias=True,
+                              serialize_by_alias=True)
+
+    action: Literal["promote"]
+    from_: Name = Field(alias="from", description="Source environment")
+    to: Name = Field(description="Destination environment")
+
+
+class ReleaseOnPushTrigger(Model):
+    """Create a release when a new version of ``package`` is pushed to the built-in feed (then the
+    lifecycle's auto-deploy environments get it)."""
+
+    name: Name
+    action: Literal["create-release-on-push"]
+    package: Name
+    enabled: bool = True
+
+
+Trigger = Annotated[DeployLatestTrigger | PromoteTrigger | ReleaseOnPushTrigger, Field(discriminator="action")]
+
+
 class Project(Model):
     project: Name = Field(description="The project's name")
     description: str = ""
@@ -69,6 +141,8 @@ class Project(Model):
     strict_variables: bool = Field(True, description="An unknown #{Name} fails the step (False: warn, empty)")
     process: list[ProcessItem] = Field(default_factory=list)
     variables: list[Variable] = Field(default_factory=list)
+    triggers: list[Trigger] = Field(
+        default_factory=list, description="Cron deploy-latest / promote schedules and release-on-push")
 
     @property
     def name(self) -> str:

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from snapshots.model.infrastructure import Infrastructure
-from snapshots.model.project import Project
+from snapshots.model.project import DeployLatestTrigger, Project, PromoteTrigger, ReleaseOnPushTrigger
 from snapshots.model.steps import LoadBalancerStep, ParentStep
 
 Path = tuple[str | int, ...]
@@ -94,6 +94,12 @@ def project_problems(project: Project, infra: Infrastructure | None) -> list[Pro
     if project.versioning.from_package and project.versioning.from_package not in packages:
         problems.append(Problem(("versioning", "from_package"),
                                 f"package {project.versioning.from_package!r} is not in the project's packages"))
+    problems += _duplicates("trigger", "triggers", [t.name for t in project.triggers])
+    for i, trigger in enumerate(project.triggers):
+        if isinstance(trigger, ReleaseOnPushTrigger) and trigger.package not in packages:
+            problems.append(Problem(("triggers", i, "package"),
+                                    f"package {trigger.package!r} is not in the project's packages "
+                                    f"({_known(packages)})"))
     step_names = {s.name.casefold() for _, s in steps}  # type: ignore[attr-defined]
     for i, var in enumerate(project.variables):
         for k, name in enumerate(var.scope.step):
@@ -130,4 +136,34 @@ def _infrastructure_references(project: Project, infra: Infrastructure,
         if isinstance(step, LoadBalancerStep) and step.balancer not in balancers:
             problems.append(Problem((*path, "balancer"),
                                     f"unknown load balancer {step.balancer!r} (known: {_known(balancers)})"))
+    problems += _trigger_references(project, infra)
+    return problems
+
+
+def _trigger_references(project: Project, infra: Infrastructure) -> list[Problem]:
+    """A scheduled trigger names environments of the project's lifecycle, and a promotion goes forward."""
+    lifecycle = infra.lifecycle(project.lifecycle)
+    if lifecycle is None:
+        return []  # already reported
+    order = [env for phase in lifecycle.phases for env in phase.environments]
+    phase_of = {env: i for i, phase in enumerate(lifecycle.phases) for env in phase.environments}
+    problems: list[Problem] = []
+
+    def check(path: Path, env: str) -> bool:
+        if env in order:
+            return True
+        problems.append(Problem(path, f"environment {env!r} is not in lifecycle {lifecycle.name!r} "
+                                      f"({', '.join(order)})"))
+        return False
+
+    for i, trigger in enumerate(project.triggers):
+        if isinstance(trigger, DeployLatestTrigger):
+            check(("triggers", i, "environment"), trigger.environment)
+        elif isinstance(trigger, PromoteTrigger):
+            known = check(("triggers", i, "from"), trigger.from_) & check(("triggers", i, "to"), trigger.to)
+            if known and trigger.from_ == trigger.to:
+                problems.append(Problem(("triggers", i, "to"), "a promotion needs two different environments"))
+            elif known and phase_of[trigger.to] < phase_of[trigger.from_]:
+                problems.append(Problem(("triggers", i, "to"), f"promotes backwards: {trigger.to} comes before "
+                                                               f"{trigger.from_} in lifecycle {lifecycle.name!r}"))
     return problems

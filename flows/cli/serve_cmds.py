@@ -1,0 +1,39 @@
+"""``ferry serve``: the long-running process behind the Prefect UI form, the REST API, schedules and
+auto-deploys."""
+
+from __future__ import annotations
+
+import typer
+
+from flows.cli.app import app
+from flows.cli.output import say
+
+
+@app.command()
+def serve(project: list[str] = typer.Option([], "--project", help="Serve only these projects (default: all)"),
+          work_pool: str | None = typer.Option(None, "--work-pool",
+                                               help="Register on this process work pool for `prefect worker "
+                                                    "start` instead of running the flows here"),
+          limit: int = typer.Option(5, "--limit", min=1, help="Flow runs at once in this process"),
+          poll: float = typer.Option(1.0, "--poll-seconds", min=0.2, help="How often to ask for new runs"),
+          sync: float = typer.Option(10.0, "--sync-seconds", min=1,
+                                     help="How often to pick up applied projects and cancel expired runs"),
+          warm: int = typer.Option(1, "--warm", min=0, help="Pre-started interpreters (faster run start)"),
+          once: bool = typer.Option(False, "--once", help="Register deployments and schedules, then exit")) -> None:
+    """Register each project's Prefect deployments (deploy-release, promote, rollback, create-release) and
+    its triggers as schedules, then run them: needs a Prefect server (PREFECT_API_URL)."""
+    import asyncio
+
+    from flows.remote import api_url
+    from flows.serve import ServeOptions, run
+    from snapshots.errors import ConfigError
+
+    if not api_url():
+        raise ConfigError("ferry serve needs a Prefect server: start one (`prefect server start`) and set "
+                          "PREFECT_API_URL, e.g. http://127.0.0.1:4200/api")
+    options = ServeOptions(projects=list(project) or None, work_pool=work_pool, limit=limit, poll_seconds=poll,
+                           sync_seconds=sync, warm=warm, once=once)
+    try:
+        asyncio.run(run(options, say))
+    except KeyboardInterrupt:
+        say("stopped")
