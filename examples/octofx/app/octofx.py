@@ -52,6 +52,10 @@ class Handler(BaseHTTPRequestHandler):
         try:
             if self.path == "/health":
                 body = f"ok {VERSION}\n"
+            elif self.path.startswith("/slow"):  # a slow page (?seconds=N, at most 30): watch a drain wait for it
+                query = dict(p.split("=", 1) for p in self.path.partition("?")[2].split("&") if "=" in p)
+                time.sleep(min(30.0, float(query.get("seconds", "5"))))
+                body = f"slow page of version {VERSION}\n"
             else:
                 banner = SETTINGS.get("Site", {}).get("Banner", "OctoFX")
                 body = f"{banner} version {VERSION}" + (f" on {MACHINE}" if MACHINE else "") + "\n"
