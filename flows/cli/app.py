@@ -6,6 +6,7 @@ traceback instead).
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 
@@ -25,6 +26,16 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for
 
 def main() -> None:
     """Console-script entry point."""
+    try:
+        _main()
+    finally:
+        # The interpreter's last act is a full garbage collection over everything Prefect, pydantic and
+        # SQLAlchemy allocated: measured at 1.2-1.9 s after `ferry deploy --wait` had printed its result.
+        # Nothing is left to free at exit, so skip it (objects frozen now are never traversed again).
+        gc.freeze()
+
+
+def _main() -> None:
     from flows.cli import commands  # noqa: F401  (registers the commands)
     from snapshots.errors import FerryError
 
