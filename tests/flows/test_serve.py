@@ -1,0 +1,146 @@
+"""``ferry serve`` against a real Prefect server on PostgreSQL, the ferry store on PostgreSQL, targets on this
+machine — driven the way a CI job drives it: HTTP to the Prefect API only, or ``ferry deploy --wait``."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.flows.local_project import max_overlap
+from tests.flows.serve_lab import FERRY, ServedProject, make_served, parse_time
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, prefect_server, postgres) -> Iterator[ServedProject]:  # type: ignore[no-untyped-def]
+    lab = make_served(tmp_path_factory.mktemp("serve"), prefect_server.env(), postgres.create_database())
+    lab.write()
+    lab.project.apply()
+    lab.project.release("1.0.0")
+    lab.start()
+    try:
+        yield lab
+    finally:
+        lab.stop()
+
+
+def test_ci_over_http_deploys_and_the_deployment_is_recorded(served: ServedProject) -> None:
+    response = served.create_run({"environment": "Dev", "release": "1.0.0"})
+    assert response.status_code == 201, response.text
+    run = served.wait_final(response.json()["id"])
+    assert run["state"]["type"] == "COMPLETED", run["state"]
+    assert run["name"] == f"{served.name} 1.0.0 → Dev"
+    record = served.record_of(run["id"])
+    assert (record["version"], record["environment"], record["state"]) == ("1.0.0", "Dev", "Success")
+    assert record["created_by"] == "ci"
+    tasks = served.task_runs(run["id"])
+    assert [t["name"] for t in tasks] == ["Install · dev-01"]
+    assert tasks[0]["state"]["type"] == "COMPLETED"
+
+
+def test_two_calls_for_one_environment_run_one_after_the_other(served: ServedProject) -> None:
+    if not any(d["environment"] == "Dev" and d["state"] == "Success" for d in served.records()):
+        assert served.project.deploy("1.0.0", "Dev").exit_code == 0
+    if served.project.events_file.exists():
+        served.project.events_file.unlink()
+    params = {"environment": "Prod", "release": "1.0.0", "force": True, "variables": {"Sleep": "1.5"}}
+    first, second = served.create_run(params), served.create_run(params)
+    assert first.status_code == second.status_code == 201
+    runs = [served.wait_final(r.json()["id"]) for r in (first, second)]
+    assert [r["state"]["type"] for r in runs] == ["COMPLETED", "COMPLETED"]
+    # Prefect ran both flow runs at once (the serve limit is 5), but ferry's per-environment slot kept their
+    # work apart: the second deployment's targets started only after the first one's finished.
+    records = sorted((served.record_of(r["id"]) for r in runs), key=lambda d: d["started_at"])
+    assert parse_time(records[0]["finished_at"]) <= parse_time(records[1]["started_at"])
+    events = sorted(served.project.events(), key=lambda e: e.at)
+    starts = [e.at for e in events if e.kind == "start"]
+    finishes = [e.at for e in events if e.kind == "finish"]
+    assert len(starts) == len(finishes) == 4
+    spans = {f"{e.target}-{i}": (e.at, f.at) for i, (e, f) in enumerate(
+        zip([e for e in events if e.kind == "start"], [e for e in events if e.kind == "finish"], strict=True))}
+    assert max_overlap(spans) == 2  # two targets of one deployment at a time, never four
+    assert max(finishes[:2]) <= min(starts[2:]) + 0.05
+    flow_starts = sorted(parse_time(r["start_time"]) for r in runs)
+    assert flow_starts[1] - flow_starts[0] < 1.5 * (max(finishes) - min(starts)), "both runs were started"
+
+
+def test_unknown_environment_is_refused_by_the_api(served: ServedProject) -> None:
+    response = served.create_run({"environment": "Qa", "release": "1.0.0"})
+    assert response.status_code == 409
+    detail = response.json()["detail"]
+    assert "Validation failed for field 'environment'" in detail
+    assert "'Qa' is not one of ['Dev', 'Prod']" in detail
+    missing = served.create_run({"release": "1.0.0"})
+    assert missing.status_code == 409
+    assert "'environment' is a required property" in missing.json()["detail"]
+    wrong_type = served.create_run({"environment": "Dev", "force": "yes please"})
+    assert wrong_type.status_code == 409 and "force" in wrong_type.json()["detail"]
+
+
+def test_the_form_offers_the_environments_and_describes_every_option(served: ServedProject) -> None:
+    schema = served.deployment()["parameter_openapi_schema"]
+    props = schema["properties"]
+    assert props["environment"]["enum"] == ["Dev", "Prod"]
+    assert schema["required"] == ["environment"]
+    assert props["release"]["default"] == "latest"
+    assert all(p.get("description") for p in props.values()), props
+    for flow, fields in {"promote": ["from_environment", "to_environment"], "rollback": ["environment"],
+                         "create-release": []}.items():
+        other = served.deployment(flow)["parameter_openapi_schema"]["properties"]
+        for name in fields:
+            assert other[name]["enum"] == ["Dev", "Prod"], (flow, name)
+
+
+def test_ferry_deploy_runs_through_the_served_deployment_and_streams_its_log(served: ServedProject) -> None:
+    result = served.ferry("deploy", served.name, "1.0.0", "--to", "Dev", "--force", "--wait")
+    assert result.exit_code == 0, result.output
+    assert f"of deploy-release/{served.name}" in result.stdout
+    assert "Beginning flow run" in result.stdout  # the served process's log lines, streamed back
+    assert "succeeded" in result.stdout.splitlines()[-1]
+    record = served.records()[0]
+    run = served.flow_run(record["flow_run_id"])
+    assert run["deployment_id"] == served.deployment()["id"]  # it ran on ferry serve, not in the CLI
+
+    failed = served.ferry("deploy", served.name, "1.0.0", "--to", "Dev", "--force", "--wait",
+                          "--variable", "Fail=yes")
+    assert failed.exit_code == 1, failed.output
+    assert "failed" in failed.stderr
+    assert served.records()[0]["state"] == "Failed"
+
+
+def test_timeout_stops_waiting_or_cancels(served: ServedProject) -> None:
+    slow = ("deploy", served.name, "1.0.0", "--to", "Dev", "--force", "--variable", "Sleep=6")
+    started = time.monotonic()
+    result = served.ferry(*slow, "--timeout", "2")
+    assert result.exit_code == 124, result.output
+    assert "did not finish within 2s; it goes on" in result.stderr
+    assert time.monotonic() - started < 30
+    record = served.records()[0]
+    assert served.wait_final(record["flow_run_id"])["state"]["type"] == "COMPLETED"
+
+    result = served.ferry(*slow, "--variable", "Sleep=120", "--timeout", "4", "--cancel-on-timeout")
+    assert result.exit_code == 124, result.output
+    assert "timed out after 4s and was cancelled" in result.stderr
+    record = served.records()[0]
+    assert record["state"] == "Cancelled"
+    assert served.flow_run(record["flow_run_id"])["state"]["type"] == "CANCELLED"
+
+
+def test_a_deployment_created_through_the_api_can_be_followed_from_the_cli(served: ServedProject) -> None:
+    """`ferry deployment show` knows deployments whichever way they were started."""
+    response = served.create_run({"environment": "Dev", "release": "latest", "force": True})
+    run = served.wait_final(response.json()["id"])
+    record = served.record_of(run["id"])
+    shown = served.ferry("deployment", "show", str(record["id"]))
+    assert shown.exit_code == 0 and "Success" in shown.stdout
+
+
+def test_serve_needs_a_prefect_server(served: ServedProject) -> None:
+    env = {k: v for k, v in served.env.items() if k != "PREFECT_API_URL"}
+    proc = subprocess.run([FERRY, "serve", "--once"], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert "ferry serve needs a Prefect server" in proc.stderr
