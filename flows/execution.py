@@ -145,6 +145,8 @@ class Engine:
         run = lambda target, start: self._chain(index, unit, target, start, release)  # noqa: E731
         if guard:
             targets, run, guidance = guard.order(targets), guard.wrap(run), guard.wrap_guidance(guidance)
+        if rolling:  # later targets' sessions open while the first ones deploy, not when their turn comes
+            self.pool.prefetch(targets)
         result = roll(targets, run, window=rolling.window if rolling else len(targets),
                       max_failures=rolling.max_failures if rolling else len(targets),
                       max_out_of_service=cap, in_service_deficit=guard.deficit if guard else None,
