@@ -172,7 +172,7 @@ def _is_up(row: Mapping[str, str]) -> bool:
 class HAProxy:
     """The runtime API of every HAProxy node of one load balancer."""
 
-    def __init__(self, nodes: Sequence[str], *, timeout: float = 5.0, poll: float = 0.2,
+    def __init__(self, nodes: Sequence[str], *, timeout: float = 5.0, poll: float = 0.05,
                  ssh: Mapping[str, Transport] | Callable[[str], Transport] | None = None,
                  log: Callable[[str], None] | None = None) -> None:
         if not nodes:
