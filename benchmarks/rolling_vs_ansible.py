@@ -57,6 +57,7 @@ import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -378,7 +379,12 @@ class Bench:
         rows = listed if isinstance(listed, list) else listed.get("deployments", [])
         deployment = max(rows, key=lambda d: d["id"])
         shown = json.loads(self._ferry("deployment", "show", str(deployment["id"]), "--json"))
-        return Run("ferry", version, seconds, {"deployment": shown, "log": str(out)})
+        started, finished = (datetime.fromisoformat(shown[k].replace("Z", "+00:00")) for k in ("started_at",
+                                                                                               "finished_at"))
+        # what its add step spent waiting for HAProxy's own fresh health checks before sending traffic
+        waits = [float(m) for m in re.findall(r"UP and in rotation on \d+ node\(s\) after ([\d.]+)s", out.read_text())]
+        return Run("ferry", version, seconds, {"deployment": shown, "log": str(out), "add_waits": waits,
+                                               "flow_run": (finished - started).total_seconds()})
 
     def run_ansible(self, version: str, package: Path) -> Run:
         out = self.logs / f"ansible-{version}.log"
@@ -549,6 +555,8 @@ def summarize(runs: list[Run], targets: int, window: int, pairs: int) -> dict[st
         "ratio_ferry_ansible": med["ferry"] / med["ansible"],
         "overhead": {tool: (med[tool] - med["floor"]) / med["floor"] for tool in ("ferry", "ansible")},
         "floor_wall_median": statistics.median(r.detail["wall"] for r in runs if r.tool == "floor"),
+        "ferry_flow_run_median": statistics.median(r.detail["flow_run"] for r in runs if r.tool == "ferry"),
+        "ferry_add_wait_median": statistics.median(w for r in runs if r.tool == "ferry" for w in r.detail["add_waits"]),
         "floor_phases": _phase_medians([r for r in runs if r.tool == "floor"]),
     }
 
@@ -576,6 +584,13 @@ def print_table(s: dict[str, Any]) -> None:
     print(f"  {'ratio ferry / Ansible':34}{s['ratio_ferry_ansible']:8.2f}     (target ≤ {TARGET_RATIO:.2f})")
     print(f"  {'ferry overhead above the floor':34}{100 * s['overhead']['ferry']:7.1f}%     "
           f"(target < {100 * TARGET_OVERHEAD:.0f}%)")
+    flow = s["ferry_flow_run_median"]
+    print(f"  of ferry's time, its flow run (started → finished in its record): {flow:.2f} s, "
+          f"{100 * (flow - med['floor']) / med['floor']:+.1f}% against the floor; the rest is the command "
+          f"starting (Python, Prefect, checks) and exiting")
+    print(f"  ferry's add step waits for HAProxy's own fresh health checks before traffic (the Ansible module's "
+          f"'wait' accepts the UP HAProxy remembers from before MAINT): median {s['ferry_add_wait_median']:.2f} s "
+          f"per target")
     phases = ", ".join(f"{k} {v:.2f}s" for k, v in s["floor_phases"].items())
     print(f"  floor per target (median): {phases}; floor run wall {s['floor_wall_median']:.2f} s")
 
