@@ -53,6 +53,7 @@ TOOLS = {
     "haproxy": ("haproxy", "haproxy"),
     "unshare": ("unshare", "util-linux"),
     "mount": ("mount", "mount"),
+    "python3": ("/usr/bin/python3", "python3"),  # the targets' scripts (ferry_var, the sample app) run it
     "useradd": ("useradd", "passwd"),
     "usermod": ("usermod", "passwd"),
 }

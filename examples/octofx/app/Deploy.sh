@@ -11,26 +11,25 @@ release="${FERRY_RELEASE_DIR:-$PWD}"
 bind="${OCTOFX_BIND:-127.0.0.1}"
 port="${OCTOFX_PORT:-$(ferry_var App.Port)}"
 pidfile="$state/octofx.pid"
+# running and not a zombie (an exited app waits for init to reap it; `kill -0` would still see it)
+alive() { local s; s="$(sed -n 's/.*) \(.\) .*/\1/p' "/proc/$1/stat" 2>/dev/null)"; [[ -n "$s" && "$s" != Z ]]; }
 
-if [[ -f "$pidfile" ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+if [[ -f "$pidfile" ]] && alive "$(cat "$pidfile")"; then
   old="$(cat "$pidfile")"
   echo "stopping OctoFX (pid $old)"
   kill -TERM "$old"
-  for _ in $(seq 1 200); do kill -0 "$old" 2>/dev/null || break; sleep 0.05; done
-  if kill -0 "$old" 2>/dev/null; then echo "pid $old did not stop in 10s; killing it"; kill -KILL "$old"; fi
+  for _ in $(seq 1 500); do alive "$old" || break; sleep 0.02; done
+  if alive "$old"; then echo "pid $old did not stop in 10s; killing it"; kill -KILL "$old"; fi
 fi
 
 nohup python3 "$release/octofx.py" --bind "$bind" --port "$port" --pidfile "$pidfile" \
   >>"$state/octofx.log" 2>&1 </dev/null &
-for _ in $(seq 1 200); do
-  if python3 - "$bind" "$port" <<'PY' 2>/dev/null; then
-import socket, sys
-socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=0.2).close()
-PY
+for _ in $(seq 1 500); do
+  if (exec 3<>"/dev/tcp/$bind/$port") 2>/dev/null; then
     echo "OctoFX $(cat "$release/VERSION") listening on $bind:$port (pid $(cat "$pidfile"))"
     exit 0
   fi
-  sleep 0.05
+  sleep 0.02
 done
 echo "OctoFX did not start listening on $bind:$port; the end of its log:" >&2
 tail -n 20 "$state/octofx.log" >&2 || true

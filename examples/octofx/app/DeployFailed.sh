@@ -5,7 +5,8 @@
 set -uo pipefail
 state="${FERRY_APP_STATE:?set by the package step of ferry}"
 pidfile="$state/octofx.pid"
-if [[ -f "$pidfile" ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+alive() { local s; s="$(sed -n 's/.*) \(.\) .*/\1/p' "/proc/$1/stat" 2>/dev/null)"; [[ -n "$s" && "$s" != Z ]]; }
+if [[ -f "$pidfile" ]] && alive "$(cat "$pidfile")"; then
   echo "OctoFX is still running (pid $(cat "$pidfile")); nothing to restore"
   exit 0
 fi
