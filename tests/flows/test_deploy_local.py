@@ -25,8 +25,9 @@ def deployed(project: LocalProject, version: str, env: str, *args: str) -> dict:
 
 
 def test_sliding_window_starts_next_target_as_soon_as_one_finishes(project: LocalProject) -> None:
-    # prod-02 is slow: with a sliding window of 2, prod-03 and prod-04 start while it still runs.
-    body = 'case "$(ferry_var Machine.Name)" in prod-02) sleep 3;; *) sleep 0.3;; esac'
+    # prod-02 is slow: with a sliding window of 2, prod-03 and prod-04 start while it still runs
+    # (8 s leaves room for a loaded machine: each quick target must take under ~3.5 s end to end).
+    body = 'case "$(ferry_var Machine.Name)" in prod-02) sleep 8;; *) sleep 0.3;; esac'
     project.write(rolling(project, body, 2))
     project.apply()
     project.release("1.0.0")
