@@ -68,18 +68,19 @@ class ServedProject:
     def ferry(self, *args: str, timeout: float = 300) -> CliResult:
         return self.project.run(*args, timeout=timeout)
 
-    def write(self, process: list[dict[str, Any]] | None = None, *, auto_deploy: bool = False,
+    def write(self, process: list[dict[str, Any]] | None = None, *, auto_deploy: tuple[str, ...] = (),
               guided_failure: bool = False, **project: Any) -> None:
         """The project's YAML (one rolling step running ``BODY`` by default) and its infrastructure, with the
-        first phase auto-deploying and/or Prod pausing on failure when asked."""
+        named environments' phases auto-deploying and/or Prod pausing on failure when asked."""
         if process is None:
             process = [{"name": "Roll out", "roles": ["web"], "rolling": {"window": 2},
                         "steps": [{"name": "Install", "kind": "script", "script": self.project.script(BODY)}]}]
         self.project.write(process, PROMPTED, **project)
         infra_file = self.root / "shop" / "infrastructure.yaml"
         infra = yaml.safe_load(infra_file.read_text())
-        if auto_deploy:
-            infra["lifecycles"][0]["phases"][0]["auto_deploy"] = True
+        for phase in infra["lifecycles"][0]["phases"]:
+            if phase["name"] in auto_deploy:
+                phase["auto_deploy"] = True
         if guided_failure:
             for env in infra["environments"]:
                 env["guided_failure"] = env["name"] == "Prod"
@@ -106,6 +107,14 @@ class ServedProject:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
 
+    def forget(self) -> None:
+        """Delete this project's deployments from the session's Prefect server (their schedules would keep
+        adding runs nobody serves)."""
+        for flow in ("deploy-release", "promote", "rollback", "create-release"):
+            response = self.api.get(f"/deployments/name/{flow}/{self.name}")
+            if response.status_code == 200:
+                self.api.delete(f"/deployments/{response.json()['id']}")
+
     def serve_log(self) -> str:
         return "\n".join(p.read_text(errors="replace") for p in self.logs if p.exists())
 
@@ -123,7 +132,7 @@ class ServedProject:
             response = self.api.get(f"/deployments/name/deploy-release/{self.name}")
             if response.status_code == 200:
                 polled = response.json().get("last_polled")
-                if polled and parse_time(polled) >= started - 1:
+                if polled and parse_time(polled) > started:  # polled by this process, not the last one
                     return
             time.sleep(0.5)
         raise AssertionError(f"ferry serve did not start serving within {timeout}s:\n{self.serve_log()[-3000:]}")

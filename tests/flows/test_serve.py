@@ -26,6 +26,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, prefect_server, postgres) -
         yield lab
     finally:
         lab.stop()
+        lab.forget()
 
 
 def test_ci_over_http_deploys_and_the_deployment_is_recorded(served: ServedProject) -> None:
