@@ -57,6 +57,8 @@ class PrefectServer:
         args = [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(self.port)]
         if not self.ui:
             args.append("--no-ui")
+        else:  # the UI's JavaScript calls the API at this URL (default: port 4200)
+            env["PREFECT_UI_API_URL"] = self.api_url
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL, start_new_session=True)
