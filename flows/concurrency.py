@@ -34,14 +34,35 @@ def target_limit(target: str) -> str:
     return f"ferry-target-{_slug(target)}"
 
 
+PAGE = 200  # the most a Prefect server returns per page by default
+
+
 def ensure_limits(names: list[str]) -> None:
-    """Create (or keep) each limit with one slot."""
+    """Create (or keep) each limit with one slot. The existing limits are read in one paged listing rather
+    than one request per name (a deployment to 32 targets needs 33 limits: 33 round trips before any work)."""
     missing = [n for n in names if n not in _ensured]
     if not missing:
         return
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalConcurrencyLimitUpdate
+    from prefect.exceptions import ObjectAlreadyExists
+
     with get_client(sync_client=True) as client:
+        existing: dict[str, int] = {}
+        offset = 0
+        while True:
+            page = client.read_global_concurrency_limits(limit=PAGE, offset=offset)
+            existing.update({found.name: found.limit for found in page})
+            if len(page) < PAGE:
+                break
+            offset += PAGE
         for name in missing:
-            client.upsert_global_concurrency_limit_by_name(name, limit=1)
+            if name not in existing:
+                try:
+                    client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
+                except ObjectAlreadyExists:  # another deployment created it a moment ago
+                    client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(limit=1))
+            elif existing[name] != 1:
+                client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(limit=1))
             _ensured.add(name)
 
 
