@@ -99,9 +99,17 @@ class TransportPool:
         self._closing.set()
         if self._prefetcher is not None:  # let an attempt in flight finish, so its session is closed below
             self._prefetcher.shutdown(wait=True, cancel_futures=True)
-        for transport in self._open.values():
+        def close_one(transport: Transport) -> None:
             with contextlib.suppress(Exception):  # best effort: the deployment's result is already decided
                 transport.close()
+
+        sessions = list(self._open.values())
+        if len(sessions) > 1:  # each close is a round trip or two (temp dir removed, channel closed): overlap them
+            with ThreadPoolExecutor(max_workers=min(8, len(sessions)), thread_name_prefix="ferry-close") as closer:
+                list(closer.map(close_one, sessions))
+        else:
+            for transport in sessions:
+                close_one(transport)
         self._open.clear()
         if self._worker is not None:
             self._worker.close()
