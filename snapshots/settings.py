@@ -15,10 +15,13 @@ class Settings:
     home: Path
     database_url: str
     actor: str
+    feed: Path | None = None
+    """``FERRY_FEED_DIR``: machines that push packages (CI) and machines that deploy them (``ferry serve``,
+    workers) must see the same feed directory, e.g. mounted from shared storage."""
 
     @property
     def feed_dir(self) -> Path:
-        return self.home / "feed"
+        return self.feed or self.home / "feed"
 
     @property
     def key_file(self) -> Path:
@@ -29,7 +32,8 @@ class Settings:
         home = Path(os.environ.get("FERRY_HOME") or Path.home() / ".ferry").expanduser()
         url = os.environ.get("FERRY_DATABASE_URL") or f"sqlite:///{home / 'ferry.db'}"
         actor = os.environ.get("FERRY_USER") or _login_name()
-        return cls(home=home, database_url=url, actor=actor)
+        feed = Path(os.environ["FERRY_FEED_DIR"]).expanduser() if os.environ.get("FERRY_FEED_DIR") else None
+        return cls(home=home, database_url=url, actor=actor, feed=feed)
 
 
 def _login_name() -> str:
