@@ -6,12 +6,14 @@ passes a masked log sink.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from snapshots.errors import FerryError
 from snapshots.model import Target
 from steps.transport import Transport
 
@@ -45,6 +47,22 @@ class StepContext:
     shared: dict[str, Any] = field(default_factory=dict)
     """Objects that live for the whole deployment (e.g. load-balancer clients)."""
     cancel: threading.Event = field(default_factory=threading.Event)
+
+    _evaluated: dict[str, str] | None = field(default=None, repr=False)
+
+    def evaluated_variables(self) -> dict[str, str]:
+        """Every variable with ``#{...}`` in its value evaluated (Octopus evaluates nested values), for
+        scripts reading them as data; one that cannot be evaluated is passed as written rather than failing a
+        step that may never read it."""
+        if self._evaluated is None:
+            values = {}
+            for name, value in self.variables.items():
+                if "#{" in value:
+                    with contextlib.suppress(FerryError):
+                        value = self.render(value, f"variable {name}")
+                values[name] = value
+            self._evaluated = values
+        return self._evaluated
 
     @property
     def where(self) -> str:

@@ -21,7 +21,6 @@ places in the environment: ``FERRY_RELEASE_DIR`` (their own folder, also their c
 
 from __future__ import annotations
 
-import contextlib
 import posixpath
 import re
 import tempfile
@@ -116,20 +115,10 @@ class _Run:
         self.release_dir = ""
         self.previous = ""
         self.scripts: list[str] = []
-        self._values: dict[str, str] | None = None
 
     def values(self) -> dict[str, str]:
-        """Every variable with its value evaluated (a value may reference others, as in Octopus); one that
-        cannot be evaluated is passed as written rather than failing a step that may never read it."""
-        if self._values is None:
-            values = {}
-            for name, value in self.ctx.variables.items():
-                if "#{" in value:
-                    with contextlib.suppress(FerryError):
-                        value = self.ctx.render(value, f"variable {name}")
-                values[name] = value
-            self._values = values
-        return self._values
+        """Every variable with its value evaluated (see ``StepContext.evaluated_variables``)."""
+        return self.ctx.evaluated_variables()
 
     def env(self, **extra: str) -> dict[str, str]:
         ctx, ref = self.ctx, self.ref

@@ -19,7 +19,7 @@ def run(ctx: StepContext) -> None:
     step = ctx.step
     params = {name: ctx.render(value, f"{ctx.where} parameter {name}") for name, value in step.parameters.items()}
     env = {name: value for name, value in params.items() if _ENV_NAME.match(name)}
-    data = {"variables": dict(ctx.variables), "parameters": params}
+    data = {"variables": ctx.evaluated_variables(), "parameters": params}
     result = ctx.transport.run(step.script, env=env, data=data, timeout=step.timeout, on_line=ctx.log)
     if not result.ok:
         raise StepFailed("script failed", step=step.name, target=ctx.target_name, exit_code=result.exit_code,

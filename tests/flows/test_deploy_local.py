@@ -212,3 +212,17 @@ def test_run_on_worker_and_worker_for_each_target(project: LocalProject, tmp_pat
     assert all(targets_root not in line for line in lines)  # ran on the worker, not in a target's folder
     for target in project.targets("Prod"):
         assert (project.target_dir(target) / "me").read_text().strip() == target
+
+
+def test_script_reads_variables_with_nested_values_evaluated(project: LocalProject) -> None:
+    project.write([{"name": "Show", "kind": "script", "roles": ["web"],
+                    "script": 'ferry_var Url > "$HOME/url"; ferry_var Plain > "$HOME/plain"'}],
+                  [{"name": "Url", "value": "https://#{Host}:#{Port}/#{Environment.Name}"},
+                   {"name": "Host", "value": "shop.example"}, {"name": "Port", "value": "8443"},
+                   {"name": "Plain", "value": "a 'quoted' $(not run) `value`"}])
+    project.apply()
+    project.release("1.0.0")
+    assert project.deploy("1.0.0", "Dev").exit_code == 0
+    home = project.target_dir("dev-01")
+    assert (home / "url").read_text() == "https://shop.example:8443/Dev"
+    assert (home / "plain").read_text() == "a 'quoted' $(not run) `value`"
