@@ -90,7 +90,9 @@ def create_run(served: Served, parameters: dict[str, Any], *, at: datetime | Non
                                                           tags=["ferry", *(tags or [])])
     except PrefectHTTPStatusError as exc:
         detail = exc.response.json().get("detail", exc.response.text) if exc.response.content else str(exc)
-        raise FerryError(f"{served.full_name} refused the run: {detail}") from None
+        hint = (" (a project applied moments ago reaches ferry serve within its --sync-seconds)"
+                if exc.response.status_code == 409 else "")
+        raise FerryError(f"{served.full_name} refused the run: {detail}{hint}") from None
 
 
 TIMED_OUT = 124
