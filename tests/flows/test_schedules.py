@@ -300,3 +300,37 @@ def test_a_run_that_starts_after_its_expiry_cancels_itself(served: ServedProject
     assert served.task_runs(run["id"]) == []  # ...and ended before deploying anything
     assert served.project.events() == []
     assert len(served.records()) == before
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_a_cron_trigger_deploys_through_ferry_serve(served: ServedProject) -> None:
+    """Every minute, deploy the latest release to Dev: Prefect's scheduler creates the run, ferry serve runs
+    it, the deployment is recorded like any other."""
+    wait_records(served, 2)
+    project_file = served.root / "shop" / "project.yaml"
+    saved = project_file.read_text()
+    doc = yaml.safe_load(saved)
+    doc["triggers"] = [*doc["triggers"], {"name": "Every minute", "cron": "* * * * *", "action": "deploy-latest",
+                                          "environment": "Dev", "expires_after": 50}]
+    project_file.write_text(yaml.safe_dump(doc, sort_keys=False))
+    served.project.apply()
+    try:
+        deadline = time.monotonic() + 180
+        found: list[dict] = []
+        while time.monotonic() < deadline and not found:
+            runs = served.api.post("/flow_runs/filter", json={
+                "deployments": {"id": {"any_": [served.deployment()["id"]]}},
+                "flow_runs": {"state": {"type": {"any_": ["COMPLETED", "FAILED", "CRASHED"]}}}}).json()
+            found = [r for r in runs if r["auto_scheduled"] and r["parameters"].get("environment") == "Dev"]
+            time.sleep(2)
+        assert found, f"no scheduled run completed within 3 minutes\n{served.serve_log()[-3000:]}"
+        run = found[0]
+        assert run["state"]["type"] == "COMPLETED"
+        assert run["parameters"] == {"environment": "Dev", "release": "latest", "expires_after": 50}
+        assert parse_time(run["start_time"]) - parse_time(run["expected_start_time"]) < 15
+        record = served.record_of(run["id"])
+        assert (record["environment"], record["version"], record["state"]) == ("Dev", "1.0.0", "Success")
+    finally:
+        project_file.write_text(saved)
+        served.project.apply()

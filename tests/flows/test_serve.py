@@ -3,6 +3,7 @@ machine — driven the way a CI job drives it: HTTP to the Prefect API only, or 
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from collections.abc import Iterator
@@ -167,3 +168,30 @@ def test_the_ci_examples_http_only_job_deploys(served: ServedProject, example: s
     assert "deployed" in proc.stdout
     run_id = proc.stdout.split("flow run ", 1)[1].split(":", 1)[0]
     assert served.record_of(run_id)["state"] == "Success"
+
+
+def test_create_release_promote_and_rollback_deployments(served: ServedProject) -> None:
+    """The other three served deployments, called the way CI calls deploy-release."""
+    created = served.create_run({"version": "2.0.0", "notes": "from the API"}, flow="create-release")
+    assert created.status_code == 201, created.text
+    assert served.wait_final(created.json()["id"])["state"]["type"] == "COMPLETED"
+    listed = served.ferry("release", "list", served.name, "--json")
+    assert "2.0.0" in [r["version"] for r in json.loads(listed.stdout)]
+
+    for version in ("1.0.0", "2.0.0"):
+        response = served.create_run({"environment": "Dev", "release": version, "force": True})
+        assert served.wait_final(response.json()["id"])["state"]["type"] == "COMPLETED"
+    promoted = served.create_run({"from_environment": "Dev", "to_environment": "Prod"}, flow="promote")
+    assert promoted.status_code == 201, promoted.text
+    run = served.wait_final(promoted.json()["id"])
+    assert run["state"]["type"] == "COMPLETED" and run["name"] == f"{served.name} promote Dev → Prod"
+    record = served.record_of(run["id"])
+    assert (record["environment"], record["version"], record["state"]) == ("Prod", "2.0.0", "Success")
+
+    rolled = served.create_run({"environment": "Dev"}, flow="rollback")
+    run = served.wait_final(rolled.json()["id"])
+    assert run["state"]["type"] == "COMPLETED"
+    record = served.record_of(run["id"])
+    assert (record["environment"], record["version"], record["state"]) == ("Dev", "1.0.0", "Success")
+    refused = served.create_run({"from_environment": "Dev", "to_environment": "Staging"}, flow="promote")
+    assert refused.status_code == 409
