@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
-import shutil
 import signal
 import subprocess
 import threading
@@ -32,13 +31,7 @@ from tests.lab.wsman_standin import StandinConfig
 WINDOWS = EXAMPLES / "octofx" / "windows"
 TARGETS = ("web-01", "web-02", "web-03")
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(importlib.util.find_spec("steps.kinds.load_balancer") is None
-                       or importlib.util.find_spec("steps.kinds.http_check") is None,
-                       reason="needs the load-balancer and http-check step kinds"),
-    pytest.mark.skipif(shutil.which("haproxy") is None, reason="needs haproxy (tests/lab/install-debian-packages)"),
-]
+pytestmark = [pytest.mark.slow]  # haproxy is installed by `make test` (tests/lab/install-debian-packages)
 
 
 class Windows:
