@@ -107,7 +107,8 @@ def open_run_form(page: Any, ui: str, served: ServedProject) -> None:
 
 def choose(page: Any, field: Any, value: str) -> None:
     """Pick ``value`` in one of the form's select boxes (it opens on the keyboard reliably; a click on the
-    button sometimes toggles it open and shut before the options render)."""
+    button sometimes toggles it open and shut before the options render, and on a loaded machine the chosen
+    value can take a moment to show: so wait for it, and try again if it did not take)."""
     button = field.locator("button.p-select-button__control")
     option = page.get_by_role("option", name=value, exact=True)
     for _ in range(4):
@@ -115,11 +116,16 @@ def choose(page: Any, field: Any, value: str) -> None:
         page.keyboard.press("Space")
         try:
             option.wait_for(state="visible", timeout=3000)
-            break
+            option.click()
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and value not in button.inner_text():
+                page.wait_for_timeout(100)
         except Exception:
-            continue
-    option.click()
-    assert value in field.locator("button.p-select-button__control").inner_text()
+            pass
+        if value in button.inner_text():
+            return
+        page.keyboard.press("Escape")
+    assert value in button.inner_text(), f"could not choose {value!r} in the form"
 
 
 def fill_and_submit(page: Any, environment: str, release: str) -> None:
