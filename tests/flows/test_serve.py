@@ -195,3 +195,26 @@ def test_create_release_promote_and_rollback_deployments(served: ServedProject) 
     assert (record["environment"], record["version"], record["state"]) == ("Dev", "1.0.0", "Success")
     refused = served.create_run({"from_environment": "Dev", "to_environment": "Staging"}, flow="promote")
     assert refused.status_code == 409
+
+
+def test_timeout_without_ferry_serve(tmp_path, ferry, prefect_env) -> None:  # type: ignore[no-untyped-def]
+    """No served deployment for the project: `ferry deploy` runs the flow itself, and --timeout still holds."""
+    import uuid
+
+    from tests.flows.local_project import LocalProject
+
+    project = LocalProject(tmp_path / "shop", ferry, name=f"Local-{uuid.uuid4().hex[:6]}")
+    project.write([{"name": "Install", "kind": "script", "roles": ["web"],
+                    "script": 'sleep "$(ferry_var Sleep)"'}],
+                  [{"name": "Sleep", "value": "0.2", "prompt": {"required": False}}])
+    project.apply()
+    project.release("1.0.0")
+    started = time.monotonic()
+    result = ferry("deploy", project.name, "1.0.0", "--to", "Dev", "--variable", "Sleep=60", "--timeout", "8",
+                   "--cancel-on-timeout")
+    assert result.exit_code == 124, result.output
+    assert "timed out after 8s and was cancelled" in result.stderr
+    assert "of deploy-release/" not in result.stdout  # ran here, not through a served deployment
+    assert time.monotonic() - started < 60
+    record = project.deployments()[0]
+    assert record["state"] == "Cancelled" and "--cancel-on-timeout" in record["error"]
