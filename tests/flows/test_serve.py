@@ -114,24 +114,6 @@ def test_ferry_deploy_runs_through_the_served_deployment_and_streams_its_log(ser
     assert served.records()[0]["state"] == "Failed"
 
 
-def test_timeout_stops_waiting_or_cancels(served: ServedProject) -> None:
-    slow = ("deploy", served.name, "1.0.0", "--to", "Dev", "--force", "--variable", "Sleep=6")
-    started = time.monotonic()
-    result = served.ferry(*slow, "--timeout", "2")
-    assert result.exit_code == 124, result.output
-    assert "did not finish within 2s; it goes on" in result.stderr
-    assert time.monotonic() - started < 30
-    record = served.records()[0]
-    assert served.wait_final(record["flow_run_id"])["state"]["type"] == "COMPLETED"
-
-    result = served.ferry(*slow, "--variable", "Sleep=120", "--timeout", "4", "--cancel-on-timeout")
-    assert result.exit_code == 124, result.output
-    assert "timed out after 4s and was cancelled" in result.stderr
-    record = served.records()[0]
-    assert record["state"] == "Cancelled"
-    assert served.flow_run(record["flow_run_id"])["state"]["type"] == "CANCELLED"
-
-
 def test_a_deployment_created_through_the_api_can_be_followed_from_the_cli(served: ServedProject) -> None:
     """`ferry deployment show` knows deployments whichever way they were started."""
     response = served.create_run({"environment": "Dev", "release": "latest", "force": True})
@@ -197,20 +179,23 @@ def test_create_release_promote_and_rollback_deployments(served: ServedProject) 
     assert refused.status_code == 409
 
 
+@pytest.mark.slow
 def test_timeout_without_ferry_serve(tmp_path, ferry, prefect_env) -> None:  # type: ignore[no-untyped-def]
     """No served deployment for the project: `ferry deploy` runs the flow itself, and --timeout still holds."""
     import uuid
 
     from tests.flows.local_project import LocalProject
 
-    project = LocalProject(tmp_path / "shop", ferry, name=f"Local-{uuid.uuid4().hex[:6]}")
+    # Targets of their own (timeout-01): the cancelled run keeps its target's slot leased for up to a minute.
+    project = LocalProject(tmp_path / "shop", ferry, name=f"Local-{uuid.uuid4().hex[:6]}",
+                           environments={"Timeout": 1})
     project.write([{"name": "Install", "kind": "script", "roles": ["web"],
                     "script": 'sleep "$(ferry_var Sleep)"'}],
                   [{"name": "Sleep", "value": "0.2", "prompt": {"required": False}}])
     project.apply()
     project.release("1.0.0")
     started = time.monotonic()
-    result = ferry("deploy", project.name, "1.0.0", "--to", "Dev", "--variable", "Sleep=60", "--timeout", "8",
+    result = ferry("deploy", project.name, "1.0.0", "--to", "Timeout", "--variable", "Sleep=60", "--timeout", "8",
                    "--cancel-on-timeout")
     assert result.exit_code == 124, result.output
     assert "timed out after 8s and was cancelled" in result.stderr
@@ -218,3 +203,26 @@ def test_timeout_without_ferry_serve(tmp_path, ferry, prefect_env) -> None:  # t
     assert time.monotonic() - started < 60
     record = project.deployments()[0]
     assert record["state"] == "Cancelled" and "--cancel-on-timeout" in record["error"]
+
+
+@pytest.mark.slow  # last in the module: the cancelled run's target slot stays leased for up to a minute
+def test_timeout_stops_waiting_or_cancels(served: ServedProject) -> None:
+    if not any(d["environment"] == "Dev" and d["state"] == "Success" for d in served.records()):
+        assert served.project.deploy("1.0.0", "Dev").exit_code == 0
+    # Prod's targets: a cancelled run keeps its targets' slots leased for up to a minute, and later test
+    # modules deploy to dev-01 on the same Prefect server.
+    slow = ("deploy", served.name, "1.0.0", "--to", "Prod", "--force", "--variable", "Sleep=6")
+    started = time.monotonic()
+    result = served.ferry(*slow, "--timeout", "2")
+    assert result.exit_code == 124, result.output
+    assert "did not finish within 2s; it goes on" in result.stderr
+    assert time.monotonic() - started < 30
+    record = served.records()[0]
+    assert served.wait_final(record["flow_run_id"])["state"]["type"] == "COMPLETED"
+
+    result = served.ferry(*slow, "--variable", "Sleep=120", "--timeout", "4", "--cancel-on-timeout")
+    assert result.exit_code == 124, result.output
+    assert "timed out after 4s and was cancelled" in result.stderr
+    record = served.records()[0]
+    assert record["state"] == "Cancelled"
+    assert served.flow_run(record["flow_run_id"])["state"]["type"] == "CANCELLED"
