@@ -229,6 +229,13 @@ async def run(options: ServeOptions, say: Callable[[str], None]) -> None:
 
         server.runner = Runner(name=options.name, query_seconds=options.poll_seconds, limit=options.limit,
                                pause_on_shutdown=False)
+        # The runner pickles each served flow into its run's process. Looking a flow up by reference would call
+        # flows.served.__getattr__ — a store query per run — only to find a different object: pickle by value.
+        import cloudpickle
+
+        import flows.served
+
+        cloudpickle.register_pickle_by_value(flows.served)
     await server.sync()
     if not server.registered:
         say("no projects to serve yet: `ferry apply` one (ferry serve picks it up within "
