@@ -1,4 +1,5 @@
-"""Fixtures for the WinRM tests: WS-Management STAND-IN servers (not Windows) on this session's loopback."""
+"""Fixtures for the steps tests: an SSH session to the lab, and WS-Management STAND-IN servers (not Windows)
+on this session's loopback."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.lab.ssh_lab import private_network
+from steps.ssh import SshTransport
+from tests.lab.ssh_lab import LabInfo, private_network
 from tests.lab.windows_lab import PASSWORD, Standin, TestCa, free_port, start_standin
 from tests.lab.wsman_standin import StandinConfig
 
@@ -57,3 +59,13 @@ def winrm_https(tmp_path_factory: pytest.TempPathFactory, test_ca: TestCa) -> It
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def dev(lab: LabInfo) -> Iterator[SshTransport]:
+    """A connection to dev-01 with its key pinned (from the lab's infrastructure.yaml)."""
+    transport = SshTransport("dev-01", lab.spec("dev-01"), known_hosts=lab.known_hosts)
+    try:
+        yield transport
+    finally:
+        transport.close()

@@ -52,14 +52,6 @@ def make_package(folder: Path, version: str, extra: dict[str, str] | None = None
     return PackageRef("App", version, hashlib.sha256(raw.getvalue()).hexdigest(), path.name, path)
 
 
-@pytest.fixture
-def dev(lab: LabInfo) -> Iterator[SshTransport]:
-    transport = SshTransport("dev-01", lab.spec("dev-01"), known_hosts=lab.known_hosts)
-    try:
-        yield transport
-    finally:
-        transport.close()
-
 
 @pytest.fixture
 def root(dev: SshTransport) -> Iterator[str]:

@@ -32,15 +32,6 @@ TRICKY = {
 }
 
 
-@pytest.fixture
-def dev(lab: LabInfo) -> Iterator[SshTransport]:
-    """A connection to dev-01 with its key pinned (from the lab's infrastructure.yaml)."""
-    transport = SshTransport("dev-01", lab.spec("dev-01"), known_hosts=lab.known_hosts)
-    try:
-        yield transport
-    finally:
-        transport.close()
-
 
 def _lines(transport: SshTransport, script: str, **kwargs: object) -> tuple[int, list[str]]:
     lines: list[str] = []
