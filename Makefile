@@ -18,10 +18,10 @@ $(STAMP): pyproject.toml requirements.lock
 	touch $@
 
 system:
-	tests/lab/install-debian-packages
+	flows/lab/install-debian-packages
 
 demo: venv system
-	$(VENV)/bin/python -m flows.demo
+	$(VENV)/bin/python -m flows.lab.demo
 
 test: venv system
 	$(VENV)/bin/ruff check .

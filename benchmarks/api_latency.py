@@ -143,8 +143,8 @@ def main() -> None:
     parser.add_argument("--verbose", action="store_true", help="Print every round")
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from tests.lab.postgres import PostgresServer
-    from tests.lab.prefect_server import PrefectServer
+    from tests.servers.postgres import PostgresServer
+    from tests.servers.prefect_server import PrefectServer
 
     root = Path(tempfile.mkdtemp(prefix="ferry-bench-latency-"))
     write_project(root)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from steps.scripts import BASH_PREAMBLE
+from steps.transports.bash import BASH_PREAMBLE
 
 SCRIPTS = ["true", "echo installed > /dev/null", ":"]
 
@@ -61,10 +61,11 @@ def floor(root: Path, targets: int, window: int) -> float:
 
 def child(version: str) -> None:
     """Runs in its own process: one deployment, timed; prints wall time and peak RSS."""
-    from flows.cli.context import Context
-    from flows.launcher import DeployRequest, check_and_record, run_here
+    from flows.engine.request import DeployRequest, check_and_record
+    from flows.orchestration.local_runs import run_here
+    from snapshots.workspace import Workspace
 
-    ctx = Context()
+    ctx = Workspace()
     request = DeployRequest("Bench", version, "Bench", force=True)
     deployment_id, _ = check_and_record(ctx, request)
     start = time.perf_counter()
@@ -84,7 +85,7 @@ def main() -> None:
         child(args.child)
         return
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from tests.lab.prefect_server import PrefectServer
+    from tests.servers.prefect_server import PrefectServer
 
     root = Path(tempfile.mkdtemp(prefix="ferry-bench-deploy-"))
     write_project(root, args.targets, args.window)

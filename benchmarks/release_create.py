@@ -21,12 +21,12 @@ from pathlib import Path
 
 import yaml
 
-from snapshots import feed as feed_module
 from snapshots import releases
-from snapshots.crypto import Vault
-from snapshots.feed import Feed
 from snapshots.projects import apply
 from snapshots.store import Store
+from snapshots.store import feed as feed_module
+from snapshots.store.crypto import Vault
+from snapshots.store.feed import Feed
 
 
 def make_project(root: Path, n_vars: int, n_steps: int, package_ids: list[str]) -> Path:

@@ -235,7 +235,7 @@ class Bench:
     # -- setup ----------------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        from steps.lab import Lab
+        from flows.lab import Lab
 
         self.lab = Lab(self.home)
         pid = os.getpid()
@@ -248,7 +248,7 @@ class Bench:
         self.recorder = ApiRecorder(self.root / "haproxy-api.sock", self.haproxy_socket)
 
         sys.path.insert(0, str(REPO))
-        from tests.lab.prefect_server import PrefectServer
+        from tests.servers.prefect_server import PrefectServer
 
         log("Prefect server: starting (not timed)")
         self.server = PrefectServer().start()

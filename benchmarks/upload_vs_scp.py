@@ -25,9 +25,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from flows.lab import LAB_USER, Lab
 from snapshots.model.infrastructure import SshTransport as SshSpec
-from steps.lab import LAB_USER, Lab
-from steps.ssh import SshTransport
+from steps.transports.ssh import SshTransport
 
 TARGET_RATIO = 0.70
 

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from snapshots.variables import (
+from snapshots.variables.scopes import (
     ScopeContext,
     VariableIndex,
     ambiguities,

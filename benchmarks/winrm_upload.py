@@ -2,7 +2,7 @@
 
     .venv/bin/python -m benchmarks.winrm_upload [--mb 50] [--naive-mb 50] [--json]
 
-The server is the WS-Management STAND-IN (tests/lab/wsman_standin.py: real WS-Man over HTTP with NTLM
+The server is the WS-Management STAND-IN (tests/standins/wsman_standin.py: real WS-Man over HTTP with NTLM
 authentication and message encryption, PowerShell/cmd emulated in Python) on loopback — not Windows. What it
 measures is the protocol cost each approach pays: envelopes, round trips, shells, encryption. Real Windows adds
 its own costs (process start of powershell.exe/cmd.exe, WinRM's service overhead), which hit the naive way
@@ -33,9 +33,9 @@ from typing import Any
 
 import winrm
 
-from steps.winrm import WinRmTransport
-from tests.lab.windows_lab import PASSWORD, free_port, start_standin
-from tests.lab.wsman_standin import StandinConfig
+from steps.transports.winrm import WinRmTransport
+from tests.standins.windows_lab import PASSWORD, free_port, start_standin
+from tests.standins.wsman_standin import StandinConfig
 
 NAIVE_LINE = 8191  # cmd.exe's command-line limit
 NAIVE_OVERHEAD = len("echo  >> C:\\ferry\\naive\\package.b64")

@@ -6,6 +6,8 @@ non-zero. Subclasses carry the fields a person needs to act (file and path, targ
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 
 class FerryError(Exception):
     """Root of every error ferry reports to a person as one clear line."""
@@ -44,7 +46,13 @@ class SnapshotIntegrityError(FerryError):
 
 
 class TemplateError(FerryError):
-    """A ``#{...}`` expression is malformed or names a variable that does not exist."""
+    """A ``#{...}`` expression is malformed or names a variable that does not exist. ``variable``,
+    ``line`` and ``column`` say where, when known (the message says it too)."""
+
+    def __init__(self, message: str, *, variable: str | None = None, line: int | None = None,
+                 column: int | None = None) -> None:
+        self.variable, self.line, self.column = variable, line, column
+        super().__init__(message)
 
 
 class TransportError(FerryError):
@@ -65,3 +73,59 @@ class StepFailed(FerryError):
         where = f"{step} · {target}" if target else step
         code = f" (exit code {exit_code})" if exit_code is not None else ""
         super().__init__(f"{where}: {message}{code}")
+
+
+class StoreError(FerryError):
+    """The store cannot be opened or refused an operation."""
+
+
+class MasterKeyError(FerryError):
+    """The master key is missing, malformed, or not the one the data was encrypted with."""
+
+
+class LoadBalancerError(FerryError):
+    """The balancer refused a command, a node is unreachable, or a server never drained / came UP in time."""
+
+    def __init__(self, message: str, *, backend: str | None = None, server: str | None = None,
+                 node: str | None = None) -> None:
+        self.backend, self.server, self.node = backend, server, node
+        super().__init__(message)
+
+
+class HttpCheckFailed(FerryError):
+    """The URL never answered as expected in time; carries the last status and body start (or error)."""
+
+    def __init__(self, message: str, *, url: str, last_status: int | None, last_body: str | None,
+                 last_error: str | None, attempts: int) -> None:
+        self.url, self.last_status, self.last_body = url, last_status, last_body
+        self.last_error, self.attempts = last_error, attempts
+        super().__init__(message)
+
+
+class LabError(FerryError):
+    """The lab cannot start or stop: not root, a Debian package missing, an address in use, a daemon failing."""
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """How one step ended on one target (``target`` is None for a step that runs once on the worker)."""
+
+    step: str
+    target: str | None
+    state: str
+    message: str | None = None
+
+
+class DeploymentFailed(FerryError):
+    """The deployment ran and failed. Like fabric's ``GroupException`` carrying its ``GroupResult``, it
+    carries every step's outcome per target, so a caller can tell which targets failed and why without
+    parsing the message."""
+
+    def __init__(self, message: str, *, deployment_id: int, outcomes: list[StepOutcome]) -> None:
+        self.deployment_id, self.outcomes = deployment_id, outcomes
+        super().__init__(message)
+
+    @property
+    def failed(self) -> list[StepOutcome]:
+        """The outcomes that are failures (not successes, skips or steps never started)."""
+        return [o for o in self.outcomes if o.state.lower() in ("failed", "failure", "timedout", "aborted")]

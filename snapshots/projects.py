@@ -15,8 +15,9 @@ from typing import Any
 from sqlalchemy import Connection, func, insert, select
 
 from snapshots.canonical import canonical_json
-from snapshots.crypto import Vault
-from snapshots.documents import (
+from snapshots.errors import ConfigError, NotFoundError
+from snapshots.model import Infrastructure, Project
+from snapshots.model.documents import (
     LoadedInfrastructure,
     LoadedProject,
     content_digest,
@@ -25,12 +26,11 @@ from snapshots.documents import (
     problem_error,
     project_document,
 )
-from snapshots.errors import ConfigError, NotFoundError
-from snapshots.model import Infrastructure, Project
 from snapshots.model.references import Problem, project_problems
 from snapshots.store import audit, now
+from snapshots.store.crypto import Vault
 from snapshots.store.tables import infrastructure_revisions, project_revisions
-from snapshots.variables import ambiguities, system_name_clashes
+from snapshots.variables.scopes import ambiguities, system_name_clashes
 
 
 @dataclass(frozen=True)

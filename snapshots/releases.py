@@ -16,9 +16,7 @@ from sqlalchemy import Connection, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from snapshots.canonical import canonical_json, digest_text
-from snapshots.crypto import Vault
 from snapshots.errors import ConfigError, ConflictError, NotFoundError, SnapshotIntegrityError
-from snapshots.feed import Feed, Package
 from snapshots.projects import (
     ProjectRevision,
     latest_infrastructure,
@@ -26,10 +24,12 @@ from snapshots.projects import (
     require_project,
     variable_problems,
 )
+from snapshots.release_numbering import next_release_version
 from snapshots.store import audit, now
+from snapshots.store.crypto import Vault
+from snapshots.store.feed import Feed, Package
 from snapshots.store.tables import releases, variable_snapshots
-from snapshots.variables import step_names
-from snapshots.versioning import next_release_version
+from snapshots.variables.scopes import step_names
 from snapshots.versions import parse_version, sort_key
 
 MASK = "********"

@@ -15,7 +15,7 @@ from typing import Any
 
 from snapshots.errors import FerryError
 from snapshots.model import Target
-from steps.transport import Transport
+from steps.transports.protocol import Transport
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from steps.transport import Transport
+from steps.transports.protocol import Transport
 
 JOURNAL_FILE = ".ferry/journal.json"
 """Relative to the target's home (the deploy user's home over SSH, the root of a local target)."""

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.lab.postgres import PostgresServer
-from tests.lab.prefect_server import PrefectServer
+from tests.servers.postgres import PostgresServer
+from tests.servers.prefect_server import PrefectServer
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
@@ -102,13 +102,13 @@ def prefect_env(prefect_server: PrefectServer, monkeypatch: pytest.MonkeyPatch) 
     return env
 
 
-from tests.lab.ssh_lab import LabInfo, start_lab  # noqa: E402
+from tests.servers.ssh_lab import LabInfo, start_lab  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabInfo]:
     """The real lab — 7 sshd targets named like the sample's, one HAProxy — in a private FERRY_HOME on this
-    session's own loopback /24 (see tests/lab/ssh_lab.py); torn down at the end of the session."""
+    session's own loopback /24 (see tests/servers/ssh_lab.py); torn down at the end of the session."""
     info = start_lab(tmp_path_factory.mktemp("lab") / "ferry-home")
     try:
         yield info

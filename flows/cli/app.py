@@ -12,11 +12,16 @@ import sys
 
 import typer
 
+from flows.cli import deploy_cmds, lab_cmds, package_cmds, project_cmds, release_cmds, serve_cmds, target_cmds
 from flows.cli.output import err_console
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="ferry: releases frozen from a recipe, rolled through environments on Prefect.")
 _debug = {"on": False}
+
+
+for _commands in (project_cmds, package_cmds, release_cmds, deploy_cmds, target_cmds, serve_cmds, lab_cmds):
+    app.add_typer(_commands.app)
 
 
 @app.callback()
@@ -36,7 +41,6 @@ def main() -> None:
 
 
 def _main() -> None:
-    from flows.cli import commands  # noqa: F401  (registers the commands)
     from snapshots.errors import FerryError
 
     # Prefect's ephemeral server would try to send telemetry; targets' networks are often closed.

@@ -10,9 +10,11 @@ from typing import Any
 
 import typer
 
-from flows.cli.app import app
-from flows.cli.context import Context
 from flows.cli.output import print_json, print_table, say
+from snapshots.workspace import Workspace
+
+app = typer.Typer()
+"""This module's commands; the root app in ``flows.cli.app`` merges them in."""
 
 deployment_app = typer.Typer(no_args_is_help=True, help="Deployments: what ran where, and answering pauses")
 app.add_typer(deployment_app, name="deployment")
@@ -30,13 +32,13 @@ def _variables(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-def _start(ctx: Context, request: Any, wait: bool, *, at: datetime | None = None, expires: datetime | None = None,
+def _start(ctx: Workspace, request: Any, wait: bool, *, at: datetime | None = None, expires: datetime | None = None,
            timeout: float | None = None, cancel_on_timeout: bool = False, local: bool = False) -> None:
     """Check and record the deployment, then run it: through the project's served ``deploy-release``
     deployment when a live ``ferry serve`` has registered one (so it runs where ferry serve / its workers
     run, and shows in the Prefect UI like any other run), else in this machine's processes."""
-    from flows.launcher import check_and_record
-    from flows.remote import find_served
+    from flows.engine.request import check_and_record
+    from flows.orchestration.served_runs import find_served
     from snapshots.errors import ConfigError
 
     wait = wait or timeout is not None
@@ -56,9 +58,9 @@ def _start(ctx: Context, request: Any, wait: bool, *, at: datetime | None = None
         _start_here(ctx, request, deployment_id, wait, timeout, cancel_on_timeout)
 
 
-def _start_here(ctx: Context, request: Any, deployment_id: int, wait: bool, timeout: float | None,
+def _start_here(ctx: Workspace, request: Any, deployment_id: int, wait: bool, timeout: float | None,
                 cancel_on_timeout: bool) -> None:
-    from flows.launcher import run_detached, run_here, run_with_timeout
+    from flows.orchestration.local_runs import run_detached, run_here, run_with_timeout
 
     if not wait:
         log = run_detached(ctx, request, deployment_id)
@@ -71,13 +73,12 @@ def _start_here(ctx: Context, request: Any, deployment_id: int, wait: bool, time
     _finish(ctx, deployment_id, ok)
 
 
-def _start_served(ctx: Context, served: Any, request: Any, deployment_id: int, wait: bool, at: datetime | None,
+def _start_served(ctx: Workspace, served: Any, request: Any, deployment_id: int, wait: bool, at: datetime | None,
                   expires: datetime | None, timeout: float | None, cancel_on_timeout: bool) -> None:
-    from flows.remote import TIMED_OUT, create_run, follow, run_url
-    from flows.served import mark_record
-    from flows.triggers import served_parameters
-    from snapshots import deployments as records
-
+    from flows.orchestration.served_flows import mark_record
+    from flows.orchestration.served_runs import TIMED_OUT, create_run, follow, run_url
+    from flows.orchestration.triggers import served_parameters
+    from snapshots.store import records
     params = served_parameters(request, deployment_id)
     if expires is not None:
         params["expires_after"] = max(1, int((expires - (at or datetime.now(UTC))).total_seconds()))
@@ -120,10 +121,9 @@ def _start_served(ctx: Context, served: Any, request: Any, deployment_id: int, w
     _finish(ctx, deployment_id, code == 0)
 
 
-def _finish(ctx: Context, deployment_id: int, ok: bool) -> None:
+def _finish(ctx: Workspace, deployment_id: int, ok: bool) -> None:
     """One line with the outcome; exit code 1 unless the deployment succeeded."""
-    from snapshots import deployments as records
-
+    from snapshots.store import records
     with ctx.store.read() as conn:
         final = records.get(conn, deployment_id)
     if ok and final.state == records.SUCCESS:
@@ -186,7 +186,7 @@ def deploy(project: str, release: str = typer.Argument(..., help="A version, or 
                                            "project")) -> None:
     """Deploy a release to an environment (a Prefect flow run; through `ferry serve` when it serves the
     project)."""
-    from flows.launcher import DeployRequest
+    from flows.engine.request import DeployRequest
     from snapshots.errors import ConfigError
 
     start_at = _when(at, "--at")
@@ -203,7 +203,7 @@ def deploy(project: str, release: str = typer.Argument(..., help="A version, or 
         raise ConfigError("--cancel-on-timeout needs --timeout SECONDS")
     request = DeployRequest(project, release, to, list(target), list(exclude_target), list(skip),
                             _variables(variable), guided_failure, force)
-    _start(Context(), request, wait, at=start_at, expires=expires_at, timeout=timeout,
+    _start(Workspace(), request, wait, at=start_at, expires=expires_at, timeout=timeout,
            cancel_on_timeout=cancel_on_timeout, local=local)
 
 
@@ -212,11 +212,11 @@ def promote(project: str, from_: str = typer.Option(..., "--from", help="Source 
             to: str = typer.Option(..., "--to", help="Destination environment"),
             wait: bool = typer.Option(False, "--wait")) -> None:
     """Deploy the release that last succeeded in one environment to the next."""
-    from flows.launcher import DeployRequest
-    from snapshots import deployments as records
+    from flows.engine.request import DeployRequest
     from snapshots.errors import NotFoundError
+    from snapshots.store import records
 
-    ctx = Context()
+    ctx = Workspace()
     with ctx.store.read() as conn:
         last = records.last_successful(conn, project, from_)
     if last is None:
@@ -228,11 +228,11 @@ def promote(project: str, from_: str = typer.Option(..., "--from", help="Source 
 def rollback(project: str, env: str = typer.Option(..., "--env", help="Environment to roll back"),
              wait: bool = typer.Option(False, "--wait")) -> None:
     """Deploy the environment's previous successful release again, as a new deployment."""
-    from flows.launcher import DeployRequest
-    from snapshots import deployments as records
+    from flows.engine.request import DeployRequest
     from snapshots.errors import NotFoundError
+    from snapshots.store import records
 
-    ctx = Context()
+    ctx = Workspace()
     with ctx.store.read() as conn:
         current = records.last_successful(conn, project, env)
         previous = current and records.last_successful(conn, project, env, before_id=current.id,
@@ -247,9 +247,8 @@ def rollback(project: str, env: str = typer.Option(..., "--env", help="Environme
 def list_(project: str | None = typer.Argument(None), environment: str | None = typer.Option(None, "--env"),
           limit: int = typer.Option(30, "--limit"), as_json: bool = typer.Option(False, "--json")) -> None:
     """Recent deployments, newest first."""
-    from snapshots import deployments as records
-
-    ctx = Context()
+    from snapshots.store import records
+    ctx = Workspace()
     with ctx.store.read() as conn:
         found = records.list_deployments(conn, project, environment, limit)
     if as_json:
@@ -263,9 +262,8 @@ def list_(project: str | None = typer.Argument(None), environment: str | None = 
 @deployment_app.command("show")
 def show(deployment_id: int, as_json: bool = typer.Option(False, "--json")) -> None:
     """One deployment: its state and every (step, target) result."""
-    from snapshots import deployments as records
-
-    ctx = Context()
+    from snapshots.store import records
+    ctx = Workspace()
     with ctx.store.read() as conn:
         found = records.get(conn, deployment_id)
         results = records.results(conn, deployment_id)
@@ -285,18 +283,18 @@ def answer(deployment_id: int,
            action: str = typer.Argument(..., help="retry|skip|ignore|abort (guided failure) or proceed|abort"),
            notes: str = typer.Option("", "--notes", help="Recorded on the deployment")) -> None:
     """Answer a deployment that is paused for a person (guided failure or a manual step)."""
-    from flows.answers import answer_pause
+    from flows.orchestration.pauses import answer_pause
 
-    ctx = Context()
+    ctx = Workspace()
     say(answer_pause(ctx, deployment_id, action, notes))
 
 
 @app.command()
 def status(project: str, as_json: bool = typer.Option(False, "--json")) -> None:
     """What is where: the project's environments (lifecycle order) × its releases."""
-    from flows.dashboard import dashboard
+    from flows.engine.dashboard import dashboard
 
-    ctx = Context()
+    ctx = Workspace()
     data = dashboard(ctx, project)
     if as_json:
         print_json(data)

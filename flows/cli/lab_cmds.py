@@ -6,15 +6,17 @@ from typing import Any
 
 import typer
 
-from flows.cli.app import app
 from flows.cli.output import print_json, print_table, say
+
+app = typer.Typer()
+"""This module's commands; the root app in ``flows.cli.app`` merges them in."""
 
 lab_app = typer.Typer(no_args_is_help=True, help="The local lab: SSH targets and HAProxy on loopback addresses")
 app.add_typer(lab_app, name="lab")
 
 
 def _lab():  # type: ignore[no-untyped-def]
-    from steps.lab import Lab
+    from flows.lab import Lab
 
     return Lab()
 

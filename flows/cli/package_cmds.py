@@ -6,9 +6,11 @@ from pathlib import Path
 
 import typer
 
-from flows.cli.app import app
-from flows.cli.context import Context
 from flows.cli.output import print_json, print_table, say
+from snapshots.workspace import Workspace
+
+app = typer.Typer()
+"""This module's commands; the root app in ``flows.cli.app`` merges them in."""
 
 package_app = typer.Typer(no_args_is_help=True, help="The built-in package feed")
 app.add_typer(package_app, name="package")
@@ -18,7 +20,7 @@ app.add_typer(package_app, name="package")
 def push(files: list[Path] = typer.Argument(..., help="<Id>.<SemVer>.zip|.tar.gz|.nupkg"),
          as_json: bool = typer.Option(False, "--json")) -> None:
     """Add package files to the feed (same bytes again: no-op; other bytes under a pushed version: refused)."""
-    ctx = Context()
+    ctx = Workspace()
     results = []
     for file in files:
         with ctx.store.begin() as conn:
@@ -29,7 +31,7 @@ def push(files: list[Path] = typer.Argument(..., help="<Id>.<SemVer>.zip|.tar.gz
             state = "pushed" if created else "already in the feed (same sha256)"
             say(f"{package.package_id} {package.version}: {state}  sha256 {package.sha256}  {package.size} bytes")
     # Projects with a create-release-on-push trigger for a newly pushed package get a release now.
-    from flows.triggers import releases_on_push
+    from flows.orchestration.triggers import releases_on_push
 
     messages: list[str] = []
     errors = [e for package, created in results if created
@@ -53,7 +55,7 @@ def list_packages(package_id: str | None = typer.Argument(None, metavar="[ID]"),
     """Packages in the feed, newest version first per id."""
     from snapshots.versions import sort_key
 
-    ctx = Context()
+    ctx = Workspace()
     with ctx.store.read() as conn:
         found = ctx.feed.list(conn, package_id)
     found.sort(key=lambda p: (p.package_id, sort_key(p.version)), reverse=True)

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import typer
 
-from flows.cli.app import app
-from flows.cli.context import Context
 from flows.cli.output import print_json, say
+from snapshots.workspace import Workspace
+
+app = typer.Typer()
+"""This module's commands; the root app in ``flows.cli.app`` merges them in."""
 
 
 @app.command()
@@ -19,7 +21,7 @@ def apply(files: list[Path] = typer.Argument(..., help="project and/or infrastru
     """Validate YAML files and store a new revision of each one that changed."""
     from snapshots.projects import apply as apply_files
 
-    ctx = Context()
+    ctx = Workspace()
     with ctx.store.begin() as conn:
         results = apply_files(conn, files, ctx.vault, ctx.actor)
     if as_json:

@@ -7,9 +7,11 @@ from typing import Any
 
 import typer
 
-from flows.cli.app import app
-from flows.cli.context import Context
 from flows.cli.output import print_json, print_table, say
+from snapshots.workspace import Workspace
+
+app = typer.Typer()
+"""This module's commands; the root app in ``flows.cli.app`` merges them in."""
 
 release_app = typer.Typer(no_args_is_help=True, help="Releases: frozen snapshots of a project")
 app.add_typer(release_app, name="release")
@@ -34,7 +36,7 @@ def create(project: str,
     if notes is not None and notes_file is not None:
         raise ConfigError("give --notes or --notes-file, not both")
     text = notes_file.read_text(encoding="utf-8") if notes_file else (notes or "")
-    ctx = Context()
+    ctx = Workspace()
     pins = releases.parse_package_pins(package)
     with ctx.store.begin() as conn:
         release, created = releases.create(conn, ctx.feed, project, ctx.actor, version=version,
@@ -42,7 +44,7 @@ def create(project: str,
     messages: list[str] = []
     started: list[dict[str, Any]] = []
     if created and auto_deploy:
-        from flows.triggers import auto_deploy as start_auto_deploys
+        from flows.orchestration.triggers import auto_deploy as start_auto_deploys
 
         started = start_auto_deploys(ctx, project, release.version, messages.append)
     if as_json:
@@ -68,7 +70,7 @@ def list_(project: str, as_json: bool = typer.Option(False, "--json")) -> None:
     """Releases of a project, newest version first."""
     from snapshots import releases
 
-    ctx = Context()
+    ctx = Workspace()
     with ctx.store.read() as conn:
         found = releases.list_releases(conn, project)
     if as_json:
@@ -94,7 +96,7 @@ def show(project: str, version: str,
     system variables of that context, so scoping can be checked before deploying."""
     from snapshots import releases
 
-    ctx = Context()
+    ctx = Workspace()
     if environment is not None or target is not None or step is not None:
         _show_for_context(ctx, project, version, environment, target, step, as_json)
         return
@@ -124,13 +126,13 @@ def show(project: str, version: str,
                     [(v["name"], v["value"], _scope(v.get("scope") or {})) for v in snap["variables"]])
 
 
-def _show_for_context(ctx: Context, project: str, version: str, environment: str | None, target: str | None,
+def _show_for_context(ctx: Workspace, project: str, version: str, environment: str | None, target: str | None,
                       step: str | None, as_json: bool) -> None:
     from snapshots import releases
     from snapshots.errors import ConfigError, NotFoundError, TemplateError
     from snapshots.projects import require_infrastructure
     from snapshots.templating import variable_key
-    from snapshots.variables import (
+    from snapshots.variables.scopes import (
         ScopeContext,
         VariableIndex,
         apply_prompted,
@@ -241,7 +243,7 @@ def diff(project: str, a: str, b: str, as_json: bool = typer.Option(False, "--js
     from snapshots import releases
     from snapshots.diff import diff_releases
 
-    ctx = Context()
+    ctx = Workspace()
     with ctx.store.read() as conn:
         changes = diff_releases(releases.require(conn, project, a), releases.require(conn, project, b))
     if as_json:
@@ -258,7 +260,7 @@ def verify(project: str, version: str, as_json: bool = typer.Option(False, "--js
     """Recompute the release's digests and re-hash its packages; fail loudly on any mismatch."""
     from snapshots import releases
 
-    ctx = Context()
+    ctx = Workspace()
     with ctx.store.read() as conn:
         release = releases.require(conn, project, version)
     checked = releases.verify(release, ctx.feed)
@@ -275,7 +277,7 @@ def update_variables(project: str, version: str) -> None:
     """Re-snapshot the project's current variables into the release (a new revision; old ones kept)."""
     from snapshots import releases
 
-    ctx = Context()
+    ctx = Workspace()
     with ctx.store.begin() as conn:
         release, changed = releases.update_variables(conn, project, version, ctx.actor)
     if changed:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import typer
 
-from flows.cli.app import app
 from flows.cli.output import say
+
+app = typer.Typer()
+"""This module's commands; the root app in ``flows.cli.app`` merges them in."""
 
 
 @app.command()
@@ -24,8 +26,8 @@ def serve(project: list[str] = typer.Option([], "--project", help="Serve only th
     its triggers as schedules, then run them: needs a Prefect server (PREFECT_API_URL)."""
     import asyncio
 
-    from flows.remote import api_url
-    from flows.serve import ServeOptions, run
+    from flows.orchestration.served_runs import api_url
+    from flows.orchestration.serving import ServeOptions, run
     from snapshots.errors import ConfigError
 
     if not api_url():

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import typer
 
-from flows.cli.app import app
-from flows.cli.context import Context
 from flows.cli.output import print_json, say
 from snapshots.errors import ConfigError, NotFoundError
+from snapshots.workspace import Workspace
+
+app = typer.Typer()
+"""This module's commands; the root app in ``flows.cli.app`` merges them in."""
 
 target_app = typer.Typer(no_args_is_help=True, help="Deployment targets")
 app.add_typer(target_app, name="target")
@@ -23,9 +25,9 @@ def trust(name: str = typer.Argument(..., help="Target name from the applied inf
     pinned as ``host_key`` in the target)."""
     from snapshots.model.infrastructure import SshTransport as SshSpec
     from snapshots.projects import require_infrastructure
-    from steps.ssh import KnownHosts, fingerprint, host_key_line, parse_host_key, scan_host_key
+    from steps.transports.ssh import KnownHosts, fingerprint, host_key_line, parse_host_key, scan_host_key
 
-    ctx = Context()
+    ctx = Workspace()
     with ctx.store.read() as conn:
         infra = require_infrastructure(conn)
     target = next((t for t in infra.targets if t.name == name), None)

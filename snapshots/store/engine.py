@@ -11,12 +11,8 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.pool import NullPool
 
-from snapshots.errors import FerryError
+from snapshots.errors import StoreError
 from snapshots.store import migrate
-
-
-class StoreError(FerryError):
-    """The store cannot be opened or refused an operation."""
 
 
 def normalise_url(url: str) -> str:

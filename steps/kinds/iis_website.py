@@ -4,7 +4,7 @@ What runs where, and why:
 
 * On the worker: the package's bytes are checked against the sha256 the release pinned, extracted into a temp
   folder, and the step's ``substitute`` files get their ``#{...}`` and structured variables there (ferry's own
-  ``snapshots.configfiles``, the same code as on Linux). Only the changed files' bytes travel on, as data.
+  ``snapshots.variables.configfiles``, the same code as on Linux). Only the changed files' bytes travel on, as data.
 * To the target: the package file itself (``acquire: push`` streams it through WinRM; ``target-pulls`` has the
   target download it from ``feed_url``), both verified by sha256 on the target.
 * On the target, one ``iis-deploy.ps1`` (package data, WebAdministration) extracts into a new versioned folder
@@ -31,12 +31,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from snapshots.configfiles import apply_to_directory
 from snapshots.errors import SnapshotIntegrityError, StepFailed
 from snapshots.model.steps import IisWebsiteStep
+from snapshots.variables.configfiles import apply_to_directory
 from steps.context import PackageRef, StepContext
 
 SCRIPT = "iis-deploy.ps1"
+SCRIPTS = Path(__file__).resolve().parent / "powershell"
+"""The PowerShell the step kinds ship (package data)."""
 MAX_RETRIES = 5  # Calamari's MaxRetryFailures
 RETRY_DELAY_MS = 1000  # Calamari sleeps a random 1-4 s between tries
 STOP_TIMEOUT = 120
@@ -215,6 +217,6 @@ def run(ctx: StepContext) -> None:
 
 
 def _script() -> str:
-    from steps.winrm import load_script
+    from steps.transports.winrm import load_script
 
-    return load_script(SCRIPT)
+    return load_script(SCRIPT, SCRIPTS)

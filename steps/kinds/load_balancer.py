@@ -19,7 +19,7 @@ from typing import Any
 from snapshots.errors import StepFailed
 from snapshots.model.infrastructure import LoadBalancer
 from steps.context import StepContext
-from steps.haproxy import HAProxy
+from steps.kinds.haproxy import HAProxy
 
 DEFAULT_SERVER = "#{Machine.Name}"
 _GUARD = threading.Lock()

@@ -13,7 +13,7 @@ the configured files, run ``Deploy.sh``, switch ``current``, run ``PostDeploy.sh
 ``DeployFailed.sh`` and fail. Then keep the newest ``keep`` release folders (never the one in use).
 
 The package bytes are never rebuilt: substitution reads the few matching files back from the target,
-renders them on the worker (``snapshots.configfiles``, the same engine everywhere) and writes back only
+renders them on the worker (``snapshots.variables.configfiles``, the same engine everywhere) and writes back only
 those that changed. Scripts get variables as data (``ferry_var NAME`` reads ``$FERRY_DATA``) and their
 places in the environment: ``FERRY_RELEASE_DIR`` (their own folder, also their cwd), ``FERRY_APP_STATE``
 (the package's folder, holding ``current``), ``FERRY_CURRENT`` and ``FERRY_PREVIOUS_RELEASE_DIR``.
@@ -29,8 +29,8 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from snapshots.configfiles import apply_to_directory
 from snapshots.errors import ConfigError, FerryError, StepFailed
+from snapshots.variables.configfiles import apply_to_directory
 from steps.context import PackageRef, StepContext
 
 SCRIPTS = ("PreDeploy.sh", "Deploy.sh", "PostDeploy.sh", "DeployFailed.sh")

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from steps.ssh import SshTransport
-from tests.lab.ssh_lab import LabInfo, private_network
-from tests.lab.windows_lab import PASSWORD, Standin, TestCa, free_port, start_standin
-from tests.lab.wsman_standin import StandinConfig
+from steps.transports.ssh import SshTransport
+from tests.servers.ssh_lab import LabInfo, private_network
+from tests.standins.windows_lab import PASSWORD, Standin, TestCa, free_port, start_standin
+from tests.standins.wsman_standin import StandinConfig
 
-ECHO_SCRIPT = Path(__file__).resolve().parents[1] / "lab" / "ps" / "echo-parameters.ps1"
+ECHO_SCRIPT = Path(__file__).resolve().parents[1] / "standins" / "ps" / "echo-parameters.ps1"
 
 
 def standin_address(index: int) -> str:

@@ -1,0 +1,48 @@
+"""A deployment request: what a person, CI or a trigger asks for, checked the way the flow will check it
+and recorded before any flow run exists, so a mistake (unknown environment, lifecycle, missing prompted
+variable, tampered release) is one line on the terminal, not a failed flow run."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from flows.engine.plan import prepare
+from snapshots.store import records
+from snapshots.workspace import Workspace
+
+
+@dataclass
+class DeployRequest:
+    project: str
+    release: str
+    environment: str
+    targets: list[str] = field(default_factory=list)
+    exclude_targets: list[str] = field(default_factory=list)
+    skip_steps: list[str] = field(default_factory=list)
+    variables: dict[str, str] = field(default_factory=dict)
+    guided_failure: bool | None = None
+    force: bool = False
+
+    def flow_parameters(self, deployment_id: int | None = None) -> dict[str, Any]:
+        params = {k: v for k, v in asdict(self).items() if v not in (None, [], {})}
+        if deployment_id is not None:
+            params["deployment_id"] = deployment_id
+        return params
+
+
+def check_and_record(ctx: Workspace, request: DeployRequest) -> tuple[int, str]:
+    """Validate the request as the flow will, and create the deployment record. Returns (id, version)."""
+    with ctx.store.begin() as conn:
+        plan = prepare(conn, ctx.feed, ctx.vault, project=request.project, release=request.release,
+                       environment=request.environment, targets=request.targets,
+                       exclude_targets=request.exclude_targets, skip_steps=request.skip_steps,
+                       variables=request.variables, guided_failure=request.guided_failure, force=request.force)
+        version = plan.current.release.version
+        deployment_id = records.create(
+            conn, project=request.project, release_id=plan.current.release.id, environment=request.environment,
+            variable_snapshot_id=plan.current.variable_snapshot_id, actor=ctx.actor,
+            parameters={"targets": request.targets, "exclude_targets": request.exclude_targets,
+                        "skip_steps": request.skip_steps, "prompted": sorted(request.variables),
+                        "force": request.force})
+    return deployment_id, version

@@ -1,0 +1,162 @@
+"""The ``deploy-release`` Prefect flow: one flow run per deployment of one release to one environment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run as current_flow_run
+
+from flows.engine.plan import DeploymentPlan, prepare
+from flows.orchestration import artifacts
+from flows.orchestration.concurrency import ensure_limits, environment_limit, slot, target_limit
+from flows.orchestration.execution import Engine
+from snapshots import releases
+from snapshots.errors import DeploymentFailed, FerryError, StepOutcome
+from snapshots.store import records
+from snapshots.variables.masking import install_masking_filter
+from snapshots.versions import sort_key
+
+
+def _run_name() -> str:
+    params = current_flow_run.parameters
+    return f"{params.get('project')} {params.get('release', 'latest')} → {params.get('environment')}"
+
+
+@flow(name="deploy-release", flow_run_name=_run_name, persist_result=False, log_prints=False)
+def deploy_release(project: str, environment: str, release: str = "latest", targets: list[str] | None = None,
+                   exclude_targets: list[str] | None = None, skip_steps: list[str] | None = None,
+                   variables: dict[str, str] | None = None, guided_failure: bool | None = None,
+                   force: bool = False, deployment_id: int | None = None) -> dict[str, Any]:
+    """Deploy a release of a project to an environment, rolling across its targets.
+
+    Args:
+        project: The project to deploy.
+        environment: The environment to deploy to.
+        release: A release version, or "latest".
+        targets: Deploy only to these targets (default: every target in the environment).
+        exclude_targets: Leave these targets out.
+        skip_steps: Steps to skip (a step marked required cannot be skipped).
+        variables: Values for prompted variables, NAME: VALUE.
+        guided_failure: Pause on a failed step and ask a person (default: the environment's setting).
+        force: Redeploy to targets whose journal says they already have this release.
+        deployment_id: Internal: the ferry deployment record a CLI call created.
+    """
+    from snapshots.workspace import Workspace
+
+    logger = get_run_logger()
+    ctx = Workspace()
+    flow_run_id = str(current_flow_run.id) if current_flow_run.id else None
+    try:
+        with ctx.store.begin() as conn:
+            plan = prepare(conn, ctx.feed, ctx.vault, project=project, release=release, environment=environment,
+                           targets=targets, exclude_targets=exclude_targets, skip_steps=skip_steps,
+                           variables=variables, guided_failure=guided_failure, force=force)
+            if deployment_id is None:
+                deployment_id = records.create(
+                    conn, project=project, release_id=plan.current.release.id, environment=environment,
+                    variable_snapshot_id=plan.current.variable_snapshot_id, actor=ctx.actor,
+                    parameters={"targets": targets, "exclude_targets": exclude_targets, "skip_steps": skip_steps,
+                                "prompted": sorted((variables or {}).keys()), "force": force})
+            else:
+                _check_record(conn, deployment_id, project, environment)
+            records.set_state(conn, deployment_id, records.QUEUED, flow_run_id=flow_run_id)
+    except FerryError as exc:
+        if deployment_id is not None:
+            with ctx.store.begin() as conn:
+                records.set_state(conn, deployment_id, records.FAILED, error=str(exc), flow_run_id=flow_run_id)
+        logger.error(str(exc))
+        raise
+    remove_filter = install_masking_filter(plan.current.masker)
+    try:
+        return _run(plan, deployment_id, ctx, logger)
+    finally:
+        remove_filter()
+
+
+def _run(plan: DeploymentPlan, deployment_id: int, ctx: Any, logger: Any) -> dict[str, Any]:
+    version = plan.current.release.version
+    limit = environment_limit(plan.project, plan.environment.name)
+    target_limits = [target_limit(t.name) for t in plan.targets]
+    ensure_limits([limit, *target_limits])
+    with ctx.store.read() as conn:
+        others = [d for d in records.list_deployments(conn, plan.project, plan.environment.name)
+                  if d.id != deployment_id and d.state in (records.RUNNING, records.PAUSED)]
+    if others:
+        logger.info(f"waiting for deployment #{others[0].id} ({plan.project} {others[0].version} → "
+                    f"{plan.environment.name}, {others[0].state.lower()}) to finish: concurrency limit {limit}")
+    with slot(limit), slot(*target_limits):
+        with ctx.store.begin() as conn:
+            for other in records.list_deployments(conn, plan.project, plan.environment.name):
+                if other.id != deployment_id and other.state in (records.RUNNING, records.PAUSED):
+                    # We hold the environment's only slot, so that one's process is gone (killed or crashed).
+                    records.set_state(conn, other.id, records.FAILED, error="abandoned: its process stopped")
+            records.set_state(conn, deployment_id, records.RUNNING)
+        logger.info(f"deployment #{deployment_id}: {plan.project} {version} → {plan.environment.name} "
+                    f"({len(plan.targets)} target(s), variables revision {plan.current.variables_revision})")
+        engine = Engine(plan=plan, deployment_id=deployment_id, store=ctx.store, feed=ctx.feed, vault=ctx.vault,
+                        home=ctx.settings.home, created_by=ctx.actor)
+        try:
+            engine.run()
+        except BaseException as exc:
+            with ctx.store.begin() as conn:
+                records.set_state(conn, deployment_id, records.FAILED,
+                                  error=plan.current.masker.mask(f"{type(exc).__name__}: {exc}"))
+            raise
+        masker = plan.current.masker
+        artifacts.summary_table(plan.project, plan.environment.name, engine.summary, masker)
+        _notes_artifact(plan, ctx)
+        error = "; ".join(engine.errors) if engine.failed else None
+        with ctx.store.begin() as conn:
+            records.set_state(conn, deployment_id, records.FAILED if engine.failed else records.SUCCESS,
+                              error=masker.mask(error) if error else None)
+    if engine.failed:
+        outcomes = [StepOutcome(r["step"], r["target"], r["state"], masker.mask(r["message"]) if r["message"] else None)
+                    for r in engine.summary]
+        raise DeploymentFailed(masker.mask(f"deployment #{deployment_id} of {plan.project} {version} to "
+                                           f"{plan.environment.name} failed: {error}"),
+                               deployment_id=deployment_id, outcomes=outcomes)
+    logger.info(f"deployment #{deployment_id}: {plan.project} {version} → {plan.environment.name} succeeded")
+    _auto_deploy(ctx, plan.project, version, logger)
+    return {"deployment_id": deployment_id, "project": plan.project, "release": version,
+            "environment": plan.environment.name, "state": records.SUCCESS}
+
+
+def _check_record(conn: Any, deployment_id: int, project: str, environment: str) -> None:
+    """The record a CLI created must be this deployment's: a mismatch means the CLI and the process running
+    the flow (``ferry serve``, a worker) use different ferry stores — refuse rather than write into a
+    stranger's record."""
+    from snapshots.errors import NotFoundError
+
+    try:
+        found = records.get(conn, deployment_id)
+    except NotFoundError:
+        raise FerryError(f"deployment #{deployment_id} is not in this ferry store: the command that started it and "
+                         "the process running it use different stores (set the same FERRY_DATABASE_URL)") from None
+    if (found.project, found.environment) != (project, environment):
+        raise FerryError(f"deployment #{deployment_id} in this ferry store is {found.project} → {found.environment}, "
+                         f"not {project} → {environment}: the command that started it and the process running it "
+                         "use different stores (set the same FERRY_DATABASE_URL)")
+
+
+def _auto_deploy(ctx: Any, project: str, version: str, logger: Any) -> None:
+    """A success may complete a lifecycle phase: start the next auto-deploy environments (never fails the
+    deployment that just succeeded)."""
+    from flows.orchestration.triggers import auto_deploy
+
+    try:
+        auto_deploy(ctx, project, version, logger.info)
+    except Exception as exc:
+        logger.warning(f"lifecycle auto-deploy after this deployment failed: {type(exc).__name__}: {exc}")
+
+
+def _notes_artifact(plan: DeploymentPlan, ctx: Any) -> None:
+    """Release notes of every release after the environment's previous one, up to this one (by version)."""
+    current = plan.current.release
+    previous = plan.current.previous_for_environment
+    with ctx.store.read() as conn:
+        candidates = releases.list_releases(conn, plan.project)
+    chosen = [r for r in candidates if sort_key(r.version) <= sort_key(current.version)
+              and (previous is None or sort_key(r.version) > sort_key(previous))]
+    artifacts.release_notes(plan.project, plan.environment.name,
+                            [(r.version, r.snapshot.get("notes", "")) for r in chosen], plan.current.masker)

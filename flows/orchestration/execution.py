@@ -1,0 +1,436 @@
+"""Running a deployment plan: process items in order, rolling steps across targets, each (step, target)
+a Prefect task named ``"<step> · <target>"`` so the Prefect UI reads like the process."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import FlowPauseTimeout
+
+from flows.engine.balancer_guard import guard_for
+from flows.engine.plan import DeploymentPlan, ReleasePlan, release_plan, resolve_rolling
+from flows.engine.results import ResultWriter
+from flows.engine.rolling import FAILED, SKIPPED, SUCCESS, Outcome, check_min_healthy, roll
+from flows.orchestration import artifacts
+from flows.orchestration.pauses import ask_failure, ask_manual
+from snapshots.errors import FerryError
+from snapshots.model import ParentStep, Target
+from snapshots.store import now, records
+from snapshots.templating import evaluate_condition, render
+from snapshots.variables.scopes import ScopeContext, VariableSet, system_variables
+from steps import journal
+from steps.context import StepContext
+from steps.kinds import executor
+from steps.kinds.load_balancer import DEFAULT_SERVER
+from steps.transports.pool import TransportPool
+
+PAUSE_TIMEOUT = 3600
+PROGRESS_EVERY = 1.0
+
+
+@dataclass
+class Unit:
+    """A process item as it runs: a parent's children, or one top-level step on its own."""
+
+    item: Any
+    children: list[Any]
+    rolling: Any | None
+    roles: list[str]
+
+
+def unit_of(item: Any) -> Unit:
+    if isinstance(item, ParentStep):
+        return Unit(item, list(item.steps), item.rolling, list(item.roles))
+    return Unit(item, [item], None, list(item.roles))
+
+
+@task(name="step", task_run_name="{label}", cache_policy=NO_CACHE, persist_result=False)
+def step_task(label: str, action: Callable[[], None]) -> None:
+    """One (step, target): the Prefect UI shows each as its own task run."""
+    action()
+
+
+@dataclass
+class Engine:
+    plan: DeploymentPlan
+    deployment_id: int
+    store: Any
+    feed: Any
+    vault: Any
+    home: Any
+    created_by: str
+    pool: TransportPool = field(init=False)
+    failed: bool = False
+    aborted: bool = False
+    errors: list[str] = field(default_factory=list)
+    summary: list[dict[str, Any]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _journal: dict[str, bool] = field(default_factory=dict)
+    _progress: Any = None
+    _units_total: int = 0
+    _units_done: int = 0
+    _causes: dict[str, str] = field(default_factory=dict)
+    """target → the last failure's message, so the deployment's error says why, not only where."""
+    shared: dict[str, Any] = field(default_factory=dict)
+    """Lives for the whole deployment, handed to every step (load-balancer models and clients)."""
+
+    def __post_init__(self) -> None:
+        self.pool = TransportPool(self.home)
+        self.shared["load_balancers"] = {lb.name: lb for lb in self.plan.infra.load_balancers}
+        self.shared["ssh_for"] = self._ssh_for
+        self.logger = get_run_logger()
+        self.writer = ResultWriter(self.store, self.deployment_id)
+        self._progress_at = 0.0
+
+    # ----------------------------------------------------------------------------------------- driving
+    def run(self) -> None:
+        plan = self.plan
+        units = [unit_of(item) for item in plan.current.process]
+        self._last_unit = {t.name: max((i for i, u in enumerate(units) if set(u.roles) & set(t.roles)), default=-1)
+                           for t in plan.targets}
+        self._units_total = sum(len(self._targets_for(u)) for u in units if not _is_worker_only(u)) or 1
+        self._progress = artifacts.start_progress(plan.project, plan.environment.name)
+        try:
+            for index, unit in enumerate(units):
+                if self.aborted:
+                    self._record(unit.item.name, None, SKIPPED, 0, "deployment aborted")
+                    continue
+                reason = self._skip_reason(unit.item, None)
+                if reason:
+                    self._record(unit.item.name, None, SKIPPED, 0, reason)
+                    self.log(f"skipping {unit.item.name!r}: {reason}")
+                    continue
+                if not self._condition_holds(unit.item, self.failed, self._variables(plan.current, unit.item, None)):
+                    self._record(unit.item.name, None, SKIPPED, 0, f"condition {unit.item.condition!r} not met")
+                    continue
+                self._run_unit(index, unit, plan.current)
+        finally:
+            self.pool.close()
+            self.writer.close()
+            artifacts.update_progress(self._progress, 100.0 * self._units_done / self._units_total)
+
+    def _targets_for(self, unit: Unit) -> list[Target]:
+        return [t for t in self.plan.targets if set(t.roles) & set(unit.roles)]
+
+    def _run_unit(self, index: int, unit: Unit, release: ReleasePlan) -> None:
+        item = unit.item
+        if not isinstance(item, ParentStep) and item.kind == "manual":
+            self._run_manual(item, release)
+            return
+        if _is_worker_only(unit):
+            ok = self._leaf(item, None, release)
+            if not ok:
+                self.failed = True
+            return
+        targets = self._targets_for(unit)
+        if not targets:
+            self.log(f"step {item.name!r}: no target in {self.plan.environment.name} has role(s) "
+                     f"{', '.join(unit.roles)}; nothing to do")
+            self._record(item.name, None, SKIPPED, 0, "no matching targets")
+            return
+        rolling = resolve_rolling(release, item, self.plan.environment.name) if unit.rolling else None
+        role_targets = [t for t in self.plan.environment_targets if set(t.roles) & set(unit.roles)]
+        cap = check_min_healthy(len(role_targets), int(rolling.min_healthy), f"step {item.name!r}") if rolling else None
+        guidance = self._guidance if self.plan.guided_failure else None
+        # min_healthy counts servers UP in the balancer when the step takes targets out of one
+        guard = guard_for(unit.children, self.shared, role_targets, targets, int(rolling.min_healthy),
+                          lambda step, t: self._server_of(step, t, release), self.log) if rolling else None
+        run = lambda target, start: self._chain(index, unit, target, start, release)  # noqa: E731
+        if guard:
+            targets, run, guidance = guard.order(targets), guard.wrap(run), guard.wrap_guidance(guidance)
+        if rolling:  # later targets' sessions open while the first ones deploy, not when their turn comes
+            self.pool.prefetch(targets)
+        result = roll(targets, run, window=rolling.window if rolling else len(targets),
+                      max_failures=rolling.max_failures if rolling else len(targets),
+                      max_out_of_service=cap, in_service_deficit=guard.deficit if guard else None,
+                      guidance=guidance)
+        for target in result.not_started:
+            for child in unit.children:
+                self._record(child.name, target.name, "NotStarted", 0, "not started: the rollout stopped")
+        if result.aborted:
+            self.aborted = True
+        if result.failed or result.aborted or result.not_started:
+            self.failed = True
+            first = next((o.message for o in result.outcomes.values() if o.status == FAILED and o.message), None)
+            self.errors.append(f"{item.name}: {result.failed} target(s) failed"
+                               + (f", {len(result.not_started)} not started" if result.not_started else "")
+                               + (f" ({guard.blocked})" if guard and guard.blocked and result.not_started else "")
+                               + (f"; {first}" if first else ""))
+            if rolling and rolling.auto_rollback:
+                updated = [t for i, t in enumerate(targets)
+                           if result.outcomes.get(i, Outcome(FAILED)).status == SUCCESS]
+                self._rollback(unit, updated)
+
+    def _chain(self, index: int, unit: Unit, target: Target, start: int, release: ReleasePlan,
+               rolling_back: bool = False) -> Outcome:
+        """The unit's steps in order on one target (holding that target's concurrency slot)."""
+        try:
+            current = not rolling_back and self._already_current(target)
+        except FerryError as exc:  # e.g. the target is unreachable: say so, as a failure of its first step
+            message = self.plan.current.masker.mask(f"{type(exc).__name__}: {exc}")
+            self.logger.error(message)
+            self._record(unit.children[start].name, target.name, FAILED, 1, message)
+            self._unit_done()
+            return Outcome(FAILED, start, f"{unit.children[start].name} failed on {target.name}: {message}")
+        if current:
+            for child in unit.children[start:]:
+                self._record(child.name, target.name, SKIPPED, 0,
+                             f"already at {release.release.version} (journal); use --force to redeploy")
+            self._unit_done()
+            return Outcome(SUCCESS, None, "already current")
+        failed_at: int | None = None
+        for i in range(start, len(unit.children)):
+            child = unit.children[i]
+            reason = self._skip_reason(child, target)
+            if reason:
+                self._record(child.name, target.name, SKIPPED, 0, reason)
+                continue
+            variables = self._variables(release, child, target)
+            # a top-level step is its own unit: its condition looks at the whole deployment's outcome
+            failed = failed_at is not None or (not isinstance(unit.item, ParentStep) and self.failed)
+            if not self._condition_holds(child, failed, variables):
+                self._record(child.name, target.name, SKIPPED, 0, f"condition {child.condition!r} not met")
+                continue
+            if not self._leaf(child, target, release) and failed_at is None:
+                failed_at = i
+        if failed_at is None and self._last_unit.get(target.name) == index:
+            self._write_journal(target, release)
+        self._unit_done()
+        if failed_at is not None:
+            cause = self._causes.get(target.name)
+            return Outcome(FAILED, failed_at, f"{unit.children[failed_at].name} failed on {target.name}"
+                           + (f": {cause}" if cause else ""))
+        return Outcome(SUCCESS)
+
+    # ----------------------------------------------------------------------------------------- one step
+    def _leaf(self, step: Any, target: Target | None, release: ReleasePlan) -> bool:
+        label = f"{step.name} · {target.name if target else 'worker'}"
+        state = step_task(label, lambda: self._execute(step, target, release), return_state=True)
+        return bool(state.is_completed())
+
+    def _execute(self, step: Any, target: Target | None, release: ReleasePlan) -> None:
+        logger = get_run_logger()
+        masker = release.masker
+        started = now()
+        variables = self._variables(release, step, target)
+        on_target = step.run_on == "target" and target is not None
+        transport = self.pool.get(target) if on_target else self.pool.worker()
+        ctx = StepContext(
+            deployment_id=self.deployment_id, project=self.plan.project, release=release.release.version,
+            environment=self.plan.environment.name, step=step, target=target, transport=transport,
+            variables=variables,
+            render=lambda text, where: render(text, variables, where=where,
+                                              strict=release.release.snapshot.get("strict_variables", True)),
+            log=lambda line: logger.info(masker.mask(line)), packages=release.packages, shared=self.shared)
+        attempts = step.retries + 1
+        for attempt in range(1, attempts + 1):
+            try:
+                executor(step.kind)(ctx)
+            except Exception as exc:
+                message = masker.mask(str(exc) if isinstance(exc, FerryError) else f"{type(exc).__name__}: {exc}")
+                tail = getattr(exc, "output_tail", [])
+                if tail:
+                    message += " | last output: " + masker.mask(" / ".join(tail[-5:]))
+                if attempt < attempts:
+                    logger.warning(f"attempt {attempt}/{attempts} failed: {message}; retrying in {step.retry_delay:g}s")
+                    time.sleep(step.retry_delay)
+                    continue
+                logger.error(message)
+                self._record(step.name, target.name if target else None, FAILED, attempt, message, started)
+                self._causes[target.name if target else "worker"] = message
+                raise StepError(message) from None
+            self._record(step.name, target.name if target else None, SUCCESS, attempt, None, started)
+            return
+
+    def _server_of(self, step: Any, target: Target, release: ReleasePlan) -> str:
+        """The target's server name in a load-balancer step's backend (as the step itself renders it)."""
+        if step.server == DEFAULT_SERVER and target.balancer_server:
+            return target.balancer_server
+        return render(step.server, self._variables(release, step, target), where=f"step {step.name!r} server").strip()
+
+    def _ssh_for(self, netloc: str) -> Any:
+        """The SSH session to an ``ssh://user@host[:port]/socket`` balancer node: a target with that login."""
+        user, _, hostport = netloc.rpartition("@")
+        host, _, port = hostport.partition(":")
+        for target in self.plan.infra.targets:
+            spec = target.transport
+            if (spec.kind == "ssh" and spec.host == host and (not user or spec.user == user)
+                    and (not port or spec.port == int(port))):
+                return self.pool.get(target)
+        raise FerryError(f"no ssh target in the infrastructure logs in as {netloc} (needed for its HAProxy socket)")
+
+    # ----------------------------------------------------------------------------------------- people
+    def _guidance(self, target: Target, outcome: Outcome) -> str:
+        step = outcome.message
+        description = (f"**Guided failure** — deployment #{self.deployment_id} of {self.plan.project} "
+                       f"{self.plan.current.release.version} to {self.plan.environment.name}\n\n"
+                       f"{self.plan.current.masker.mask(step)}.\n\n"
+                       "Choose **retry** (run the failed step again), **skip** (leave this target out), "
+                       "**ignore** (carry on as if it succeeded) or **abort**. "
+                       f"Or from a shell: `ferry deployment answer {self.deployment_id} retry`")
+        self.log(f"guided failure: {step}; waiting for an answer (ferry deployment answer {self.deployment_id} ...)")
+        action, notes = self._pause(ask_failure, description, PAUSE_TIMEOUT)
+        self._record("Guided failure", target.name, action, 0, notes or None)
+        self.log(f"guided failure on {target.name}: {action}" + (f" ({notes})" if notes else ""))
+        return action
+
+    def _pause(self, ask: Callable[[str, int], Any], description: str, timeout: int) -> tuple[str, str]:
+        """Pause the flow run until a person answers; no answer in time is an abort (the deployment fails)."""
+        self._set_state(records.PAUSED)
+        try:
+            answer = ask(description, timeout)
+            return answer.action, answer.notes
+        except FlowPauseTimeout:
+            return "abort", f"no answer within {timeout}s"
+        finally:
+            self._set_state(records.RUNNING)
+
+    def _run_manual(self, step: Any, release: ReleasePlan) -> None:
+        variables = self._variables(release, step, None)
+        instructions = render(step.instructions, variables, where=f"step {step.name!r} instructions", strict=False)
+        description = (f"**Manual intervention: {step.name}** — deployment #{self.deployment_id} of "
+                       f"{self.plan.project} {release.release.version} to {self.plan.environment.name}\n\n"
+                       f"{release.masker.mask(instructions)}\n\n"
+                       f"Answer **proceed** or **abort** (or `ferry deployment answer {self.deployment_id} proceed`).")
+        self.log(f"manual intervention {step.name!r}: waiting for proceed/abort")
+        started = now()
+        action, notes = self._pause(ask_manual, description, int(step.timeout) if step.timeout else PAUSE_TIMEOUT)
+        state = SUCCESS if action == "proceed" else FAILED
+        self._record(step.name, None, state, 1, f"{action}" + (f": {notes}" if notes else ""), started)
+        self.log(f"manual intervention {step.name!r}: {action}" + (f" ({notes})" if notes else ""))
+        if action != "proceed":
+            self.failed = self.aborted = True
+            self.errors.append(f"{step.name}: aborted by a person" + (f" ({notes})" if notes else ""))
+
+    # ----------------------------------------------------------------------------------------- rollback
+    def _rollback(self, unit: Unit, updated: list[Target]) -> None:
+        if not updated:
+            self.log("auto-rollback: no target was updated; nothing to roll back")
+            return
+        with self.store.read() as conn:
+            previous = records.last_successful(conn, self.plan.project, self.plan.environment.name,
+                                               other_than_release=self.plan.current.release.id)
+            if previous is None:
+                self.log("auto-rollback: no earlier successful release in this environment; nothing to roll back to")
+                return
+            from snapshots import releases
+
+            earlier = releases.require(conn, self.plan.project, previous.version)
+            # the earlier release's secrets join the same masker: both releases' values stay hidden
+            prev_plan = release_plan(conn, self.feed, self.vault, earlier, self.plan.environment.name, {},
+                                     masker=self.plan.current.masker)
+        match = next((u for u in map(unit_of, prev_plan.process) if u.item.name == unit.item.name), None)
+        if match is None:
+            self.log(f"auto-rollback: release {earlier.version} has no step {unit.item.name!r}; cannot roll back")
+            return
+        self.log(f"auto-rollback: redeploying {earlier.version} to {', '.join(t.name for t in updated)}")
+        index = prev_plan.process.index(match.item)
+        for target in updated:
+            self._last_unit[target.name] = index
+        result = roll(updated, lambda t, start: self._chain(index, match, t, start, prev_plan, rolling_back=True),
+                      window=resolve_rolling(prev_plan, match.item, self.plan.environment.name).window
+                      if match.rolling else len(updated),
+                      max_failures=len(updated))
+        state = "rolled back" if not result.failed else f"rollback failed on {result.failed} target(s)"
+        self.errors.append(f"auto-rollback to {earlier.version}: {state}")
+
+    # ----------------------------------------------------------------------------------------- helpers
+    def _variables(self, release: ReleasePlan, step: Any, target: Target | None) -> VariableSet:
+        plan = self.plan
+        context = ScopeContext(environment=plan.environment.name, target=target.name if target else None,
+                               roles=tuple(target.roles) if target else (), step=step.name)
+        system = system_variables(
+            project=plan.project, release_number=release.release.version,
+            release_notes=release.release.snapshot.get("notes", ""), release_created=release.release.created_at,
+            previous_for_environment=release.previous_for_environment, environment=plan.environment.name,
+            machine_name=target.name if target else None,
+            machine_hostname=target.machine_hostname if target else None,
+            machine_roles=target.roles if target else None, deployment_id=self.deployment_id,
+            deployment_created_by=self.created_by, step_name=step.name, packages=release.release.packages)
+        system["Deployment.Error"] = system["Octopus.Deployment.Error"] = "; ".join(self.errors) if self.failed else ""
+        return release.index.resolve(context).overlay(system)
+
+    def _skip_reason(self, step: Any, target: Target | None) -> str | None:
+        if not step.enabled:
+            return "disabled"
+        if step.environments and self.plan.environment.name not in step.environments:
+            return f"runs only in {', '.join(step.environments)}"
+        if step.name in self.plan.skip_steps:
+            return "skipped on request (--skip)"
+        return None
+
+    @staticmethod
+    def _condition_holds(step: Any, failed: bool, variables: VariableSet) -> bool:
+        condition = step.condition
+        if condition == "success":
+            return not failed
+        if condition == "failure":
+            return failed
+        if condition == "always":
+            return True
+        return evaluate_condition(condition, variables, where=f"step {step.name!r} condition")
+
+    def _already_current(self, target: Target) -> bool:
+        if self.plan.force:
+            return False
+        with self._lock:
+            if target.name in self._journal:
+                return self._journal[target.name]
+        entry = journal.read(self.pool.get(target), self.plan.project, self.plan.environment.name)
+        current = bool(entry and entry.get("digest") == self.plan.current.release.digest
+                       and entry.get("variables_revision") == self.plan.current.variables_revision)
+        with self._lock:
+            self._journal[target.name] = current
+        if current:
+            self.log(f"{target.name}: already at {self.plan.current.release.version} "
+                     f"(deployment #{entry.get('deployment_id')}); skipping it")
+        return current
+
+    def _write_journal(self, target: Target, release: ReleasePlan) -> None:
+        journal.write(self.pool.get(target), self.plan.project, self.plan.environment.name, {
+            "project": self.plan.project, "environment": self.plan.environment.name,
+            "release": release.release.version, "digest": release.release.digest,
+            "variables_revision": release.variables_revision, "deployment_id": self.deployment_id,
+            "installed_at": now(), "packages": {p.id: p.version for p in release.packages.values()}})
+
+    def _record(self, step: str, target: str | None, state: str, attempts: int, message: str | None,
+                started: str | None = None) -> None:
+        result = records.StepResult(step, target, state, attempts, message, started, now())
+        with self._lock:
+            self.summary.append(result.as_dict())
+        self.writer.add(result)
+
+    def _set_state(self, state: str) -> None:
+        with self.store.begin() as conn:
+            records.set_state(conn, self.deployment_id, state)
+
+    def _unit_done(self) -> None:
+        with self._lock:
+            self._units_done += 1
+            done = self._units_done
+            due = time.monotonic() - self._progress_at >= PROGRESS_EVERY
+            if due:
+                self._progress_at = time.monotonic()
+        if due:  # one API call per second at most, however many targets finish
+            artifacts.update_progress(self._progress, 100.0 * min(done, self._units_total) / self._units_total)
+
+    def log(self, message: str) -> None:
+        self.logger.info(self.plan.current.masker.mask(message))
+
+
+class StepError(Exception):
+    """A step failed (already logged and recorded)."""
+
+
+def _is_worker_only(unit: Unit) -> bool:
+    item = unit.item
+    return not isinstance(item, ParentStep) and item.run_on == "worker"
+
+
+__all__ = ["Engine", "StepError", "step_task"]

@@ -1,0 +1,83 @@
+"""Run a deployment's flow from the command line without ``ferry serve``: here and now (``--wait``, log
+lines streamed, exit code = result), in a child process bounded by a timeout, or in a detached background
+process. ``python -m flows.orchestration.local_runs '<flow parameters as JSON>'`` is the child's entry point.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from flows.engine.request import DeployRequest
+from snapshots.store import records
+from snapshots.workspace import Workspace
+
+ENTRY = __spec__.name if __spec__ else "flows.orchestration.local_runs"
+"""The module a child process runs (``python -m``): this one."""
+
+
+def run_here(request: DeployRequest, deployment_id: int) -> bool:
+    """Run the flow in this process; True when the deployment succeeded."""
+    from flows.orchestration.deploy_flow import deploy_release  # Prefect: only on the paths that run the flow here
+
+    state = deploy_release(**request.flow_parameters(deployment_id), return_state=True)
+    return bool(state.is_completed())
+
+
+def run_with_timeout(ctx: Workspace, request: DeployRequest, deployment_id: int, timeout: float,
+                     cancel_on_timeout: bool) -> bool:
+    """Run the flow in a child process whose output is this command's, waiting at most ``timeout`` seconds.
+    On timeout: stop it (``cancel_on_timeout``: the record says Cancelled) or leave it running, then exit
+    with code 124 as ``timeout(1)`` does."""
+    params = json.dumps(request.flow_parameters(deployment_id))
+    child = subprocess.Popen([sys.executable, "-m", ENTRY, params],
+                             stdin=subprocess.DEVNULL, start_new_session=True, env=os.environ.copy())
+    try:
+        return child.wait(timeout=timeout) == 0
+    except subprocess.TimeoutExpired:
+        pass
+    if not cancel_on_timeout:
+        print(f"error: deployment #{deployment_id} did not finish within {timeout:g}s; it goes on "
+              f"(process {child.pid})", file=sys.stderr)
+        sys.exit(124)
+    os.killpg(child.pid, signal.SIGTERM)
+    try:
+        child.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+    with ctx.store.begin() as conn:
+        if records.get(conn, deployment_id).state != records.SUCCESS:
+            records.set_state(conn, deployment_id, records.CANCELLED,
+                              error=f"timed out after {timeout:g}s (--cancel-on-timeout)")
+    print(f"error: deployment #{deployment_id} timed out after {timeout:g}s and was cancelled", file=sys.stderr)
+    sys.exit(124)
+
+
+def run_detached(ctx: Workspace, request: DeployRequest, deployment_id: int) -> Path:
+    """Run the flow in a background process that outlives this command; returns its log file."""
+    logs = ctx.settings.home / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log = logs / f"deployment-{deployment_id}.log"
+    with open(log, "ab") as out:
+        subprocess.Popen([sys.executable, "-m", ENTRY, json.dumps(request.flow_parameters(deployment_id))],
+                         stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                         env=os.environ.copy())
+    return log
+
+
+def _main() -> None:
+    """Background entry point: ``python -m flows.orchestration.local_runs '<flow parameters as JSON>'``."""
+    from flows.orchestration.deploy_flow import deploy_release
+
+    params = json.loads(sys.argv[1])
+    state = deploy_release(**params, return_state=True)
+    sys.exit(0 if state.is_completed() else 1)
+
+
+if __name__ == "__main__":
+    _main()

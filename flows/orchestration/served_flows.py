@@ -1,0 +1,340 @@
+"""The flows ``ferry serve`` registers, built per project so each Prefect deployment's form fits it.
+
+One generic ``deploy-release`` flow takes the environment as free text; the UI would then show a text box
+and the API would accept any name. So for each project ferry builds wrappers whose ``environment``
+parameter is a ``Literal`` of that project's lifecycle environments (a select in the UI form; anything
+else refused by the API with HTTP 409 before a flow run exists), with every other option described:
+
+- ``deploy-release/<project>``: deploy a release (``latest`` by default) to one environment;
+- ``promote/<project>``: deploy what last succeeded in one environment to another;
+- ``rollback/<project>``: redeploy an environment's previous successful release;
+- ``create-release/<project>``: freeze a release (then the lifecycle's auto-deploy environments get it).
+
+A process worker on another machine finds these flows by import path
+(``flows.orchestration.served_flows.deploy_release__<hex of the project name>``): this module's
+``__getattr__`` builds them from the ferry store the worker is configured with,
+so the worker and ``ferry serve`` agree on the form without shipping code.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from prefect import Flow, get_run_logger
+from prefect.runtime import flow_run as current_flow_run
+from prefect.states import Cancelled, State
+
+KINDS = {"deploy_release": "deploy-release", "promote": "promote", "rollback": "rollback",
+         "create_release": "create-release"}
+"""Python attribute prefix → Prefect flow name."""
+
+_ATTRIBUTE = re.compile(r"^(deploy_release|promote|rollback|create_release)__([0-9a-f]+)$")
+
+
+@dataclass(frozen=True)
+class ProjectSpec:
+    """What a project's deployments are built from: its lifecycle's environments and its triggers."""
+
+    name: str
+    environments: tuple[str, ...]
+    triggers: tuple[Any, ...] = field(default_factory=tuple)
+    revision: int = 0
+    infrastructure_revision: int = 0
+
+
+def attribute_name(kind: str, project: str) -> str:
+    return f"{kind}__{project.encode().hex()}"
+
+
+def load_specs(ctx: Any, projects: list[str] | None = None) -> list[ProjectSpec]:
+    """Every stored project (or the named ones), with its lifecycle's environments in lifecycle order."""
+    from snapshots.errors import ConfigError
+    from snapshots.projects import latest_infrastructure, project_names, require_project
+
+    with ctx.store.read() as conn:
+        found = latest_infrastructure(conn)
+        if found is None:
+            return []
+        infra_revision, infra = found
+        specs = []
+        for name in projects or project_names(conn):
+            revision = require_project(conn, name)
+            model = revision.model()
+            lifecycle = infra.lifecycle(model.lifecycle)
+            if lifecycle is None:
+                raise ConfigError(f"project {name!r} uses lifecycle {model.lifecycle!r}, which is not in the "
+                                  "infrastructure")
+            environments = tuple(env for phase in lifecycle.phases for env in phase.environments)
+            specs.append(ProjectSpec(name, environments, tuple(model.triggers), revision.revision, infra_revision))
+    return specs
+
+
+def _finish(fn: Callable[..., Any], kind: str, spec: ProjectSpec, annotations: dict[str, Any], doc: str,
+            run_name: Callable[[], str], description: str) -> Flow[..., Any]:
+    """Give a generated function the identity Prefect reads: real annotations (not strings, so pydantic
+    builds the schema from them), a Google-style docstring (the form's field descriptions), and a module
+    path a worker can import."""
+    fn.__annotations__ = annotations
+    fn.__doc__ = doc
+    fn.__name__ = fn.__qualname__ = attribute_name(kind, spec.name)
+    fn.__module__ = __name__
+    return Flow(fn=fn, name=KINDS[kind], flow_run_name=run_name, description=description, persist_result=False,
+                log_prints=False, on_cancellation=[_record_cancelled], on_crashed=[_record_crashed])
+
+
+_OPTIONS_DOC = """
+        targets: Deploy only to these targets (default: every target of the environment).
+        exclude_targets: Leave these targets out.
+        skip_steps: Steps to skip (a required step cannot be skipped).
+        variables: Values for the project's prompted variables, NAME: VALUE.
+        guided_failure: Pause on a failed step and ask in this UI (retry, skip, ignore, abort). Empty: the
+            environment's setting.
+        force: Redeploy to targets whose journal says they already run this release."""
+
+_EXPIRY_DOC = """
+        expires_after: Seconds after its scheduled time by which this run must have started; a run that
+            has not started by then is cancelled instead of run late. Empty: no expiry."""
+
+
+def deploy_flow(spec: ProjectSpec) -> Flow[..., Any]:
+    """``deploy-release/<project>``: the deploy flow with this project's environments as a choice."""
+    from flows.orchestration.deploy_flow import deploy_release
+
+    project = spec.name
+
+    def deploy(environment: str, release: str = "latest", targets: list[str] | None = None,
+               exclude_targets: list[str] | None = None, skip_steps: list[str] | None = None,
+               variables: dict[str, str] | None = None, guided_failure: bool | None = None,
+               force: bool = False, expires_after: int | None = None,
+               deployment_id: int | None = None) -> dict[str, Any] | State:
+        expired = expire_if_late(expires_after, deployment_id)
+        if expired is not None:
+            return expired
+        return deploy_release.fn(project=project, environment=environment, release=release, targets=targets,
+                                 exclude_targets=exclude_targets, skip_steps=skip_steps, variables=variables,
+                                 guided_failure=guided_failure, force=force, deployment_id=deployment_id)
+
+    def run_name() -> str:
+        params = current_flow_run.parameters
+        return f"{project} {params.get('release', 'latest')} → {params.get('environment')}"
+
+    doc = f"""Deploy a release of {project} to one of its environments.
+
+    Args:
+        environment: The environment to deploy to (the project's lifecycle, in order).
+        release: A release version such as 1.4.0, or "latest".{_OPTIONS_DOC}{_EXPIRY_DOC}
+        deployment_id: Internal: the ferry deployment record `ferry deploy` created. Leave empty.
+    """
+    annotations = {"environment": Literal[spec.environments], "release": str, "targets": list[str] | None,
+                   "exclude_targets": list[str] | None, "skip_steps": list[str] | None,
+                   "variables": dict[str, str] | None, "guided_failure": bool | None, "force": bool,
+                   "expires_after": int | None, "deployment_id": int | None, "return": Any}
+    return _finish(deploy, "deploy_release", spec, annotations, doc, run_name,
+                   f"Deploy a release of {project} to an environment (ferry).")
+
+
+def promote_flow(spec: ProjectSpec) -> Flow[..., Any]:
+    """``promote/<project>``: what last succeeded in one environment, deployed to another."""
+    from flows.orchestration.deploy_flow import deploy_release
+    from snapshots.errors import NotFoundError
+    from snapshots.store import records
+
+    project = spec.name
+
+    def promote(from_environment: str, to_environment: str, guided_failure: bool | None = None,
+                expires_after: int | None = None) -> dict[str, Any] | State:
+        expired = expire_if_late(expires_after, None)
+        if expired is not None:
+            return expired
+        from snapshots.workspace import Workspace
+
+        with Workspace().store.read() as conn:
+            last = records.last_successful(conn, project, from_environment)
+        if last is None:
+            raise NotFoundError(f"no successful deployment of {project} to {from_environment} to promote")
+        get_run_logger().info(f"promoting {project} {last.version} from {from_environment} to {to_environment}")
+        return deploy_release.fn(project=project, environment=to_environment, release=last.version,
+                                 guided_failure=guided_failure)
+
+    def run_name() -> str:
+        params = current_flow_run.parameters
+        return f"{project} promote {params.get('from_environment')} → {params.get('to_environment')}"
+
+    doc = f"""Deploy the release of {project} that last succeeded in one environment to another.
+
+    Args:
+        from_environment: Take the release that last succeeded here.
+        to_environment: Deploy it here.
+        guided_failure: Pause on a failed step and ask in this UI. Empty: the environment's setting.{_EXPIRY_DOC}
+    """
+    envs = Literal[spec.environments]
+    annotations = {"from_environment": envs, "to_environment": envs, "guided_failure": bool | None,
+                   "expires_after": int | None, "return": Any}
+    return _finish(promote, "promote", spec, annotations, doc, run_name,
+                   f"Promote {project} from one environment to the next (ferry).")
+
+
+def rollback_flow(spec: ProjectSpec) -> Flow[..., Any]:
+    """``rollback/<project>``: the environment's previous successful release, deployed again."""
+    from flows.orchestration.deploy_flow import deploy_release
+    from snapshots.errors import NotFoundError
+    from snapshots.store import records
+
+    project = spec.name
+
+    def rollback(environment: str, guided_failure: bool | None = None) -> dict[str, Any]:
+        from snapshots.workspace import Workspace
+
+        with Workspace().store.read() as conn:
+            current = records.last_successful(conn, project, environment)
+            previous = current and records.last_successful(conn, project, environment, before_id=current.id,
+                                                           other_than_release=current.release_id)
+        if previous is None or current is None:
+            raise NotFoundError(f"{project} has no earlier successful release in {environment} to roll back to")
+        get_run_logger().info(f"rolling {environment} back from {current.version} to {previous.version}")
+        return deploy_release.fn(project=project, environment=environment, release=previous.version, force=True,
+                                 guided_failure=guided_failure)
+
+    def run_name() -> str:
+        return f"{project} rollback {current_flow_run.parameters.get('environment')}"
+
+    doc = f"""Deploy the previous successful release of {project} to an environment again.
+
+    Args:
+        environment: The environment to roll back.
+        guided_failure: Pause on a failed step and ask in this UI. Empty: the environment's setting.
+    """
+    annotations = {"environment": Literal[spec.environments], "guided_failure": bool | None, "return": Any}
+    return _finish(rollback, "rollback", spec, annotations, doc, run_name,
+                   f"Roll an environment of {project} back to its previous release (ferry).")
+
+
+def create_release_flow(spec: ProjectSpec) -> Flow[..., Any]:
+    """``create-release/<project>``: freeze a release, then start the lifecycle's auto-deploys."""
+    project = spec.name
+
+    def create_release(version: str | None = None, packages: list[str] | None = None, notes: str = "",
+                       ignore_existing: bool = False) -> dict[str, Any]:
+        from flows.orchestration.triggers import auto_deploy
+        from snapshots import releases
+        from snapshots.workspace import Workspace
+
+        ctx = Workspace()
+        logger = get_run_logger()
+        with ctx.store.begin() as conn:
+            release, created = releases.create(conn, ctx.feed, project, ctx.actor, version=version,
+                                               package_pins=releases.parse_package_pins(packages or []),
+                                               notes=notes, ignore_existing=ignore_existing)
+        pins = ", ".join(f"{p['id']} {p['version']}" for p in release.packages) or "no packages"
+        logger.info(f"release {project} {release.version} {'created' if created else 'already exists'}: {pins}")
+        started = auto_deploy(ctx, project, release.version, logger.info) if created else []
+        return {"project": project, "version": release.version, "digest": release.digest, "created": created,
+                "auto_deploy": started}
+
+    def run_name() -> str:
+        return f"{project} create release {current_flow_run.parameters.get('version') or '(next)'}"
+
+    doc = f"""Create a release of {project} from its current process, variables and packages.
+
+    Args:
+        version: SemVer 2 version. Empty: the project's versioning rule.
+        packages: Package versions to pin, ID:VERSION. Default: the latest of each package.
+        notes: Release notes (markdown).
+        ignore_existing: An existing version is not an error.
+    """
+    annotations = {"version": str | None, "packages": list[str] | None, "notes": str, "ignore_existing": bool,
+                   "return": Any}
+    return _finish(create_release, "create_release", spec, annotations, doc, run_name,
+                   f"Create a release of {project} (ferry).")
+
+
+BUILDERS: dict[str, Callable[[ProjectSpec], Flow[..., Any]]] = {
+    "deploy_release": deploy_flow, "promote": promote_flow, "rollback": rollback_flow,
+    "create_release": create_release_flow}
+
+
+def project_flows(spec: ProjectSpec) -> dict[str, Flow[..., Any]]:
+    """kind → flow, for one project."""
+    return {kind: build(spec) for kind, build in BUILDERS.items()}
+
+
+# --- expiry: a scheduled run that has not started in time is cancelled, not run late ---------------------
+
+def deadline(expected_start: datetime | None, expires_after: int | None) -> datetime | None:
+    if expected_start is None or expires_after is None:
+        return None
+    return expected_start + timedelta(seconds=expires_after)
+
+
+def expire_if_late(expires_after: int | None, deployment_id: int | None) -> State | None:
+    """The flow's own check as it starts: past its deadline it ends Cancelled (and so does its ferry
+    record) without touching a target. ``ferry serve`` also cancels such runs before they start
+    (``flows.orchestration.serving``); this covers a run a worker picked up just before the deadline passed."""
+    if expires_after is None:
+        return None
+    expected = current_flow_run.scheduled_start_time
+    limit = deadline(expected, expires_after)
+    now = datetime.now(UTC)
+    if limit is None or now <= limit:
+        return None
+    message = (f"expired: scheduled for {expected:%Y-%m-%d %H:%M:%S} UTC, not started by "
+               f"{limit:%Y-%m-%d %H:%M:%S} UTC (started {now:%H:%M:%S}); cancelled instead of running late")
+    get_run_logger().warning(message)
+    if deployment_id is not None:
+        mark_record(deployment_id, "Cancelled", message)
+    return Cancelled(message=message)
+
+
+def mark_record(deployment_id: int, state: str, message: str) -> None:
+    """Finish a ferry deployment record that is not finished yet."""
+    from snapshots.store import records
+    from snapshots.workspace import Workspace
+    with Workspace().store.begin() as conn:
+        try:
+            found = records.get(conn, deployment_id)
+        except Exception:
+            return
+        if found.state not in records.FINISHED:
+            records.set_state(conn, deployment_id, state, error=message)
+
+
+def _record_for(flow_run: Any) -> int | None:
+    """The ferry deployment record of a flow run: its parameter, else the record that names the run."""
+    from snapshots.store import records
+    from snapshots.workspace import Workspace
+    deployment_id = (flow_run.parameters or {}).get("deployment_id")
+    if deployment_id is not None:
+        return int(deployment_id)
+    with Workspace().store.read() as conn:
+        found = records.find_by_flow_run(conn, str(flow_run.id))
+    return found.id if found else None
+
+
+def _record_cancelled(flow: Any, flow_run: Any, state: Any) -> None:
+    """Runs in ``ferry serve`` (or the worker) when a flow run is cancelled: its process was stopped, so
+    the record must say so rather than stay Running forever."""
+    deployment_id = _record_for(flow_run)
+    if deployment_id is not None:
+        mark_record(deployment_id, "Cancelled", state.message or "cancelled")
+
+
+def _record_crashed(flow: Any, flow_run: Any, state: Any) -> None:
+    deployment_id = _record_for(flow_run)
+    if deployment_id is not None:
+        mark_record(deployment_id, "Failed", f"crashed: {state.message or 'its process ended unexpectedly'}")
+
+
+def __getattr__(name: str) -> Flow[..., Any]:
+    """``flows.orchestration.served_flows.<kind>__<hex of project>``: the entrypoint a process worker imports."""
+    match = _ATTRIBUTE.match(name)
+    if match is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from snapshots.workspace import Workspace
+
+    project = bytes.fromhex(match.group(2)).decode()
+    specs = load_specs(Workspace(), [project])
+    return BUILDERS[match.group(1)](specs[0])

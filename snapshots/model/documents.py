@@ -1,0 +1,115 @@
+"""From YAML files to validated models, and from models to the stored (encrypted) documents.
+
+A stored project document is the full model dump (defaults included, so a later ferry with other
+defaults cannot change what an old revision means) with each sensitive value replaced by its
+ciphertext and keyed fingerprint. Its *content digest* leaves the ciphertext out, so applying the same
+YAML twice is recognised as "no change" although Fernet ciphertexts differ each time.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from snapshots.canonical import digest
+from snapshots.errors import ConfigError
+from snapshots.model import Infrastructure, Project
+from snapshots.model.common import FromEnv, FromFile
+from snapshots.model.references import Problem, infrastructure_problems, project_problems
+from snapshots.model.yamlfile import YamlDocument, read_yaml, validation_error
+from snapshots.store.crypto import Vault
+
+
+@dataclass
+class LoadedProject:
+    doc: YamlDocument
+    model: Project
+    values: dict[int, str]
+    """Resolved value of each variable (by index) whose YAML value was a from_env/from_file source."""
+
+
+@dataclass
+class LoadedInfrastructure:
+    doc: YamlDocument
+    model: Infrastructure
+
+
+Loaded = LoadedProject | LoadedInfrastructure
+
+
+def problem_error(doc: YamlDocument, problem: Problem) -> ConfigError:
+    line, path = doc.locate(problem.path)
+    return ConfigError(problem.message, file=doc.file, line=line, path=path or None)
+
+
+def load_file(path: Path) -> Loaded:
+    """Read, classify (``project:`` key → project, else infrastructure) and validate one file."""
+    doc = read_yaml(path)
+    try:
+        if "project" in doc.data:
+            project = Project.model_validate(doc.data)
+        else:
+            infra = Infrastructure.model_validate(doc.data)
+    except ValidationError as exc:
+        raise validation_error(doc, exc) from None
+    if "project" in doc.data:
+        for problem in project_problems(project, None):
+            raise problem_error(doc, problem)
+        return LoadedProject(doc, project, _resolve_sources(doc, project, path.parent))
+    for problem in infrastructure_problems(infra):
+        raise problem_error(doc, problem)
+    return LoadedInfrastructure(doc, infra)
+
+
+def _resolve_sources(doc: YamlDocument, project: Project, base: Path) -> dict[int, str]:
+    values: dict[int, str] = {}
+    for index, var in enumerate(project.variables):
+        source = var.value
+        if isinstance(source, FromEnv):
+            if source.from_env not in os.environ:
+                line, path = doc.locate(("variables", index, "value"))
+                raise ConfigError(f"environment variable {source.from_env} is not set (variable {var.name!r})",
+                                  file=doc.file, line=line, path=path)
+            values[index] = os.environ[source.from_env]
+        elif isinstance(source, FromFile):
+            file = (base / Path(source.from_file).expanduser())
+            try:
+                values[index] = file.read_text(encoding="utf-8").rstrip("\n")
+            except OSError as exc:
+                line, path = doc.locate(("variables", index, "value"))
+                raise ConfigError(f"cannot read {file}: {exc.strerror} (variable {var.name!r})",
+                                  file=doc.file, line=line, path=path) from exc
+    return values
+
+
+def project_document(loaded: LoadedProject, vault: Vault) -> dict[str, Any]:
+    """The stored form: every variable's value resolved to text, sensitive ones encrypted."""
+    document = loaded.model.model_dump(mode="json")
+    variables = []
+    for index, (var, dumped) in enumerate(zip(loaded.model.variables, document["variables"], strict=True)):
+        value = loaded.values.get(index, var.value if isinstance(var.value, str) else None)
+        entry = {k: v for k, v in dumped.items() if k != "value"}
+        if value is None:
+            entry["value"] = None
+        elif var.sensitive:
+            entry["ciphertext"] = vault.encrypt(value)
+            entry["fingerprint"] = vault.fingerprint(value)
+        else:
+            entry["value"] = value
+        variables.append(entry)
+    document["variables"] = variables
+    return document
+
+
+def infrastructure_document(loaded: LoadedInfrastructure) -> dict[str, Any]:
+    return loaded.model.model_dump(mode="json")
+
+
+def content_digest(document: dict[str, Any]) -> str:
+    """Digest of what the document *means*: ciphertexts left out (they differ on every encryption)."""
+    variables = [{k: v for k, v in var.items() if k != "ciphertext"} for var in document.get("variables", [])]
+    return digest({**document, "variables": variables} if "variables" in document else document)

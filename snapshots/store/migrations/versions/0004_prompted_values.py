@@ -1,0 +1,16 @@
+"""Prompted values kept encrypted in the store; flows receive a reference (issue 12, item 4).
+
+Revision ID: 0004
+Revises: 0003
+"""
+
+from alembic import op  # noqa: F401
+
+revision = '0004'
+down_revision = '0003'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass

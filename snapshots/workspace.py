@@ -1,0 +1,35 @@
+"""The executor's workspace, built lazily: settings, the store, the vault (master key) and the feed.
+
+The CLI, the flows and ``ferry serve`` all open one; only the executor holds what it opens."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from snapshots.settings import Settings
+from snapshots.store import Store
+from snapshots.store.crypto import Vault, load_master_key
+from snapshots.store.feed import Feed
+
+
+class Workspace:
+    """Settings from the environment; the store, vault and feed opened on first use."""
+
+    def __init__(self) -> None:
+        self.settings = Settings.from_env()
+
+    @cached_property
+    def store(self) -> Store:
+        return Store(self.settings.database_url)
+
+    @cached_property
+    def vault(self) -> Vault:
+        return Vault(load_master_key(self.settings.key_file))
+
+    @cached_property
+    def feed(self) -> Feed:
+        return Feed(self.settings.feed_dir)
+
+    @property
+    def actor(self) -> str:
+        return self.settings.actor

@@ -1,0 +1,150 @@
+"""The ``local`` transport: a target that is a directory on the worker, running bash scripts.
+
+It is Octopus's "run on the server" and the worker side of ``run_on: worker-for-each-target`` steps; the
+test suite and benchmarks use it as a real, cheap target (real processes, real files).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from snapshots.errors import TransportError
+from steps.transports.bash import BASH_PREAMBLE
+from steps.transports.protocol import LineSink, RunResult
+
+TAIL_LINES = 20
+MAX_INLINE = 64 * 1024  # bytes of script passed as `bash -c` (one argument may hold 128 KiB)
+
+
+class LocalTransport:
+    """Run bash in ``root`` (created if missing); upload = copy under ``root``."""
+
+    def __init__(self, target: str, root: str | Path) -> None:
+        self.target = target
+        self.root = Path(root).expanduser().resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.state_dir = str(self.root / ".ferry")
+        self._scratch: str | None = None
+
+    def _path(self, remote: str) -> Path:
+        path = Path(remote)
+        return path if path.is_absolute() else self.root / path
+
+    def run(self, script: str, *, env: Mapping[str, str] | None = None, data: Mapping[str, Any] | None = None,
+            cwd: str | None = None, timeout: float | None = None, on_line: LineSink | None = None) -> RunResult:
+        workdir = self._path(cwd) if cwd else self.root
+        child_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.root), "LANG": "C.UTF-8",
+                     "FERRY_TARGET_ROOT": str(self.root), "FERRY_STATE_DIR": self.state_dir, **(env or {})}
+        source = BASH_PREAMBLE + script
+        scratch: list[str] = []  # files to remove afterwards (one private folder per transport, no rmtree)
+        try:
+            if data is not None:
+                child_env["FERRY_DATA"] = self._scratch_file(json.dumps(data).encode(), scratch)
+            # short scripts go on the command line (no file to write); long ones through a private file
+            args = ["bash", "-c", source] if len(source) < MAX_INLINE else \
+                ["bash", self._scratch_file(source.encode(), scratch)]
+            try:
+                proc = subprocess.Popen(args, cwd=workdir, env=child_env, stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+            except OSError as exc:
+                raise TransportError(str(exc), target=self.target, operation="run") from exc
+            return _stream(proc, self.target, timeout, on_line)
+        finally:
+            for path in scratch:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+
+    def _scratch_file(self, content: bytes, scratch: list[str]) -> str:
+        if self._scratch is None:
+            self._scratch = tempfile.mkdtemp(prefix="ferry-run-")  # mode 0700: values stay private
+        fd, path = tempfile.mkstemp(dir=self._scratch)  # mode 0600
+        scratch.append(path)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(content)
+        return path
+
+    def upload(self, local: Path, remote: str, sha256: str) -> bool:
+        dest = self._path(remote)
+        if dest.is_file() and _sha256(dest) == sha256:
+            return False
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.uploading")
+        shutil.copyfile(local, tmp)
+        if _sha256(tmp) != sha256:
+            tmp.unlink()
+            raise TransportError(f"{remote}: sha256 mismatch after copy", target=self.target, operation="upload")
+        os.replace(tmp, dest)
+        return True
+
+    def read_file(self, remote: str) -> bytes | None:
+        """A small file's bytes (None when absent): the journal, without starting a shell."""
+        try:
+            return self._path(remote).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def write_file(self, remote: str, data: bytes) -> None:
+        """Replace a small file atomically (temp file + rename)."""
+        path = self._path(remote)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+
+    def close(self) -> None:
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _stream(proc: subprocess.Popen[bytes], target: str, timeout: float | None, on_line: LineSink | None) -> RunResult:
+    """Forward output lines as they come; kill the whole process group when the timeout passes."""
+    tail: deque[str] = deque(maxlen=TAIL_LINES)
+    timed_out = threading.Event()
+
+    def kill() -> None:
+        timed_out.set()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+    timer = threading.Timer(timeout, kill) if timeout else None
+    if timer:
+        timer.daemon = True
+        timer.start()
+    started = time.monotonic()
+    try:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+            tail.append(line)
+            if on_line:
+                on_line(line)
+        code = proc.wait()
+    finally:
+        if timer:
+            timer.cancel()
+    if timed_out.is_set():
+        raise TransportError(f"timed out after {time.monotonic() - started:.0f}s (limit {timeout:g}s); "
+                             "the script was killed", target=target, operation="run")
+    return RunResult(code, list(tail))

@@ -1,0 +1,239 @@
+"""The Prefect UI as a person uses it, in headless Chromium (Debian's package, driven by Playwright): open the
+project's ``deploy-release`` deployment, fill the run form (environment from the project's lifecycle,
+release), run it and see it complete; then answer a guided-failure pause through the UI's resume form.
+
+Screenshots of each step are kept under ``artifacts/ui/`` (git-ignored) for a person to look at.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import REPO
+from tests.flows.serve_lab import ServedProject, make_served, parse_time
+from tests.servers.prefect_server import PrefectServer
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SHOTS = REPO / "artifacts" / "ui"
+
+
+@pytest.fixture(scope="module")
+def ui_server(postgres) -> Iterator[PrefectServer]:  # type: ignore[no-untyped-def]
+    """A Prefect server with its UI (the session's shared one runs without), database on PostgreSQL."""
+    url = postgres.create_database(extensions=("pg_trgm",)).replace("postgresql://", "postgresql+asyncpg://")
+    server = PrefectServer(database_url=url, ui=True).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, ui_server: PrefectServer, postgres) -> Iterator[ServedProject]:  # type: ignore[no-untyped-def]
+    root = tmp_path_factory.mktemp("ui")
+    lab = make_served(root, ui_server.env(), postgres.create_database(), environments={"Dev": 1, "Prod": 2})
+    fault = root / "fault"
+    lab.write([{"name": "Roll out", "roles": ["web"], "rolling": {"window": 1},
+                "steps": [{"name": "Install", "kind": "script",
+                           "script": lab.project.script(f'sleep 0.3; [ ! -e "{fault}" ]')}]}],
+              guided_failure=True)
+    lab.project.apply()
+    lab.project.release("1.0.0")
+    lab.project.release("1.1.0")
+    lab.start()
+    try:
+        yield lab
+    finally:
+        lab.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: run flows/lab/install-debian-packages (installs Debian's chromium)")
+    from playwright.sync_api import sync_playwright
+
+    shutil.rmtree(SHOTS, ignore_errors=True)
+    SHOTS.mkdir(parents=True)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+def shot(page: Any, name: str) -> Path:
+    path = SHOTS / f"{name}.png"
+    page.screenshot(path=str(path))
+    return path
+
+
+def open_run_form(page: Any, ui: str, served: ServedProject) -> None:
+    """Deployments → the project's deploy-release deployment → Run → Custom run."""
+    page.goto(f"{ui}/deployments", wait_until="networkidle")
+    row = page.locator("tr", has=page.get_by_text("deploy-release", exact=True)).filter(
+        has=page.get_by_text(served.name, exact=True))
+    row.get_by_text(served.name, exact=True).click()
+    page.wait_for_url(re.compile(r".*/deployments/deployment/.*"))
+    page.get_by_role("button", name="Run", exact=True).click()
+    page.get_by_text("Custom run").click()
+    page.wait_for_url(re.compile(r".*/run.*"))
+    page.wait_for_load_state("networkidle")
+
+
+def choose(page: Any, field: Any, value: str) -> None:
+    """Pick ``value`` in one of the form's select boxes (it opens on the keyboard reliably; a click on the
+    button sometimes toggles it open and shut before the options render, and on a loaded machine the chosen
+    value can take a moment to show: so wait for it, and try again if it did not take)."""
+    button = field.locator("button.p-select-button__control")
+    option = page.get_by_role("option", name=value, exact=True)
+    for _ in range(4):
+        button.focus()
+        page.keyboard.press("Space")
+        try:
+            option.wait_for(state="visible", timeout=3000)
+            option.click()
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and value not in button.inner_text():
+                page.wait_for_timeout(100)
+        except Exception:
+            pass
+        if value in button.inner_text():
+            return
+        page.keyboard.press("Escape")
+    assert value in button.inner_text(), f"could not choose {value!r} in the form"
+
+
+def fill_and_submit(page: Any, environment: str, release: str) -> None:
+    environment_field = page.locator(".schema-form-property", has=page.get_by_text("environment", exact=True))
+    options = _open_options(page, environment_field)
+    assert options == ["Dev", "Prod"], options  # the project's lifecycle, nothing else
+    page.keyboard.press("Escape")
+    choose(page, environment_field, environment)
+    release_field = page.locator(".schema-form-property", has=page.get_by_text("release (Optional)", exact=True))
+    release_field.locator("textarea").fill(release)
+
+
+def _open_options(page: Any, field: Any) -> list[str]:
+    button = field.locator("button.p-select-button__control")
+    for _ in range(4):
+        button.focus()
+        page.keyboard.press("Space")
+        try:
+            page.get_by_role("option").first.wait_for(state="visible", timeout=3000)
+            break
+        except Exception:
+            continue
+    return [t.strip() for t in page.get_by_role("option").all_inner_texts()]
+
+
+def submit_and_find_run(page: Any, served: ServedProject, environment: str) -> str:
+    """Submit the form; the UI goes back to the deployment. Returns the flow run the form created."""
+    before = time.time()
+    page.get_by_role("button", name="Submit").click()
+    page.wait_for_url(re.compile(r".*/deployments/deployment/[^/]+(\?.*)?$"))
+    deployment_id = served.deployment()["id"]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        runs = served.api.post("/flow_runs/filter", json={
+            "deployments": {"id": {"any_": [deployment_id]}}, "sort": "EXPECTED_START_TIME_DESC",
+            "limit": 5}).json()
+        fresh = [r for r in runs if r["parameters"].get("environment") == environment
+                 and parse_time(r["created"]) >= before - 2]
+        if fresh:
+            return fresh[0]["id"]
+        time.sleep(0.5)
+    raise AssertionError("the form created no flow run")
+
+
+def wait_badge(page: Any, ui: str, run_id: str, state: str, timeout: float = 180) -> None:
+    """Open the run's page and wait until its state badge says ``state`` (reloading: a fresh read)."""
+    badge = page.locator(".page-heading-flow-run__meta .state-badge")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        page.goto(f"{ui}/runs/flow-run/{run_id}", wait_until="networkidle")
+        try:
+            badge.filter(has_text=state).wait_for(state="visible", timeout=5000)
+            return
+        except Exception:
+            time.sleep(2)
+    raise AssertionError(f"flow run {run_id} never showed {state} (last: {badge.inner_text()})")
+
+
+def test_deploy_from_the_ui_form(page: Any, served: ServedProject, ui_server: PrefectServer) -> None:
+    ui = ui_server.ui_url
+    open_run_form(page, ui, served)
+    shot(page, "01-deployment-run-form")
+    fill_and_submit(page, "Dev", "1.0.0")
+    shot(page, "02-form-filled-dev-1.0.0")
+    run_id = submit_and_find_run(page, served, "Dev")
+    wait_badge(page, ui, run_id, "Completed")
+    assert page.get_by_text(f"{served.name} 1.0.0 → Dev").first.is_visible()
+    shot(page, "03-run-completed")
+    run = served.flow_run(run_id)
+    assert run["state"]["type"] == "COMPLETED"
+    assert run["parameters"]["environment"] == "Dev" and run["parameters"]["release"] == "1.0.0"
+    record = served.record_of(run_id)
+    assert (record["version"], record["environment"], record["state"]) == ("1.0.0", "Dev", "Success")
+
+
+def test_guided_failure_answered_in_the_ui_resume_form(page: Any, served: ServedProject,
+                                                       ui_server: PrefectServer) -> None:
+    ui = ui_server.ui_url
+    if not any(r["environment"] == "Dev" and r["state"] == "Success" for r in served.records()):
+        assert served.project.deploy("1.0.0", "Dev").exit_code == 0
+    fault = served.root / "fault"
+    fault.touch()  # prod-01 and prod-02 will fail until a person fixes this
+    open_run_form(page, ui, served)
+    fill_and_submit(page, "Prod", "1.0.0")
+    run_id = submit_and_find_run(page, served, "Prod")
+    served.wait_state(run_id, "PAUSED", timeout=180)
+    wait_badge(page, ui, run_id, "Paused")
+    shot(page, "04-paused-on-guided-failure")
+
+    fault.unlink()  # ...the person fixes the problem, then answers in the UI
+    page.get_by_role("button", name="Resume").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_text("Guided failure").first.wait_for(state="visible")
+    assert "Install failed on prod-01" in dialog.inner_text()
+    action = dialog.locator(".schema-form-property", has=page.get_by_text("Action (Optional)", exact=True))
+    choose(page, action, "retry")
+    dialog.locator(".schema-form-property", has=page.get_by_text("Notes (Optional)", exact=True)).locator(
+        "textarea").fill("disk cleaned up, retrying from the UI")
+    shot(page, "05-resume-form-filled")
+    dialog.get_by_role("button", name="Submit").click()
+    wait_badge(page, ui, run_id, "Completed")
+    shot(page, "06-resumed-and-completed")
+
+    record = served.record_of(run_id)
+    assert record["state"] == "Success"
+    shown = served.ferry("deployment", "show", str(record["id"]), "--json")
+    results = json.loads(shown.stdout)["results"]
+    guided = [(r["target"], r["state"], r["message"]) for r in results if r["step"] == "Guided failure"]
+    assert guided == [("prod-01", "retry", "disk cleaned up, retrying from the UI")]
+    installs = [(r["target"], r["state"]) for r in results if r["step"] == "Install"]
+    assert installs == [("prod-01", "failed"), ("prod-01", "success"), ("prod-02", "success")]
