@@ -75,6 +75,17 @@ class StepFailed(FerryError):
         super().__init__(f"{where}: {message}{code}")
 
 
+class AccessDenied(FerryError):
+    """A requester's API key is missing, unknown, expired or revoked (``status`` 401), or does not allow
+    what was asked (403). Exit code 3: refused before anything started."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, *, status: int = 403) -> None:
+        self.status = status
+        super().__init__(message)
+
+
 class StoreError(FerryError):
     """The store cannot be opened or refused an operation."""
 
