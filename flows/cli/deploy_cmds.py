@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
-from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import typer
@@ -37,7 +36,7 @@ def _start(ctx: Workspace, request: Any, wait: bool, *, at: datetime | None = No
     """Check and record the deployment, then run it: through the project's served ``deploy-release``
     deployment when a live ``ferry serve`` has registered one (so it runs where ferry serve / its workers
     run, and shows in the Prefect UI like any other run), else in this machine's processes."""
-    from flows.engine.request import check_and_record
+    from flows.orchestration.launch import record
     from flows.orchestration.served_runs import find_served
     from snapshots.errors import ConfigError
 
@@ -49,11 +48,11 @@ def _start(ctx: Workspace, request: Any, wait: bool, *, at: datetime | None = No
     if served is not None and not served.live and at is None:
         say(f"note: {served.full_name} has no live `ferry serve` ({served.describe_liveness()}): running here")
         served = None
-    deployment_id, version = check_and_record(ctx, request)
-    request = replace(request, release=version)  # "latest" means latest now, as recorded, not when it starts
+    launched = record(ctx, request)  # "latest" means latest now, as recorded, not when it starts
+    deployment_id, request, version = launched.deployment_id, launched.request, launched.request.release
     say(f"deployment #{deployment_id}: {request.project} {version} → {request.environment}")
     if served is not None:
-        _start_served(ctx, served, request, deployment_id, wait, at, expires, timeout, cancel_on_timeout)
+        _start_served(ctx, served, launched, wait, at, expires, timeout, cancel_on_timeout)
     else:
         _start_here(ctx, request, deployment_id, wait, timeout, cancel_on_timeout)
 
@@ -73,22 +72,15 @@ def _start_here(ctx: Workspace, request: Any, deployment_id: int, wait: bool, ti
     _finish(ctx, deployment_id, ok)
 
 
-def _start_served(ctx: Workspace, served: Any, request: Any, deployment_id: int, wait: bool, at: datetime | None,
+def _start_served(ctx: Workspace, served: Any, launched: Any, wait: bool, at: datetime | None,
                   expires: datetime | None, timeout: float | None, cancel_on_timeout: bool) -> None:
+    from flows.orchestration.launch import start_served
     from flows.orchestration.served_flows import mark_record
-    from flows.orchestration.served_runs import TIMED_OUT, create_run, follow, run_url
-    from flows.orchestration.triggers import served_parameters
+    from flows.orchestration.served_runs import TIMED_OUT, follow, run_url
     from snapshots.store import records
-    params = served_parameters(request, deployment_id)
-    if expires is not None:
-        params["expires_after"] = max(1, int((expires - (at or datetime.now(UTC))).total_seconds()))
-    try:
-        run = create_run(served, params, at=at, tags=["cli"])
-    except Exception as exc:
-        mark_record(deployment_id, records.FAILED, f"not started: {exc}")
-        raise
-    with ctx.store.begin() as conn:
-        records.set_state(conn, deployment_id, records.QUEUED, flow_run_id=str(run.id))
+
+    deployment_id = launched.deployment_id
+    run = start_served(ctx, served, launched, at=at, expires=expires, tags=["cli"]).flow_run
     if at is not None:
         until = f", cancelled if not started by {expires.astimezone():%Y-%m-%d %H:%M:%S %Z}" if expires else ""
         say(f"scheduled for {at.astimezone():%Y-%m-%d %H:%M:%S %Z}{until}: flow run {run.name} of "
@@ -212,35 +204,22 @@ def promote(project: str, from_: str = typer.Option(..., "--from", help="Source 
             to: str = typer.Option(..., "--to", help="Destination environment"),
             wait: bool = typer.Option(False, "--wait")) -> None:
     """Deploy the release that last succeeded in one environment to the next."""
-    from flows.engine.request import DeployRequest
-    from snapshots.errors import NotFoundError
-    from snapshots.store import records
+    from flows.orchestration.launch import promote_request
 
     ctx = Workspace()
-    with ctx.store.read() as conn:
-        last = records.last_successful(conn, project, from_)
-    if last is None:
-        raise NotFoundError(f"no successful deployment of {project} to {from_} to promote")
-    _start(ctx, DeployRequest(project, last.version, to), wait)
+    _start(ctx, promote_request(ctx, project, from_, to), wait)
 
 
 @app.command()
 def rollback(project: str, env: str = typer.Option(..., "--env", help="Environment to roll back"),
              wait: bool = typer.Option(False, "--wait")) -> None:
     """Deploy the environment's previous successful release again, as a new deployment."""
-    from flows.engine.request import DeployRequest
-    from snapshots.errors import NotFoundError
-    from snapshots.store import records
+    from flows.orchestration.launch import rollback_request
 
     ctx = Workspace()
-    with ctx.store.read() as conn:
-        current = records.last_successful(conn, project, env)
-        previous = current and records.last_successful(conn, project, env, before_id=current.id,
-                                                       other_than_release=current.release_id)
-    if previous is None:
-        raise NotFoundError(f"{project} has no earlier successful release in {env} to roll back to")
-    say(f"rolling {env} back from {current.version} to {previous.version}")  # type: ignore[union-attr]
-    _start(ctx, DeployRequest(project, previous.version, env, force=True), wait)
+    request, current = rollback_request(ctx, project, env)
+    say(f"rolling {env} back from {current} to {request.release}")
+    _start(ctx, request, wait)
 
 
 @deployment_app.command("list")
@@ -283,10 +262,10 @@ def answer(deployment_id: int,
            action: str = typer.Argument(..., help="retry|skip|ignore|abort (guided failure) or proceed|abort"),
            notes: str = typer.Option("", "--notes", help="Recorded on the deployment")) -> None:
     """Answer a deployment that is paused for a person (guided failure or a manual step)."""
-    from flows.orchestration.pauses import answer_pause
+    from flows.orchestration.launch import answer as answer_deployment
 
     ctx = Workspace()
-    say(answer_pause(ctx, deployment_id, action, notes))
+    say(answer_deployment(ctx, deployment_id, action, notes, ctx.actor))
 
 
 @app.command()

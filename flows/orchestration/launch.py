@@ -1,0 +1,243 @@
+"""Start a deployment for a request — the one path shared by ``ferry deploy|promote|rollback`` and the ferry
+server API: check and record it (as the requester: a person's login, ``key:<name>``), then create a flow run
+on the project's served ``deploy-release`` deployment. Also what a requester may do to a running deployment
+(answer a pause, cancel) and read (its log), each recorded with who asked."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from flows.engine.request import DeployRequest, check_and_record
+from flows.orchestration.served_runs import Served, create_run, find_served, run_url
+from snapshots.errors import ConfigError, ConflictError, NotFoundError
+from snapshots.store import audit, records
+
+
+class Acting:
+    """A workspace seen as another actor: the same store, vault and feed (opened once, shared), with
+    ``actor`` — what every record it writes names — set to the requester."""
+
+    def __init__(self, base: Any, actor: str) -> None:
+        self._base = base
+        self.actor = actor
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._base, name)
+
+
+def acting_as(ctx: Any, actor: str | None) -> Any:
+    return ctx if actor is None or actor == ctx.actor else Acting(ctx, actor)
+
+
+@dataclass(frozen=True)
+class Launched:
+    """A recorded deployment and, when it went through ``ferry serve``, its flow run."""
+
+    deployment_id: int
+    request: DeployRequest
+    served: Served | None = None
+    flow_run: Any = None
+
+    def as_dict(self) -> dict[str, Any]:
+        run_id = str(self.flow_run.id) if self.flow_run is not None else None
+        return {"deployment_id": self.deployment_id, "project": self.request.project,
+                "release": self.request.release, "environment": self.request.environment,
+                "flow_run_id": run_id, "flow_run_name": getattr(self.flow_run, "name", None),
+                "flow_run_url": run_url(self.flow_run.id) if self.flow_run is not None else ""}
+
+
+def record(ctx: Any, request: DeployRequest, actor: str | None = None) -> Launched:
+    """Check the request as the flow will and create its deployment record. ``latest`` becomes the version
+    it means now, as recorded, not when the run starts."""
+    deployment_id, version = check_and_record(acting_as(ctx, actor), request)
+    return Launched(deployment_id, replace(request, release=version))
+
+
+def start_served(ctx: Any, served: Served, launched: Launched, *, at: datetime | None = None,
+                 expires: datetime | None = None, tags: list[str] | None = None) -> Launched:
+    """A flow run of the served deployment for a recorded deployment (now, or scheduled ``at``). If Prefect
+    refuses the run, the record says so (Failed, not started) and the error goes on."""
+    from flows.orchestration.served_flows import mark_record
+    from flows.orchestration.triggers import served_parameters
+
+    params = served_parameters(launched.request, launched.deployment_id)
+    if expires is not None:
+        params["expires_after"] = max(1, int((expires - (at or datetime.now(UTC))).total_seconds()))
+    try:
+        run = create_run(served, params, at=at, tags=tags)
+    except Exception as exc:
+        mark_record(launched.deployment_id, records.FAILED, f"not started: {exc}")
+        raise
+    with ctx.store.begin() as conn:
+        records.set_state(conn, launched.deployment_id, records.QUEUED, flow_run_id=str(run.id))
+    return replace(launched, served=served, flow_run=run)
+
+
+def require_served(project: str) -> Served:
+    """The project's served deploy-release deployment; refused when ``ferry serve`` does not serve it (yet)."""
+    served = find_served(project)
+    if served is None:
+        raise ConflictError(f"{project} is not served yet: ferry serve registers a project within its "
+                            "--sync-seconds of `ferry apply`")
+    return served
+
+
+def launch(ctx: Any, request: DeployRequest, actor: str, *, tags: list[str] | None = None) -> Launched:
+    """What the API does for a deploy / promote / rollback: record as ``actor``, then start a flow run of the
+    project's served deployment. Checked before anything is recorded: a project nobody serves is refused."""
+    served = require_served(request.project)
+    return start_served(ctx, served, record(ctx, request, actor), tags=tags)
+
+
+def promote_request(ctx: Any, project: str, from_env: str, to_env: str, **options: Any) -> DeployRequest:
+    """Deploy what last succeeded in ``from_env`` to ``to_env``."""
+    with ctx.store.read() as conn:
+        last = records.last_successful(conn, project, from_env)
+    if last is None:
+        raise NotFoundError(f"no successful deployment of {project} to {from_env} to promote")
+    return DeployRequest(project, last.version, to_env, **options)
+
+
+def rollback_request(ctx: Any, project: str, env: str, **options: Any) -> tuple[DeployRequest, str]:
+    """Deploy the environment's previous successful release again (forced). Returns (request, current)."""
+    with ctx.store.read() as conn:
+        current = records.last_successful(conn, project, env)
+        previous = current and records.last_successful(conn, project, env, before_id=current.id,
+                                                       other_than_release=current.release_id)
+    if previous is None or current is None:
+        raise NotFoundError(f"{project} has no earlier successful release in {env} to roll back to")
+    return DeployRequest(project, previous.version, env, **{**options, "force": True}), current.version
+
+
+def answer(ctx: Any, deployment_id: int, action: str, notes: str, actor: str) -> str:
+    """Answer a paused deployment (guided failure, manual step) and record who answered."""
+    from flows.orchestration.pauses import answer_pause
+
+    message = answer_pause(ctx, deployment_id, action, notes)
+    with ctx.store.begin() as conn:
+        found = records.get(conn, deployment_id)
+        audit.record(conn, actor, "deployment.answer", f"project/{found.project}/deployment/{deployment_id}",
+                     action=action, notes=notes)
+    return message
+
+
+def cancel(ctx: Any, deployment_id: int, actor: str) -> str:
+    """Cancel a deployment: its flow run is cancelled (a queued one outright, a running one stops) and the
+    record says who cancelled it."""
+    from prefect.client.orchestration import get_client
+
+    from flows.orchestration.served_runs import _cancel
+
+    with ctx.store.read() as conn:
+        found = records.get(conn, deployment_id)
+    if found.state in records.FINISHED:
+        raise ConflictError(f"deployment #{deployment_id} has already finished ({found.state})")
+    reason = f"cancelled by {actor}"
+    if found.flow_run_id:
+        with get_client(sync_client=True) as client:
+            _cancel(client, UUID(found.flow_run_id), reason)
+    with ctx.store.begin() as conn:
+        current = records.get(conn, deployment_id)
+        if current.state not in records.FINISHED and (not found.flow_run_id or current.state == records.QUEUED):
+            records.set_state(conn, deployment_id, records.CANCELLED, error=reason)
+        audit.record(conn, actor, "deployment.cancel", f"project/{found.project}/deployment/{deployment_id}")
+    return f"deployment #{deployment_id}: cancel requested ({reason})"
+
+
+# --- the log, read in pages: what `ferry deployment follow` polls -----------------------------------------
+
+def _encode(cursor: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(cursor, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def _decode(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        cursor = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        return {"after": str(cursor["after"]), "seen": [str(i) for i in cursor["seen"]],
+                "ended": bool(cursor.get("ended"))}
+    except (ValueError, KeyError, TypeError):
+        raise ConfigError(f"log cursor {text[:40]!r} is not one this server gave out") from None
+
+
+_task_names: dict[str, str] = {}
+"""task run id → name: log lines name their task; the names never change, so ask Prefect once each."""
+
+
+def read_log(ctx: Any, deployment_id: int, after: str | None = None, limit: int = 500) -> dict[str, Any]:
+    """Log lines of a deployment's flow run after ``after`` (an opaque cursor from the last call), the cursor
+    for the next call, the flow run's state, and whether the deployment has finished and succeeded (from the
+    ferry record, which is the deployment's truth)."""
+    from logging import getLevelName
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId, LogFilterTimestamp
+    from prefect.client.schemas.sorting import LogSort
+
+    cursor = _decode(after)
+    with ctx.store.read() as conn:
+        found = records.get(conn, deployment_id)
+    lines: list[dict[str, Any]] = []
+    state = found.state
+    drained = True
+    if found.flow_run_id:
+        run_id = UUID(found.flow_run_id)
+        since = datetime.fromisoformat(cursor["after"]) if cursor else None
+        seen = set(cursor.get("seen", []))
+        ended = bool(cursor.get("ended"))
+        with get_client(sync_client=True) as client:
+            logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id]),
+                                              timestamp=LogFilterTimestamp(after_=since) if since else None),
+                                    limit=limit, sort=LogSort.TIMESTAMP_ASC)
+            for log in logs:
+                if str(log.id) in seen:
+                    continue
+                if log.task_run_id is None and log.message.startswith("Finished in state"):
+                    ended = True
+                lines.append({"at": log.timestamp.isoformat(), "level": getLevelName(log.level),
+                              "task": _task_name(client, log.task_run_id), "message": log.message})
+            if logs:
+                last = logs[-1].timestamp
+                same = [str(log.id) for log in logs if log.timestamp == last]
+                if since is not None and last == since:
+                    same = [*seen, *same]
+                cursor = {"after": last.isoformat(), "seen": sorted(set(same))}
+            if cursor:
+                cursor["ended"] = ended
+            run = client.read_flow_run(run_id)
+        if run.state is not None:
+            state = run.state.name or str(run.state.type.value)
+        # Log lines reach Prefect in batches, some after the final state: the log is complete once the
+        # engine's closing line is in, or a few seconds after the run ended (a run cancelled before it
+        # started has no closing line). ``limit`` lines at a time: more may be waiting.
+        final = run.state is not None and run.state.is_final()
+        ended_at = run.end_time or (run.state.timestamp if run.state is not None else None)
+        quiet = ended_at is not None and (datetime.now(UTC) - ended_at).total_seconds() > LOG_TAIL_SECONDS
+        drained = final and len(logs) < limit and (ended or quiet)
+        with ctx.store.read() as conn:  # the record may have finished while the log was read
+            found = records.get(conn, deployment_id)
+    finished = found.state in records.FINISHED and drained
+    return {"lines": lines, "next": _encode(cursor) if cursor else (after or ""), "state": state,
+            "record_state": found.state, "finished": finished,
+            "ok": (found.state == records.SUCCESS) if finished else None}
+
+
+LOG_TAIL_SECONDS = 8.0
+
+
+def _task_name(client: Any, task_run_id: UUID | None) -> str | None:
+    if task_run_id is None:
+        return None
+    key = str(task_run_id)
+    if key not in _task_names:
+        try:
+            _task_names[key] = client.read_task_run(task_run_id).name
+        except Exception:  # a task run not readable (yet): the line is shown without its name
+            return None
+    return _task_names[key] or None
