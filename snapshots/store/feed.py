@@ -41,10 +41,11 @@ class Package:
     size: int
     sha256: str
     pushed_at: str
+    pushed_by: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.package_id, "version": self.version, "filename": self.filename,
-                "size": self.size, "sha256": self.sha256, "pushed_at": self.pushed_at}
+                "size": self.size, "sha256": self.sha256, "pushed_at": self.pushed_at, "pushed_by": self.pushed_by}
 
 
 def parse_filename(name: str) -> PackageFile:
@@ -107,12 +108,24 @@ class Feed:
         """Store a package file. Returns (package, created). Same bytes again: no-op; other bytes: refused."""
         if not source.is_file():
             raise NotFoundError(f"{source}: no such file")
-        parsed = parse_filename(source.name)
+        parsed, dest_dir = self.incoming(source.name)
+        tmp, sha, size = _copy_hashing(source, dest_dir)
+        return self.adopt(conn, parsed, tmp, sha, size, actor)
+
+    def incoming(self, name: str) -> tuple[PackageFile, Path]:
+        """Where the bytes of a package file of this name are received (a temporary file in this directory,
+        then ``adopt``): the name is checked before any byte is read."""
+        parsed = parse_filename(name)
         dest_dir = self.root / parsed.package_id
         dest_dir.mkdir(parents=True, exist_ok=True)
-        existing = self.find(conn, parsed.package_id, parsed.version)
-        tmp, sha, size = _copy_hashing(source, dest_dir)
+        return parsed, dest_dir
+
+    def adopt(self, conn: Connection, parsed: PackageFile, tmp: Path, sha: str, size: int,
+              actor: str) -> tuple[Package, bool]:
+        """Take a received, hashed temporary file into the feed under the push rules (same bytes again: no-op;
+        other bytes under a pushed version: refused). The temporary file is gone afterwards, whatever happens."""
         try:
+            existing = self.find(conn, parsed.package_id, parsed.version)
             if existing is not None:
                 if existing.sha256 != sha:
                     raise ConflictError(
@@ -121,7 +134,7 @@ class Feed:
                         f"this file {sha[:12]}…): push it under a new version")
                 return existing, False
             filename = f"{parsed.package_id}.{parsed.version}{parsed.extension}"
-            package = Package(parsed.package_id, parsed.version, filename, size, sha, now())
+            package = Package(parsed.package_id, parsed.version, filename, size, sha, now(), actor)
             conn.execute(insert(packages).values(
                 package_id=package.package_id, version=package.version, filename=filename, size=size,
                 sha256=sha, pushed_at=package.pushed_at, pushed_by=actor))
@@ -173,4 +186,5 @@ class Feed:
 
 def _package(row: Any) -> Package:
     m = row._mapping
-    return Package(m["package_id"], m["version"], m["filename"], m["size"], m["sha256"], m["pushed_at"])
+    return Package(m["package_id"], m["version"], m["filename"], m["size"], m["sha256"], m["pushed_at"],
+                   m["pushed_by"])
