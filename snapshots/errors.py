@@ -37,6 +37,10 @@ class ConflictError(FerryError):
     """The request contradicts what is already stored (duplicate version, changed package bytes, …)."""
 
 
+class ServerUnreachable(FerryError):
+    """The ferry server (``FERRY_SERVER``) could not be reached or did not answer in time."""
+
+
 class LifecycleError(FerryError):
     """A release may not enter an environment yet: an earlier lifecycle phase is not satisfied."""
 

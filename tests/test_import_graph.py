@@ -20,6 +20,8 @@ FORBIDDEN = [
     ("flows.engine", "flows.orchestration"), ("flows.engine", "flows.cli"), ("flows.engine", "flows.lab"),
     ("flows.orchestration", "flows.cli"), ("flows.orchestration", "flows.lab"),
     ("flows.lab", "flows.cli"),
+    ("flows.client", "prefect"), ("flows.client", "flows.orchestration"), ("flows.client", "flows.engine"),
+    ("flows.client", "flows.cli"), ("flows.client", "sqlalchemy"),
 ]
 
 
