@@ -12,7 +12,16 @@ import sys
 
 import typer
 
-from flows.cli import deploy_cmds, lab_cmds, package_cmds, project_cmds, release_cmds, serve_cmds, target_cmds
+from flows.cli import (
+    api_key_cmds,
+    deploy_cmds,
+    lab_cmds,
+    package_cmds,
+    project_cmds,
+    release_cmds,
+    serve_cmds,
+    target_cmds,
+)
 from flows.cli.output import err_console
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -20,7 +29,8 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
 _debug = {"on": False}
 
 
-for _commands in (project_cmds, package_cmds, release_cmds, deploy_cmds, target_cmds, serve_cmds, lab_cmds):
+for _commands in (project_cmds, package_cmds, release_cmds, deploy_cmds, target_cmds, serve_cmds, lab_cmds,
+                  api_key_cmds):
     app.add_typer(_commands.app)
 
 

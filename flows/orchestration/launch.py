@@ -90,6 +90,10 @@ def require_served(project: str) -> Served:
 def launch(ctx: Any, request: DeployRequest, actor: str, *, tags: list[str] | None = None) -> Launched:
     """What the API does for a deploy / promote / rollback: record as ``actor``, then start a flow run of the
     project's served deployment. Checked before anything is recorded: a project nobody serves is refused."""
+    from snapshots.projects import require_project
+
+    with ctx.store.read() as conn:
+        require_project(conn, request.project)
     served = require_served(request.project)
     return start_served(ctx, served, record(ctx, request, actor), tags=tags)
 

@@ -47,6 +47,9 @@ class ServeOptions:
     warm: int = 1
     once: bool = False
     name: str = field(default_factory=lambda: f"ferry-{socket.gethostname()}")
+    api: Any = None
+    """The ferry server API to run next to the runner (``flows.server.app.ApiServer``: ``url`` and
+    ``async serve(ctx)``), or None (``--no-api``). Passed in, so this module does not depend on the server."""
 
 
 @dataclass
@@ -223,6 +226,13 @@ async def run(options: ServeOptions, say: Callable[[str], None]) -> None:
 
     ctx = Workspace()
     server = Server(ctx, options, say)
+    api_task = None
+    if options.api is not None and not options.once:
+        # Open the store and the feed once, before the API's threads share them.
+        await asyncio.to_thread(lambda: (ctx.store, ctx.feed))
+        api_task = asyncio.create_task(options.api.serve(ctx))
+        api_task.add_done_callback(_api_stopped)
+        say(f"ferry API on {options.api.url}/api/v1 (requesters: FERRY_SERVER={options.api.url} + FERRY_API_KEY)")
     if options.work_pool:
         await ensure_work_pool(options.work_pool)
     elif not options.once:
@@ -245,6 +255,20 @@ async def run(options: ServeOptions, say: Callable[[str], None]) -> None:
     await server.sweep_expired()
     if options.once:
         return
+    try:
+        await _serve(server, options, say)
+    finally:
+        if api_task is not None:
+            api_task.cancel()
+
+
+def _api_stopped(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        exc = task.exception()
+        logger.error(f"the ferry API stopped: {type(exc).__name__}: {exc}")
+
+
+async def _serve(server: Server, options: ServeOptions, say: Callable[[str], None]) -> None:
     ticker = asyncio.create_task(server.tick_forever())
     try:
         if server.runner is None:
