@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from flows.engine.plan import prepare
-from snapshots.store import records
+from snapshots.store import prompted, records
 from snapshots.workspace import Workspace
 
 
@@ -25,14 +25,20 @@ class DeployRequest:
     force: bool = False
 
     def flow_parameters(self, deployment_id: int | None = None) -> dict[str, Any]:
-        params = {k: v for k, v in asdict(self).items() if v not in (None, [], {})}
+        """What a flow run's parameters carry: everything but the prompted values, which ``check_and_record``
+        keeps encrypted in the store under ``deployment_id`` (the flow reads them back there). Parameters
+        end up in Prefect's database and in process arguments; a prompted value may be a secret."""
+        params = {k: v for k, v in asdict(self).items() if k != "variables" and v not in (None, [], {})}
         if deployment_id is not None:
             params["deployment_id"] = deployment_id
+        elif self.variables:
+            raise ValueError("prompted values travel only by deployment id: record the deployment first")
         return params
 
 
 def check_and_record(ctx: Workspace, request: DeployRequest) -> tuple[int, str]:
-    """Validate the request as the flow will, and create the deployment record. Returns (id, version)."""
+    """Validate the request as the flow will, and create the deployment record with the request's prompted
+    values, encrypted, in the same transaction. Returns (id, version)."""
     with ctx.store.begin() as conn:
         plan = prepare(conn, ctx.feed, ctx.vault, project=request.project, release=request.release,
                        environment=request.environment, targets=request.targets,
@@ -45,4 +51,6 @@ def check_and_record(ctx: Workspace, request: DeployRequest) -> tuple[int, str]:
             parameters={"targets": request.targets, "exclude_targets": request.exclude_targets,
                         "skip_steps": request.skip_steps, "prompted": sorted(request.variables),
                         "force": request.force})
+        prompted.store_for_deployment(conn, ctx.vault, deployment_id, request.project, request.variables,
+                                      ctx.actor)
     return deployment_id, version

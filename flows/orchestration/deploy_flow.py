@@ -13,7 +13,7 @@ from flows.orchestration.concurrency import ensure_limits, environment_limit, sl
 from flows.orchestration.execution import Engine
 from snapshots import releases
 from snapshots.errors import DeploymentFailed, FerryError, StepOutcome
-from snapshots.store import records
+from snapshots.store import prompted, records
 from snapshots.variables.masking import install_masking_filter
 from snapshots.versions import sort_key
 
@@ -27,7 +27,8 @@ def _run_name() -> str:
 def deploy_release(project: str, environment: str, release: str = "latest", targets: list[str] | None = None,
                    exclude_targets: list[str] | None = None, skip_steps: list[str] | None = None,
                    variables: dict[str, str] | None = None, guided_failure: bool | None = None,
-                   force: bool = False, deployment_id: int | None = None) -> dict[str, Any]:
+                   force: bool = False, deployment_id: int | None = None,
+                   prompted_ref: str | None = None) -> dict[str, Any]:
     """Deploy a release of a project to an environment, rolling across its targets.
 
     Args:
@@ -37,34 +38,49 @@ def deploy_release(project: str, environment: str, release: str = "latest", targ
         targets: Deploy only to these targets (default: every target in the environment).
         exclude_targets: Leave these targets out.
         skip_steps: Steps to skip (a step marked required cannot be skipped).
-        variables: Values for prompted variables, NAME: VALUE.
+        variables: Values for prompted variables that are not sensitive, NAME: VALUE (a sensitive one is
+            refused here: it would sit in Prefect's database in plain text).
         guided_failure: Pause on a failed step and ask a person (default: the environment's setting).
         force: Redeploy to targets whose journal says they already have this release.
-        deployment_id: Internal: the ferry deployment record a CLI call created.
+        deployment_id: Internal: the ferry deployment record a CLI call created (its prompted values are
+            read from the ferry store).
+        prompted_ref: Internal: prompted values ferry's Prefect API proxy stored for this run.
     """
     from snapshots.workspace import Workspace
 
     logger = get_run_logger()
     ctx = Workspace()
     flow_run_id = str(current_flow_run.id) if current_flow_run.id else None
+    direct = dict(variables or {})
     try:
+        from_ref = _bundle_values(ctx, prompted_ref, project, flow_run_id) if prompted_ref else {}
         with ctx.store.begin() as conn:
+            if deployment_id is not None:
+                _check_record(conn, deployment_id, project, environment)
+                stored = prompted.read(conn, ctx.vault, deployment_id)
+            else:
+                stored = from_ref
             plan = prepare(conn, ctx.feed, ctx.vault, project=project, release=release, environment=environment,
                            targets=targets, exclude_targets=exclude_targets, skip_steps=skip_steps,
-                           variables=variables, guided_failure=guided_failure, force=force)
+                           variables={**direct, **stored}, guided_failure=guided_failure, force=force)
+            _refuse_plain_secrets(plan, direct)
             if deployment_id is None:
                 deployment_id = records.create(
                     conn, project=project, release_id=plan.current.release.id, environment=environment,
                     variable_snapshot_id=plan.current.variable_snapshot_id, actor=ctx.actor,
                     parameters={"targets": targets, "exclude_targets": exclude_targets, "skip_steps": skip_steps,
-                                "prompted": sorted((variables or {}).keys()), "force": force})
-            else:
-                _check_record(conn, deployment_id, project, environment)
+                                "prompted": sorted({*direct, *stored}), "force": force})
+                if prompted_ref:
+                    prompted.claim_bundle(conn, prompted_ref, deployment_id=deployment_id, project=project,
+                                          flow_run_id=flow_run_id)
             records.set_state(conn, deployment_id, records.QUEUED, flow_run_id=flow_run_id)
     except FerryError as exc:
         if deployment_id is not None:
             with ctx.store.begin() as conn:
                 records.set_state(conn, deployment_id, records.FAILED, error=str(exc), flow_run_id=flow_run_id)
+        elif prompted_ref:  # no record will own them: the values go
+            with ctx.store.begin() as conn:
+                prompted.discard_bundle(conn, prompted_ref)
         logger.error(str(exc))
         raise
     remove_filter = install_masking_filter(plan.current.masker)
@@ -120,6 +136,57 @@ def _run(plan: DeploymentPlan, deployment_id: int, ctx: Any, logger: Any) -> dic
     _auto_deploy(ctx, plan.project, version, logger)
     return {"deployment_id": deployment_id, "project": plan.project, "release": version,
             "environment": plan.environment.name, "state": records.SUCCESS}
+
+
+def _bundle_values(ctx: Any, ref: str, project: str, flow_run_id: str | None,
+                   wait: float = 10.0) -> dict[str, str]:
+    """The values ferry's Prefect API proxy stored for this run. The proxy binds the bundle to the flow run
+    right after Prefect answers; a run may start a moment before that, so wait for it briefly. A bundle bound
+    to another run (these parameters copied into a new run) is refused."""
+    import time
+
+    from snapshots.errors import ConflictError, NotFoundError
+
+    deadline = time.monotonic() + wait
+    while True:
+        with ctx.store.read() as conn:
+            state = prompted.bundle_state(conn, ref)
+            if state is None:
+                raise NotFoundError("the prompted values this run refers to are gone (already used by another "
+                                    "run, or never stored): start the deployment again")
+            owner, bound = state
+            if owner != project:
+                raise ConflictError(f"the prompted values this run refers to were given for {owner}, not {project}")
+            if bound is not None:
+                if bound != flow_run_id:
+                    raise ConflictError("the prompted values this run refers to belong to another flow run: start "
+                                        "the deployment again")
+                return prompted.read_bundle(conn, ctx.vault, ref)
+        if time.monotonic() > deadline:
+            raise ConflictError("the prompted values this run refers to were never bound to it by ferry's Prefect "
+                                "API proxy: start the deployment again")
+        time.sleep(0.2)
+
+
+def _refuse_plain_secrets(plan: DeploymentPlan, direct: dict[str, str]) -> None:
+    """A sensitive prompted value given as a plain flow parameter (straight to the Prefect API, not through
+    ferry's API or its Prefect proxy) already sits in Prefect's database: refuse to use it, so the mistake
+    is seen and the secret changed, rather than working silently."""
+    from snapshots.errors import ConfigError
+    from snapshots.variables.scopes import variable_key
+
+    if not direct:
+        return
+    given = {variable_key(n) for n in direct} | {n.strip().casefold() for n in direct}
+    for var in plan.current.release.variables.variables:
+        prompt = var.get("prompt")
+        if not (prompt and var.get("sensitive")):
+            continue
+        label = (prompt.get("label") or "").casefold()
+        if variable_key(var["name"]) in given or (label and label in given):
+            raise ConfigError(f"prompted variable {var['name']!r} is sensitive but arrived as a plain Prefect "
+                              "parameter (it is now in Prefect's database: change it); give it through `ferry "
+                              "deploy`, the ferry API or the Prefect UI pointed at ferry's Prefect proxy")
 
 
 def _check_record(conn: Any, deployment_id: int, project: str, environment: str) -> None:

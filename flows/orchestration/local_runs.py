@@ -1,6 +1,8 @@
 """Run a deployment's flow from the command line without ``ferry serve``: here and now (``--wait``, log
 lines streamed, exit code = result), in a child process bounded by a timeout, or in a detached background
-process. ``python -m flows.orchestration.local_runs '<flow parameters as JSON>'`` is the child's entry point.
+process. ``python -m flows.orchestration.local_runs`` is the child's entry point: it reads the flow parameters
+as JSON on stdin, never from its arguments (anyone can read a process's arguments in ``ps``). The parameters
+hold no prompted value anyway: those stay encrypted in the store under the deployment id.
 """
 
 from __future__ import annotations
@@ -33,9 +35,7 @@ def run_with_timeout(ctx: Workspace, request: DeployRequest, deployment_id: int,
     """Run the flow in a child process whose output is this command's, waiting at most ``timeout`` seconds.
     On timeout: stop it (``cancel_on_timeout``: the record says Cancelled) or leave it running, then exit
     with code 124 as ``timeout(1)`` does."""
-    params = json.dumps(request.flow_parameters(deployment_id))
-    child = subprocess.Popen([sys.executable, "-m", ENTRY, params],
-                             stdin=subprocess.DEVNULL, start_new_session=True, env=os.environ.copy())
+    child = _spawn(request.flow_parameters(deployment_id))
     try:
         return child.wait(timeout=timeout) == 0
     except subprocess.TimeoutExpired:
@@ -64,17 +64,32 @@ def run_detached(ctx: Workspace, request: DeployRequest, deployment_id: int) -> 
     logs.mkdir(parents=True, exist_ok=True)
     log = logs / f"deployment-{deployment_id}.log"
     with open(log, "ab") as out:
-        subprocess.Popen([sys.executable, "-m", ENTRY, json.dumps(request.flow_parameters(deployment_id))],
-                         stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                         env=os.environ.copy())
+        _spawn(request.flow_parameters(deployment_id), stdout=out, stderr=subprocess.STDOUT)
     return log
 
 
+def _spawn(params: dict[str, object], **streams: object) -> subprocess.Popen[bytes]:
+    """Start the child in a session of its own and hand it the flow parameters on stdin."""
+    child = subprocess.Popen([sys.executable, "-m", ENTRY], stdin=subprocess.PIPE, start_new_session=True,
+                             env=os.environ.copy(), **streams)  # type: ignore[call-overload]
+    assert child.stdin is not None
+    try:
+        child.stdin.write(json.dumps(params).encode("utf-8"))
+        child.stdin.close()
+    except BrokenPipeError:  # the child died at once: its exit code says so
+        pass
+    return child
+
+
 def _main() -> None:
-    """Background entry point: ``python -m flows.orchestration.local_runs '<flow parameters as JSON>'``."""
+    """Background entry point: ``python -m flows.orchestration.local_runs`` with the flow parameters as JSON
+    on stdin."""
     from flows.orchestration.deploy_flow import deploy_release
 
-    params = json.loads(sys.argv[1])
+    params = json.loads(sys.stdin.read())
+    devnull = os.open(os.devnull, os.O_RDONLY)  # what the child had before: scripts must not read our pipe
+    os.dup2(devnull, 0)
+    os.close(devnull)
     state = deploy_release(**params, return_state=True)
     sys.exit(0 if state.is_completed() else 1)
 

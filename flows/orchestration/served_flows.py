@@ -44,6 +44,18 @@ class ProjectSpec:
     triggers: tuple[Any, ...] = field(default_factory=tuple)
     revision: int = 0
     infrastructure_revision: int = 0
+    prompted: tuple[PromptedField, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class PromptedField:
+    """One prompted variable of the project, as the UI form asks for it."""
+
+    name: str
+    sensitive: bool
+    required: bool
+    label: str = ""
+    description: str = ""
 
 
 def attribute_name(kind: str, project: str) -> str:
@@ -69,8 +81,72 @@ def load_specs(ctx: Any, projects: list[str] | None = None) -> list[ProjectSpec]
                 raise ConfigError(f"project {name!r} uses lifecycle {model.lifecycle!r}, which is not in the "
                                   "infrastructure")
             environments = tuple(env for phase in lifecycle.phases for env in phase.environments)
-            specs.append(ProjectSpec(name, environments, tuple(model.triggers), revision.revision, infra_revision))
+            specs.append(ProjectSpec(name, environments, tuple(model.triggers), revision.revision, infra_revision,
+                                     _prompted_fields(model.variables)))
     return specs
+
+
+def _prompted_fields(variables: list[Any]) -> tuple[PromptedField, ...]:
+    """One field per prompted variable name (a name defined for several scopes is asked once; sensitive if any
+    of its definitions is)."""
+    fields: dict[str, PromptedField] = {}
+    for var in variables:
+        if var.prompt is None:
+            continue
+        seen = fields.get(var.name)
+        fields[var.name] = PromptedField(
+            name=var.name, sensitive=var.sensitive or (seen is not None and seen.sensitive),
+            required=(var.prompt.required and var.value is None) and (seen is None or seen.required),
+            label=var.prompt.label or (seen.label if seen else ""),
+            description=var.prompt.description or var.description or (seen.description if seen else ""))
+    return tuple(fields.values())
+
+
+def prompted_model(spec: ProjectSpec) -> type[Any] | None:
+    """The form's ``prompted`` object: one field per prompted variable, a password field (``SecretStr``) for
+    a sensitive one. Whatever is typed here is taken out of the request by ferry's Prefect API proxy and kept
+    encrypted in the ferry store before Prefect sees it (``flows.server.prefect_proxy``)."""
+    from typing import Annotated
+
+    from pydantic import ConfigDict, Field, SecretStr, WithJsonSchema, create_model
+
+    if not spec.prompted:
+        return None
+    fields: dict[str, Any] = {}
+    for i, item in enumerate(spec.prompted):
+        kind = SecretStr if item.sensitive else str
+        schema: dict[str, Any] = {"type": "string", "title": item.label or item.name}
+        if item.sensitive:
+            schema.update(format="password", writeOnly=True)
+        words = [item.description] if item.description else []
+        if item.label:
+            words.append(f"Variable {item.name}.")
+        if item.sensitive:
+            words.append("Sensitive: kept encrypted by ferry, never stored by Prefect.")
+        if words:
+            schema["description"] = " ".join(words)
+        schema["position"] = i
+        annotation = Annotated[kind | None, WithJsonSchema(schema)]
+        default = ... if item.required else None
+        fields[f"v{i}"] = (annotation, Field(default, alias=item.name))
+    model = create_model("Prompted", __config__=ConfigDict(populate_by_name=True, extra="forbid"), **fields)
+    model.__module__ = __name__
+    return model
+
+
+def prompted_values(value: Any) -> dict[str, str]:
+    """The form object (or a plain mapping) as NAME: VALUE, empty fields left out."""
+    from pydantic import BaseModel, SecretStr
+
+    if value is None:
+        return {}
+    items = value.model_dump(by_alias=True).items() if isinstance(value, BaseModel) else dict(value).items()
+    out = {}
+    for name, v in items:
+        text = v.get_secret_value() if isinstance(v, SecretStr) else v
+        if text not in (None, ""):
+            out[name] = str(text)
+    return out
 
 
 def _finish(fn: Callable[..., Any], kind: str, spec: ProjectSpec, annotations: dict[str, Any], doc: str,
@@ -90,7 +166,8 @@ _OPTIONS_DOC = """
         targets: Deploy only to these targets (default: every target of the environment).
         exclude_targets: Leave these targets out.
         skip_steps: Steps to skip (a required step cannot be skipped).
-        variables: Values for the project's prompted variables, NAME: VALUE.
+        variables: Values for prompted variables that are not sensitive, NAME: VALUE (for REST callers; a
+            sensitive one is refused: use the prompted fields above, or ferry's API).
         guided_failure: Pause on a failed step and ask in this UI (retry, skip, ignore, abort). Empty: the
             environment's setting.
         force: Redeploy to targets whose journal says they already run this release."""
@@ -105,18 +182,21 @@ def deploy_flow(spec: ProjectSpec) -> Flow[..., Any]:
     from flows.orchestration.deploy_flow import deploy_release
 
     project = spec.name
+    model = prompted_model(spec)
 
-    def deploy(environment: str, release: str = "latest", targets: list[str] | None = None,
+    def deploy(environment: str, release: str = "latest", prompted: Any = None, targets: list[str] | None = None,
                exclude_targets: list[str] | None = None, skip_steps: list[str] | None = None,
                variables: dict[str, str] | None = None, guided_failure: bool | None = None,
                force: bool = False, expires_after: int | None = None,
-               deployment_id: int | None = None) -> dict[str, Any] | State:
+               deployment_id: int | None = None, prompted_ref: str | None = None) -> dict[str, Any] | State:
         expired = expire_if_late(expires_after, deployment_id)
         if expired is not None:
             return expired
+        direct = {**(variables or {}), **prompted_values(prompted)}
         return deploy_release.fn(project=project, environment=environment, release=release, targets=targets,
-                                 exclude_targets=exclude_targets, skip_steps=skip_steps, variables=variables,
-                                 guided_failure=guided_failure, force=force, deployment_id=deployment_id)
+                                 exclude_targets=exclude_targets, skip_steps=skip_steps, variables=direct or None,
+                                 guided_failure=guided_failure, force=force, deployment_id=deployment_id,
+                                 prompted_ref=prompted_ref)
 
     def run_name() -> str:
         params = current_flow_run.parameters
@@ -126,13 +206,19 @@ def deploy_flow(spec: ProjectSpec) -> Flow[..., Any]:
 
     Args:
         environment: The environment to deploy to (the project's lifecycle, in order).
-        release: A release version such as 1.4.0, or "latest".{_OPTIONS_DOC}{_EXPIRY_DOC}
+        release: A release version such as 1.4.0, or "latest".
+        prompted: The project's prompted variables (sensitive ones are password fields: ferry keeps them
+            encrypted, Prefect never stores them).{_OPTIONS_DOC}{_EXPIRY_DOC}
         deployment_id: Internal: the ferry deployment record `ferry deploy` created. Leave empty.
+        prompted_ref: Internal: where ferry keeps this run's prompted values. Leave empty.
     """
-    annotations = {"environment": Literal[spec.environments], "release": str, "targets": list[str] | None,
+    annotations = {"environment": Literal[spec.environments], "release": str,
+                   "prompted": (model | None) if model is not None else dict[str, str] | None,
+                   "targets": list[str] | None,
                    "exclude_targets": list[str] | None, "skip_steps": list[str] | None,
                    "variables": dict[str, str] | None, "guided_failure": bool | None, "force": bool,
-                   "expires_after": int | None, "deployment_id": int | None, "return": Any}
+                   "expires_after": int | None, "deployment_id": int | None, "prompted_ref": str | None,
+                   "return": Any}
     return _finish(deploy, "deploy_release", spec, annotations, doc, run_name,
                    f"Deploy a release of {project} to an environment (ferry).")
 
@@ -226,7 +312,7 @@ def create_release_flow(spec: ProjectSpec) -> Flow[..., Any]:
         ctx = Workspace()
         logger = get_run_logger()
         with ctx.store.begin() as conn:
-            release, created = releases.create(conn, ctx.feed, project, ctx.actor, version=version,
+            release, created = releases.create(conn, ctx.feed, project, ctx.actor, vault=ctx.vault, version=version,
                                                package_pins=releases.parse_package_pins(packages or []),
                                                notes=notes, ignore_existing=ignore_existing)
         pins = ", ".join(f"{p['id']} {p['version']}" for p in release.packages) or "no packages"

@@ -1,0 +1,107 @@
+"""A prompted sensitive value (issue 12, item 4) is used by the deployment and found nowhere else: not in
+Prefect's database or API, not in any file under FERRY_HOME or PREFECT_HOME, not in any process's command
+line or environment sampled every 50 ms while the deployment runs. Real parts: the session's Prefect server
+on PostgreSQL, ``ferry`` processes, ``ferry serve``, bash on local targets."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.flows.local_project import LocalProject
+from tests.secret_scan import Report, pg_dump, prefect_api_responses, sampling, scan_bytes, scan_files, scan_json
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+
+FERRY = str(Path(sys.executable).parent / "ferry")
+
+
+def make_secret() -> str:
+    """Characters that make every encoding differ from the plain text (and a random part: nothing else in
+    the world contains it)."""
+    return f"Pa#{{ss W0rd}}/+=Ünï&%-{uuid.uuid4().hex}"
+
+
+def hashing_project(project: LocalProject, out: Path) -> None:
+    """One script step that writes the sha256 of the prompted secret: proof the deployment used it."""
+    project.write([{"name": "Use secret", "kind": "script", "roles": ["web"],
+                    "script": f'printf %s "$(ferry_var Sec.Prompt)" | sha256sum | cut -d" " -f1 > {out}'}],
+                  [{"name": "Sec.Prompt", "sensitive": True, "prompt": {"label": "Database password"}},
+                   {"name": "Note", "value": "hello", "prompt": {"required": False}}],
+                  )
+
+
+def scan_everything(secret: str, *, api: httpx.Client, flow_run_ids: list[str], prefect_database_url: str,
+                    homes: list[Path]) -> Report:
+    report = Report()
+    report.merge(scan_bytes(secret, pg_dump(prefect_database_url), "Prefect database (pg_dump)", "database dumps"))
+    for run_id in flow_run_ids:
+        report.merge(scan_json(secret, prefect_api_responses(api, run_id)))
+    report.merge(scan_files(secret, homes))
+    return report
+
+
+def flow_run_of(project: LocalProject, deployment_id: int) -> str:
+    record = project.show(deployment_id)
+    run_id = record.get("flow_run_id") or record.get("deployment", {}).get("flow_run_id")
+    assert run_id, record
+    return run_id
+
+
+@pytest.mark.parametrize("mode", ["timeout-child", "background"])
+def test_cli_prompted_secret_found_nowhere(mode: str, tmp_path: Path, ferry: Any, ferry_home: Path,
+                                           prefect_server: Any, prefect_env: dict[str, str]) -> None:
+    """``ferry deploy … --variable Sec.Prompt`` (value on stdin), run by this machine's processes: in a child
+    bounded by ``--timeout`` (it used to get the value as its argument) or detached in the background."""
+    secret = make_secret()
+    out = tmp_path / "used.sha256"
+    project = LocalProject(tmp_path / "shop", ferry, environments={"Dev": 1}, name=f"Sec-{uuid.uuid4().hex[:6]}")
+    hashing_project(project, out)
+    project.apply()
+    project.release("1.0.0")
+    args = ["deploy", project.name, "1.0.0", "--to", "Dev", "--variable", "Sec.Prompt", "--variable", "Note=hi",
+            "--local"]
+    args += ["--wait", "--timeout", "300"] if mode == "timeout-child" else []
+    with sampling(secret) as sampler:
+        result = ferry(*args, input=secret + "\n")
+        assert result.exit_code == 0, result.output
+        if mode == "background":
+            project.wait_for_state("Success", timeout=180)
+    processes = sampler.stop()
+    assert out.read_text().strip() == hashlib.sha256(secret.encode()).hexdigest()
+    (record,) = project.deployments()
+    assert record["state"] == "Success"
+    report = scan_everything(secret, api=httpx.Client(base_url=prefect_env["PREFECT_API_URL"], timeout=30),
+                             flow_run_ids=[flow_run_of(project, record["id"])],
+                             prefect_database_url=prefect_server.database_url,
+                             homes=[ferry_home, prefect_server.home]).merge(processes)
+    report.merge(scan_bytes(secret, (result.stdout + result.stderr).encode(), "ferry deploy output", "outputs"))
+    print(report)
+    assert report.total == 0, str(report)
+    assert report.looked_at["samples"] > 20 and report.looked_at["environ reads"] > 100, str(report)
+
+
+def test_direct_plain_secret_is_refused(tmp_path: Path, ferry: Any, prefect_env: dict[str, str]) -> None:
+    """A sensitive prompted value given as a plain flow parameter (as REST straight to Prefect would) is
+    refused rather than used: it already sits in Prefect's database, which must be seen, not hidden."""
+    out = tmp_path / "used.sha256"
+    project = LocalProject(tmp_path / "shop", ferry, environments={"Dev": 1}, name=f"Sec-{uuid.uuid4().hex[:6]}")
+    hashing_project(project, out)
+    project.apply()
+    project.release("1.0.0")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
+    code = ("from flows.orchestration.deploy_flow import deploy_release as d\n"
+            f"s = d(project={project.name!r}, environment='Dev', variables={{'Sec.Prompt': 'plain'}}, "
+            "return_state=True)\nprint(s.type.value, s.message)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert "FAILED" in proc.stdout, proc.stdout + proc.stderr
+    assert "is sensitive but arrived as a plain Prefect parameter" in proc.stdout + proc.stderr
+    assert not out.exists()
