@@ -20,15 +20,30 @@ app.add_typer(deployment_app, name="deployment")
 
 
 def _variables(pairs: list[str]) -> dict[str, str]:
+    """``--variable NAME=VALUE``, or ``--variable NAME`` to keep a secret out of the command line (which any
+    user can read in ``ps``): asked for on the terminal without echo, else read as one line of stdin."""
     from snapshots.errors import ConfigError
 
     out: dict[str, str] = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
-        if not sep or not name.strip():
-            raise ConfigError(f"--variable {pair!r}: expected NAME=VALUE")
-        out[name.strip()] = value
+        if not name.strip():
+            raise ConfigError(f"--variable {pair!r}: expected NAME=VALUE, or NAME to be asked for the value")
+        out[name.strip()] = value if sep else _ask(name.strip())
     return out
+
+
+def _ask(name: str) -> str:
+    import getpass
+
+    from snapshots.errors import ConfigError
+
+    if sys.stdin.isatty():
+        return getpass.getpass(f"{name}: ")
+    line = sys.stdin.readline()
+    if not line:
+        raise ConfigError(f"--variable {name}: no value on stdin (give NAME=VALUE, or one line per NAME on stdin)")
+    return line.rstrip("\r\n")
 
 
 def _start(ctx: Workspace, request: Any, wait: bool, *, at: datetime | None = None, expires: datetime | None = None,
@@ -159,7 +174,8 @@ def deploy(project: str, release: str = typer.Argument(..., help="A version, or 
            target: list[str] = typer.Option([], "--target", help="Only these targets"),
            exclude_target: list[str] = typer.Option([], "--exclude-target", help="Leave these targets out"),
            skip: list[str] = typer.Option([], "--skip", help="Skip these steps (not required ones)"),
-           variable: list[str] = typer.Option([], "--variable", help="Prompted variable NAME=VALUE"),
+           variable: list[str] = typer.Option([], "--variable", help="Prompted variable NAME=VALUE; NAME alone: "
+                                                                "read the value from the terminal or stdin"),
            guided_failure: bool | None = typer.Option(None, "--guided-failure/--no-guided-failure",
                                                       help="Pause and ask on failure (default: environment's)"),
            force: bool = typer.Option(False, "--force", help="Redeploy targets already at this release"),
