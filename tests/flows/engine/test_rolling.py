@@ -118,3 +118,76 @@ def test_in_service_deficit_holds_back_starts() -> None:
     deficit = {"n": 1}
     roll(list(range(4)), rec, window=2, max_out_of_service=2, in_service_deficit=lambda: deficit["n"])
     assert overlap(rec.spans) == 1  # one server already down elsewhere: only one more may go out
+
+
+def test_targets_start_in_their_order_and_the_not_started_keep_it() -> None:
+    rec = Recorder({}, fail={2})
+    result = roll(list(range(6)), rec, window=1)
+    assert [t for t, _ in rec.calls] == [0, 1, 2]
+    assert result.not_started == [3, 4, 5]
+
+
+def test_a_window_wider_than_the_targets_and_no_targets_at_all() -> None:
+    rec = Recorder({i: 0.2 for i in range(3)})
+    result = roll(list(range(3)), rec, window="100%")
+    assert overlap(rec.spans) == 3 and len(result.outcomes) == 3
+    empty = roll([], Recorder({}), window=[1, "25%"])
+    assert empty.outcomes == {} and empty.not_started == [] and not empty.aborted
+
+
+def test_min_healthy_caps_a_wide_window() -> None:
+    rec = Recorder({i: 0.1 for i in range(6)})
+    cap = check_min_healthy(6, 4, "step 'Roll out'")  # 6 in service, 4 must stay: 2 may be out
+    roll(list(range(6)), rec, window=5, max_out_of_service=cap)
+    assert cap == 2 and overlap(rec.spans) == 2
+
+
+def test_a_three_wave_ramp_finishes_each_wave_before_the_next() -> None:
+    rec = Recorder({i: 0.1 for i in range(7)})
+    roll(list(range(7)), rec, window=[1, 2, "100%"])
+    starts = sorted(rec.spans, key=lambda t: rec.spans[t][0])
+    canary, second, rest = starts[:1], starts[1:3], starts[3:]
+    assert all(rec.spans[t][0] >= max(rec.spans[c][1] for c in canary) for t in second + rest)
+    assert all(rec.spans[t][0] >= max(rec.spans[s][1] for s in second) for t in rest)
+    assert overlap({t: rec.spans[t] for t in rest}) == 4  # the last size slides over the rest
+
+
+def test_ignore_carries_on_after_the_failed_step() -> None:
+    calls: list[tuple[int, int]] = []
+
+    def run(target: int, start: int) -> Outcome:  # step 1 of target 1 fails; steps from 2 on succeed
+        calls.append((target, start))
+        return Outcome(FAILED, 1, "step 1 failed") if target == 1 and start <= 1 else Outcome(SUCCESS)
+
+    result = roll(list(range(3)), run, window=1, guidance=lambda t, o: "ignore")
+    assert calls == [(0, 0), (1, 0), (1, 2), (2, 0)]  # resumed after the ignored step, before target 2
+    assert all(o.status == SUCCESS for o in result.outcomes.values()) and result.not_started == []
+
+
+def test_ignore_without_a_failed_step_counts_the_target_as_done() -> None:
+    def run(target: int, start: int) -> Outcome:
+        raise RuntimeError("boom")  # no step index: the unit as a whole failed
+
+    result = roll([0], run, window=1, guidance=lambda t, o: "ignore")
+    assert result.outcomes[0] == Outcome(SUCCESS, None, "failure ignored by a person")
+
+
+def test_an_unexpected_error_is_a_failed_target_not_a_crashed_rollout() -> None:
+    def run(target: int, start: int) -> Outcome:
+        if target == 1:
+            raise RuntimeError("boom")
+        return Outcome(SUCCESS)
+
+    result = roll(list(range(4)), run, window=1, max_failures=1)
+    assert result.outcomes[1].status == FAILED and result.outcomes[1].message == "RuntimeError: boom"
+    assert result.failed == 1 and result.not_started == [] and result.outcomes[3].status == SUCCESS
+
+
+def test_each_target_runs_in_a_copy_of_the_caller_s_context() -> None:
+    import contextvars
+
+    where: contextvars.ContextVar[str] = contextvars.ContextVar("where", default="unset")
+    where.set("deployment #7")  # as Prefect's flow run context reaches each task
+    seen: list[str] = []
+    roll(list(range(3)), lambda t, s: (seen.append(where.get()), Outcome(SUCCESS))[1], window=3)
+    assert seen == ["deployment #7"] * 3
