@@ -28,7 +28,7 @@ def deploy_release(project: str, environment: str, release: str = "latest", targ
                    exclude_targets: list[str] | None = None, skip_steps: list[str] | None = None,
                    variables: dict[str, str] | None = None, guided_failure: bool | None = None,
                    force: bool = False, deployment_id: int | None = None,
-                   prompted_ref: str | None = None) -> dict[str, Any]:
+                   prompted_ref: str | None = None, actor: str | None = None) -> dict[str, Any]:
     """Deploy a release of a project to an environment, rolling across its targets.
 
     Args:
@@ -45,6 +45,8 @@ def deploy_release(project: str, environment: str, release: str = "latest", targ
         deployment_id: Internal: the ferry deployment record a CLI call created (its prompted values are
             read from the ferry store).
         prompted_ref: Internal: prompted values ferry's Prefect API proxy stored for this run.
+        actor: Internal: who asked, for a record this run creates (the served flows name a run that came
+            straight from Prefect: ``prefect-ui``, ``prefect-schedule``). Default: this process's user.
     """
     from snapshots.workspace import Workspace
 
@@ -67,7 +69,7 @@ def deploy_release(project: str, environment: str, release: str = "latest", targ
             if deployment_id is None:
                 deployment_id = records.create(
                     conn, project=project, release_id=plan.current.release.id, environment=environment,
-                    variable_snapshot_id=plan.current.variable_snapshot_id, actor=ctx.actor,
+                    variable_snapshot_id=plan.current.variable_snapshot_id, actor=actor or ctx.actor,
                     parameters={"targets": targets, "exclude_targets": exclude_targets, "skip_steps": skip_steps,
                                 "prompted": sorted({*direct, *stored}), "force": force})
                 if prompted_ref:

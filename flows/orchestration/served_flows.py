@@ -193,10 +193,11 @@ def deploy_flow(spec: ProjectSpec) -> Flow[..., Any]:
         if expired is not None:
             return expired
         direct = {**(variables or {}), **prompted_values(prompted)}
+        actor = None if deployment_id is not None else prefect_actor()  # no record yet: straight from Prefect
         return deploy_release.fn(project=project, environment=environment, release=release, targets=targets,
                                  exclude_targets=exclude_targets, skip_steps=skip_steps, variables=direct or None,
                                  guided_failure=guided_failure, force=force, deployment_id=deployment_id,
-                                 prompted_ref=prompted_ref)
+                                 prompted_ref=prompted_ref, actor=actor)
 
     def run_name() -> str:
         params = current_flow_run.parameters
@@ -244,7 +245,7 @@ def promote_flow(spec: ProjectSpec) -> Flow[..., Any]:
             raise NotFoundError(f"no successful deployment of {project} to {from_environment} to promote")
         get_run_logger().info(f"promoting {project} {last.version} from {from_environment} to {to_environment}")
         return deploy_release.fn(project=project, environment=to_environment, release=last.version,
-                                 guided_failure=guided_failure)
+                                 guided_failure=guided_failure, actor=prefect_actor())
 
     def run_name() -> str:
         params = current_flow_run.parameters
@@ -283,7 +284,7 @@ def rollback_flow(spec: ProjectSpec) -> Flow[..., Any]:
             raise NotFoundError(f"{project} has no earlier successful release in {environment} to roll back to")
         get_run_logger().info(f"rolling {environment} back from {current.version} to {previous.version}")
         return deploy_release.fn(project=project, environment=environment, release=previous.version, force=True,
-                                 guided_failure=guided_failure)
+                                 guided_failure=guided_failure, actor=prefect_actor())
 
     def run_name() -> str:
         return f"{project} rollback {current_flow_run.parameters.get('environment')}"
@@ -312,7 +313,8 @@ def create_release_flow(spec: ProjectSpec) -> Flow[..., Any]:
         ctx = Workspace()
         logger = get_run_logger()
         with ctx.store.begin() as conn:
-            release, created = releases.create(conn, ctx.feed, project, ctx.actor, vault=ctx.vault, version=version,
+            release, created = releases.create(conn, ctx.feed, project, prefect_actor(), vault=ctx.vault,
+                                               version=version,
                                                package_pins=releases.parse_package_pins(packages or []),
                                                notes=notes, ignore_existing=ignore_existing)
         pins = ", ".join(f"{p['id']} {p['version']}" for p in release.packages) or "no packages"
@@ -346,6 +348,21 @@ BUILDERS: dict[str, Callable[[ProjectSpec], Flow[..., Any]]] = {
 def project_flows(spec: ProjectSpec) -> dict[str, Flow[..., Any]]:
     """kind → flow, for one project."""
     return {kind: build(spec) for kind, build in BUILDERS.items()}
+
+
+def prefect_actor() -> str:
+    """Who asked for a run that came straight from Prefect rather than through ferry (which records the
+    requester first and passes the record's id): a Prefect schedule (a project trigger), else a person in the
+    Prefect UI or a REST call — recorded as ``prefect-schedule`` / ``prefect-ui``."""
+    from prefect.client.orchestration import get_client
+
+    try:
+        with get_client(sync_client=True) as client:
+            if client.read_flow_run(current_flow_run.id).auto_scheduled:
+                return "prefect-schedule"
+    except Exception:  # not readable: still not a ferry requester
+        pass
+    return "prefect-ui"
 
 
 # --- expiry: a scheduled run that has not started in time is cancelled, not run late ---------------------
