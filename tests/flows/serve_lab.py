@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -87,12 +88,16 @@ class ServedProject:
         infra_file.write_text(yaml.safe_dump(infra, sort_keys=False))
 
     def start(self, *extra: str) -> None:
-        """Start ``ferry serve`` and wait until Prefect shows its deploy-release deployment as polled."""
+        """Start ``ferry serve`` and wait until Prefect shows its deploy-release deployment as polled. Its
+        ferry server API listens on a free port (many serve processes share this machine): ``api_url``."""
         log = self.root / f"serve-{len(self.logs)}.log"
         self.logs.append(log)
+        args = [*self.serve_args, *extra]
+        if not any(a in ("--api-port", "--no-api") for a in args):
+            args += ["--api-port", "0"]
         with open(log, "wb") as out:
             self.process = subprocess.Popen([FERRY, "serve", "--project", self.name, "--sync-seconds", "2",
-                                             *self.serve_args, *extra], env=self.env, stdout=out,
+                                             *args], env=self.env, stdout=out,
                                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                             start_new_session=True)
         self.wait_live()
@@ -114,6 +119,13 @@ class ServedProject:
             response = self.api.get(f"/deployments/name/{flow}/{self.name}")
             if response.status_code == 200:
                 self.api.delete(f"/deployments/{response.json()['id']}")
+
+    @property
+    def api_url(self) -> str:
+        """The base URL of this serve's ferry server API (FERRY_SERVER), from the line it prints."""
+        found = re.findall(r"ferry API on (\S+)/api/v1", self.serve_log())
+        assert found, f"ferry serve printed no API address:\n{self.serve_log()[-3000:]}"
+        return found[-1]
 
     def serve_log(self) -> str:
         return "\n".join(p.read_text(errors="replace") for p in self.logs if p.exists())

@@ -38,7 +38,7 @@ def test_ci_over_http_deploys_and_the_deployment_is_recorded(served: ServedProje
     assert run["name"] == f"{served.name} 1.0.0 → Dev"
     record = served.record_of(run["id"])
     assert (record["version"], record["environment"], record["state"]) == ("1.0.0", "Dev", "Success")
-    assert record["created_by"] == "ci"
+    assert record["created_by"] == "prefect-ui"  # straight from Prefect: not the user ferry serve runs as
     tasks = served.task_runs(run["id"])
     assert [t["name"] for t in tasks] == ["Install · dev-01"]
     assert tasks[0]["state"]["type"] == "COMPLETED"
