@@ -122,7 +122,7 @@ def main() -> None:
         single = time.perf_counter() - begin
         begin = time.perf_counter()
         with store.begin() as conn:
-            releases.create(conn, feed, "Big", "bench", version=f"1.0.{round_no}")
+            releases.create(conn, feed, "Big", "bench", vault=vault, version=f"1.0.{round_no}")
         rows.append((baseline, single, time.perf_counter() - begin, pin_seconds[0]))
     releases._pin_packages = original_pin  # type: ignore[assignment]
 

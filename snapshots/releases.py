@@ -2,7 +2,9 @@
 
 A release row holds the canonical JSON of the process + package pins + notes and its sha256; its
 variables live in append-only *variable snapshot* revisions (``update-variables`` adds one; the newest
-is what a deployment uses, older ones stay readable). Creation is one transaction.
+is what a deployment uses, older ones stay readable). Creation is one transaction. The release and each
+revision are signed by the executor's key, chained (``snapshots.store.signing``): a deployment and
+``release verify`` check digests *and* signatures.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from snapshots.projects import (
     variable_problems,
 )
 from snapshots.release_numbering import next_release_version
-from snapshots.store import audit, now
+from snapshots.store import audit, now, signing
 from snapshots.store.crypto import Vault
 from snapshots.store.feed import Feed, Package
 from snapshots.store.tables import releases, variable_snapshots
@@ -46,10 +48,18 @@ class VariableSnapshot:
     digest: str
     created_at: str
     created_by: str
+    release_id: int = 0
+    signatures: dict[str, str] = field(default_factory=dict)
+    """{key fingerprint: signature} of this revision."""
 
     @property
     def variables(self) -> list[dict[str, Any]]:
         return self.document["variables"]
+
+    @property
+    def signed(self) -> signing.SnapshotRow:
+        return signing.SnapshotRow(self.id, self.release_id, self.revision, self.project_revision_id, self.text,
+                                   self.digest)
 
 
 @dataclass(frozen=True)
@@ -64,6 +74,13 @@ class Release:
     created_at: str
     created_by: str
     variable_snapshots: list[VariableSnapshot] = field(default_factory=list)
+    signatures: dict[str, str] = field(default_factory=dict)
+    """{key fingerprint: signature} of the release row."""
+
+    @property
+    def signed(self) -> signing.ReleaseRow:
+        return signing.ReleaseRow(self.id, self.project, self.version, self.project_revision_id, self.text,
+                                  self.digest)
 
     @property
     def variables(self) -> VariableSnapshot:
@@ -116,10 +133,10 @@ def _pin_packages(conn: Connection, feed: Feed, revision: ProjectRevision,
     return chosen
 
 
-def create(conn: Connection, feed: Feed, project: str, actor: str, *, version: str | None = None,
+def create(conn: Connection, feed: Feed, project: str, actor: str, *, vault: Vault, version: str | None = None,
            package_pins: dict[str, str] | None = None, notes: str = "",
            ignore_existing: bool = False) -> tuple[Release, bool]:
-    """Freeze the project's current revision. Returns (release, created)."""
+    """Freeze the project's current revision, signed with the vault's key. Returns (release, created)."""
     revision = require_project(conn, project)
     if version is not None:
         version = str(parse_version(version, what="release version"))
@@ -161,7 +178,10 @@ def create(conn: Connection, feed: Feed, project: str, actor: str, *, version: s
             digest=digest_text(text), created_at=created_at, created_by=actor)).inserted_primary_key[0]
     except IntegrityError as exc:  # a concurrent create won the race for this version
         raise ConflictError(f"release {version} of {project} already exists") from exc
-    _insert_variable_snapshot(conn, release_id, project, version, 1, revision, actor)
+    signature = signing.sign_release(conn, vault, signing.ReleaseRow(release_id, project, version, revision.id, text,
+                                                                     digest_text(text)))
+    _insert_variable_snapshot(conn, vault, release_id, project, version, 1, revision.id, revision.revision,
+                              revision.document["variables"], actor, signature)
     audit.record(conn, actor, "release.create", f"project/{project}/release/{version}",
                  digest=digest_text(text), packages={p.package_id: p.version for p in packages})
     release = find(conn, project, version)
@@ -179,18 +199,46 @@ def _check_variables(conn: Connection, revision: ProjectRevision) -> None:
         raise ConfigError(f"project {revision.project} (revision {revision.revision}): {problems[0].message}")
 
 
-def _insert_variable_snapshot(conn: Connection, release_id: int, project: str, version: str, number: int,
-                              revision: ProjectRevision, actor: str) -> str:
+def _insert_variable_snapshot(conn: Connection, vault: Vault, release_id: int, project: str, version: str,
+                              number: int, project_revision_id: int, project_revision_number: int,
+                              variables: list[dict[str, Any]], actor: str, previous_signature: str) -> str:
+    """Insert revision ``number`` signed and chained to ``previous_signature``; returns its signature."""
     document = {"project": project, "release": version, "revision": number,
-                "project_revision": revision.revision, "variables": revision.document["variables"]}
+                "project_revision": project_revision_number, "variables": variables}
     text = canonical_json(document)
-    conn.execute(insert(variable_snapshots).values(
-        release_id=release_id, revision=number, project_revision_id=revision.id, document=text,
-        digest=digest_text(text), created_at=now(), created_by=actor))
-    return text
+    snapshot_id = conn.execute(insert(variable_snapshots).values(
+        release_id=release_id, revision=number, project_revision_id=project_revision_id, document=text,
+        digest=digest_text(text), created_at=now(), created_by=actor)).inserted_primary_key[0]
+    return signing.sign_snapshot(conn, vault, signing.SnapshotRow(snapshot_id, release_id, number, project_revision_id,
+                                                                  text, digest_text(text)), previous_signature)
 
 
-def update_variables(conn: Connection, project: str, version: str, actor: str) -> tuple[Release, bool]:
+def append_revision(conn: Connection, vault: Vault, release: Release, project_revision_id: int,
+                    project_revision_number: int, variables: list[dict[str, Any]], actor: str,
+                    previous_signature: str) -> None:
+    """Append the next revision chained to ``previous_signature`` (a key rotation, which re-signed the chain
+    under the new key in this transaction)."""
+    _insert_variable_snapshot(conn, vault, release.id, release.project, release.version,
+                              release.variables.revision + 1, project_revision_id, project_revision_number,
+                              variables, actor, previous_signature)
+
+
+def add_variable_snapshot(conn: Connection, vault: Vault, release: Release, project_revision_id: int,
+                          project_revision_number: int, variables: list[dict[str, Any]], actor: str) -> int:
+    """Append the next revision to a release whose chain verifies under the vault's current key."""
+    key_id = check_integrity(release, vault)
+    if key_id != vault.key_id:
+        raise SnapshotIntegrityError(f"release {release.project} {release.version} is not signed by the current "
+                                     "key (run `ferry key rotate` to finish re-signing)")
+    number = release.variables.revision + 1
+    _insert_variable_snapshot(conn, vault, release.id, release.project, release.version, number,
+                              project_revision_id, project_revision_number, variables, actor,
+                              release.variables.signatures[vault.key_id])
+    return number
+
+
+def update_variables(conn: Connection, project: str, version: str, actor: str, *,
+                     vault: Vault) -> tuple[Release, bool]:
     """Re-snapshot the project's current variables into the release as a new revision (forward only).
 
     Returns (release, changed): no new revision when the variables are already the current ones."""
@@ -199,8 +247,8 @@ def update_variables(conn: Connection, project: str, version: str, actor: str) -
     current = release.variables
     if _variables_meaning(current.variables) == _variables_meaning(revision.document["variables"]):
         return release, False
-    number = current.revision + 1
-    _insert_variable_snapshot(conn, release.id, project, release.version, number, revision, actor)
+    number = add_variable_snapshot(conn, vault, release, revision.id, revision.revision,
+                                   revision.document["variables"], actor)
     audit.record(conn, actor, "release.update-variables", f"project/{project}/release/{release.version}",
                  revision=number, project_revision=revision.revision)
     return require(conn, project, version), True
@@ -219,14 +267,17 @@ def find(conn: Connection, project: str, version: str) -> Release | None:
                                               releases.c.version == version)).first()
     if row is None:
         return None
-    snaps = conn.execute(select(variable_snapshots).where(variable_snapshots.c.release_id == row.id)
-                         .order_by(variable_snapshots.c.revision))
+    snaps = list(conn.execute(select(variable_snapshots).where(variable_snapshots.c.release_id == row.id)
+                              .order_by(variable_snapshots.c.revision)))
     what = f"release {project} {version}"
+    release_sigs = signing.load(conn, signing.RELEASES, [row.id])
+    snap_sigs = signing.load(conn, signing.VARIABLE_SNAPSHOTS, [s.id for s in snaps])
     return Release(row.id, row.project, row.version, row.project_revision_id, _parse(row.snapshot, what),
                    row.snapshot, row.digest, row.created_at, row.created_by,
                    [VariableSnapshot(s.id, s.revision, s.project_revision_id,
                                      _parse(s.document, f"{what} variable snapshot r{s.revision}"), s.document,
-                                     s.digest, s.created_at, s.created_by) for s in snaps])
+                                     s.digest, s.created_at, s.created_by, s.release_id, snap_sigs.get(s.id, {}))
+                    for s in snaps], release_sigs.get(row.id, {}))
 
 
 def _parse(text: str, what: str) -> dict[str, Any]:
@@ -258,7 +309,33 @@ def list_releases(conn: Connection, project: str) -> list[Release]:
 
 
 def check_digests(release: Release) -> None:
-    """Recompute the digests of the release row and every variable snapshot (tamper evidence)."""
+    """Recompute the digests of the release row and every variable snapshot (tamper evidence against
+    accidents; ``check_integrity`` also checks the signatures, which a database writer cannot recompute)."""
+    problems = _digest_problems(release)
+    if problems:
+        raise SnapshotIntegrityError(f"release {release.project} {release.version} was tampered with: "
+                                     + "; ".join(problems))
+
+
+def check_integrity(release: Release, vault: Vault) -> str:
+    """Digests, then the chain of signatures; returns the fingerprint of the key it verifies under.
+
+    Raises SnapshotIntegrityError (one line) on any mismatch: what a deployment and ``release verify`` do."""
+    problems = _digest_problems(release)
+    numbers = [s.revision for s in release.variable_snapshots]
+    if numbers != list(range(1, len(numbers) + 1)):
+        problems.append(f"variable snapshot revisions {numbers} are not consecutive from 1")
+    key_id = None
+    if not problems:
+        key_id, problems = signing.check_chain(vault, release.signed, release.signatures,
+                                               [(s.signed, s.signatures) for s in release.variable_snapshots])
+    if problems or key_id is None:
+        raise SnapshotIntegrityError(f"release {release.project} {release.version} was tampered with: "
+                                     + "; ".join(problems))
+    return key_id
+
+
+def _digest_problems(release: Release) -> list[str]:
     problems = []
     if digest_text(release.text) != release.digest:
         problems.append(f"the release snapshot does not match its digest {release.digest[:16]}…")
@@ -267,16 +344,19 @@ def check_digests(release: Release) -> None:
     for snap in release.variable_snapshots:
         if digest_text(snap.text) != snap.digest:
             problems.append(f"variable snapshot revision {snap.revision} does not match its digest")
-    if problems:
-        raise SnapshotIntegrityError(f"release {release.project} {release.version} was tampered with: "
-                                     + "; ".join(problems))
+        elif canonical_json(snap.document) != snap.text:
+            problems.append(f"variable snapshot revision {snap.revision} is not in canonical form")
+    return problems
 
 
-def verify(release: Release, feed: Feed) -> list[str]:
-    """Digests and package bytes; returns what was checked, raises SnapshotIntegrityError on a mismatch."""
-    check_digests(release)
+def verify(release: Release, feed: Feed, vault: Vault) -> list[str]:
+    """Digests, signatures and package bytes; returns what was checked, raises SnapshotIntegrityError on a
+    mismatch."""
+    key_id = check_integrity(release, vault)
     checked = [f"release snapshot digest {release.digest}",
-               *(f"variable snapshot r{s.revision} digest {s.digest}" for s in release.variable_snapshots)]
+               *(f"variable snapshot r{s.revision} digest {s.digest}" for s in release.variable_snapshots),
+               f"signatures of the release and {len(release.variable_snapshots)} variable snapshot revision(s), "
+               f"chained, by key {key_id[:16]}"]
     pins = [Package(p["id"], p["version"], p["filename"], p["size"], p["sha256"], "") for p in release.packages]
     if pins:
         with ThreadPoolExecutor(max_workers=min(4, len(pins))) as pool:

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from functools import cached_property
 
+from snapshots.keys import open_vault
 from snapshots.settings import Settings
 from snapshots.store import Store
-from snapshots.store.crypto import Vault, load_master_key
+from snapshots.store.crypto import Vault
 from snapshots.store.feed import Feed
 
 
@@ -24,7 +25,9 @@ class Workspace:
 
     @cached_property
     def vault(self) -> Vault:
-        return Vault(load_master_key(self.settings.key_file))
+        """The master key, checked against the store's fingerprint (a wrong or missing key is refused before
+        anything is written; a key is generated only for an empty store)."""
+        return open_vault(self.store, self.settings.key_file, self.actor)
 
     @cached_property
     def feed(self) -> Feed:

@@ -15,6 +15,7 @@ import typer
 from flows.cli import (
     api_key_cmds,
     deploy_cmds,
+    key_cmds,
     lab_cmds,
     package_cmds,
     project_cmds,
@@ -30,7 +31,7 @@ _debug = {"on": False}
 
 
 for _commands in (project_cmds, package_cmds, release_cmds, deploy_cmds, target_cmds, serve_cmds, lab_cmds,
-                  api_key_cmds):
+                  api_key_cmds, key_cmds):
     app.add_typer(_commands.app)
 
 

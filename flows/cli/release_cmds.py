@@ -38,8 +38,9 @@ def create(project: str,
     text = notes_file.read_text(encoding="utf-8") if notes_file else (notes or "")
     ctx = Workspace()
     pins = releases.parse_package_pins(package)
+    vault = ctx.vault
     with ctx.store.begin() as conn:
-        release, created = releases.create(conn, ctx.feed, project, ctx.actor, version=version,
+        release, created = releases.create(conn, ctx.feed, project, ctx.actor, vault=vault, version=version,
                                            package_pins=pins, notes=text, ignore_existing=ignore_existing)
     messages: list[str] = []
     started: list[dict[str, Any]] = []
@@ -257,13 +258,14 @@ def diff(project: str, a: str, b: str, as_json: bool = typer.Option(False, "--js
 
 @release_app.command("verify")
 def verify(project: str, version: str, as_json: bool = typer.Option(False, "--json")) -> None:
-    """Recompute the release's digests and re-hash its packages; fail loudly on any mismatch."""
+    """Recompute the release's digests, check its signatures (chained) and re-hash its packages; fail loudly
+    on any mismatch."""
     from snapshots import releases
 
     ctx = Workspace()
     with ctx.store.read() as conn:
         release = releases.require(conn, project, version)
-    checked = releases.verify(release, ctx.feed)
+    checked = releases.verify(release, ctx.feed, ctx.vault)
     if as_json:
         print_json({"project": project, "version": release.version, "ok": True, "checked": checked})
         return
@@ -278,8 +280,9 @@ def update_variables(project: str, version: str) -> None:
     from snapshots import releases
 
     ctx = Workspace()
+    vault = ctx.vault
     with ctx.store.begin() as conn:
-        release, changed = releases.update_variables(conn, project, version, ctx.actor)
+        release, changed = releases.update_variables(conn, project, version, ctx.actor, vault=vault)
     if changed:
         say(f"release {project} {release.version}: variables updated to revision {release.variables.revision} "
             f"(project revision {release.variables.document['project_revision']})")

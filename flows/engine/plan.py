@@ -62,7 +62,7 @@ class DeploymentPlan:
 def release_plan(conn: Any, feed: Feed, vault: Any, release: Release, environment: str,
                  prompted: dict[str, str], masker: Masker | None = None) -> ReleasePlan:
     """``masker``: add this release's secrets to an existing masker (a rollback masks both releases)."""
-    releases.check_digests(release)
+    releases.check_integrity(release, vault)
     decrypted = releases.decrypt_variables(release.variables, vault)
     filled = apply_prompted(decrypted, prompted)
     previous = records.last_successful(conn, release.project, environment, other_than_release=release.id)

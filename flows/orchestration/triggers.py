@@ -90,7 +90,7 @@ def releases_on_push(ctx: Any, package_id: str, version: str, say: Callable[[str
     for project, trigger_name in wanted:
         try:
             with ctx.store.begin() as conn:
-                release, created = releases.create(conn, ctx.feed, project, ctx.actor,
+                release, created = releases.create(conn, ctx.feed, project, ctx.actor, vault=ctx.vault,
                                                    package_pins={package_id: version},
                                                    notes=f"Created by trigger {trigger_name!r}: {package_id} "
                                                          f"{version} pushed")

@@ -126,6 +126,32 @@ audit_log = Table(
     Column("detail", Text, nullable=False, server_default="{}"),
 )
 
+master_keys = Table(
+    "master_keys", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("fingerprint", Digest, nullable=False, unique=True),
+    Column("reason", String(32), nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("created_by", String(200), nullable=False),
+)
+"""The store's master key, by fingerprint (HMAC of a fixed label under a key derived from it — never the key):
+the newest row is the current key; older rows are keys rotated away (``reason``: generated, adopted, rotated)."""
+
+signatures = Table(
+    "signatures", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("subject", String(32), nullable=False),
+    Column("subject_id", Integer, nullable=False),
+    Column("key_fingerprint", Digest, nullable=False),
+    Column("signature", Digest, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    UniqueConstraint("subject", "subject_id", "key_fingerprint"),
+    Index("ix_signatures_subject", "subject", "subject_id"),
+)
+"""HMAC signatures by the executor's key over releases (``subject`` "releases") and variable-snapshot
+revisions ("variable_snapshots"), chained; one per key that signed the row (a rotation re-signs under the new
+key), so each row names the key fingerprint it was made with."""
+
 APPEND_ONLY = ("project_revisions", "infrastructure_revisions", "packages", "releases",
-               "variable_snapshots", "audit_log")
+               "variable_snapshots", "audit_log", "master_keys", "signatures")
 """Rows of these tables are history: the database refuses UPDATE and DELETE on them."""

@@ -199,7 +199,7 @@ def test_release_create_refuses_variables_the_current_infrastructure_makes_ambig
         with pytest.raises(ConfigError, match=rf"project OctoFX \(revision 1\): variable 'Cache\.Size' is ambiguous: "
                                               rf"variables\[{n - 2}\] \(role=web\) and variables\[{n - 1}\] "
                                               r"\(role=db\) .*target dev-01 in Development"), store.begin() as conn:
-            releases.create(conn, feed, "OctoFX", "tester", version="1.0.0")
+            releases.create(conn, feed, "OctoFX", "tester", vault=vault, version="1.0.0")
         with store.read() as conn:
             assert releases.versions(conn, "OctoFX") == []
     finally:

@@ -3,6 +3,7 @@ release creation."""
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from sqlalchemy.exc import DBAPIError
 
 from snapshots import releases
 from snapshots.errors import SnapshotIntegrityError
+from snapshots.keys import open_vault
 from snapshots.projects import apply
 from snapshots.store import Store
 from snapshots.store.crypto import Vault
@@ -23,13 +25,15 @@ VAULT = Vault(b"k" * 32)
 
 
 @pytest.fixture
-def released(database_url: str, sample, tmp_path: Path):  # type: ignore[no-untyped-def]
+def released(database_url: str, sample, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("FERRY_MASTER_KEY", base64.urlsafe_b64encode(b"k" * 32).decode())
     store = Store(database_url)
     feed = Feed(tmp_path / "feed")
+    assert open_vault(store, tmp_path / "master.key", "tester").key_id == VAULT.key_id
     with store.begin() as conn:
         apply(conn, [sample.infrastructure, sample.project], VAULT, "tester")
         feed.push(conn, sample.package("1.0.0"), "tester")
-        releases.create(conn, feed, "OctoFX", "tester", version="1.0.0")
+        releases.create(conn, feed, "OctoFX", "tester", vault=VAULT, version="1.0.0")
     yield store, feed
     store.dispose()
 
@@ -66,7 +70,7 @@ def test_tampered_snapshot_is_detected(released, edit: tuple[str, str]) -> None:
         changed = conn.execute(sa.text(f"UPDATE releases SET snapshot = replace(snapshot, {edit[0]}, {edit[1]})"))
         assert changed.rowcount == 1
     with pytest.raises(SnapshotIntegrityError, match=r"OctoFX 1\.0\.0 was tampered with"), store.read() as conn:
-        releases.verify(releases.require(conn, "OctoFX", "1.0.0"), feed)
+        releases.verify(releases.require(conn, "OctoFX", "1.0.0"), feed, VAULT)
 
 
 def test_sensitive_value_is_encrypted_at_rest(released) -> None:  # type: ignore[no-untyped-def]
@@ -97,7 +101,7 @@ def test_failed_release_creation_writes_nothing(released) -> None:  # type: igno
     releases._insert_variable_snapshot = explode
     try:
         with pytest.raises(RuntimeError), store.begin() as conn:
-            releases.create(conn, feed, "OctoFX", "tester", version="1.0.1")
+            releases.create(conn, feed, "OctoFX", "tester", vault=VAULT, version="1.0.1")
     finally:
         releases._insert_variable_snapshot = original
     assert counts() == before
