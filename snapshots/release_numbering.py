@@ -29,7 +29,7 @@ from typing import Any
 
 import semver
 
-from snapshots import templating
+from snapshots import octostache
 from snapshots.errors import ConfigError, TemplateError
 from snapshots.store.feed import Package
 from snapshots.versions import next_patch, parse_version
@@ -75,7 +75,7 @@ def render_version_template(template: str, existing_versions: list[str], *, now:
     """
     values = {**(variables or {}), **template_variables(existing_versions, now)}
     try:
-        rendered = templating.render(template, values, where=f"versioning template {template!r}").strip()
+        rendered = octostache.render(template, values, where=f"versioning template {template!r}").strip()
     except TemplateError as exc:
         raise ConfigError(str(exc)) from None
     if is_mask(rendered):

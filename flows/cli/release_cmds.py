@@ -8,6 +8,7 @@ from typing import Any
 import typer
 
 from flows.cli.output import print_json, print_table, say
+from flows.cli.remote import local_only, remote_client
 from snapshots.workspace import Workspace
 
 app = typer.Typer()
@@ -36,6 +37,9 @@ def create(project: str,
     if notes is not None and notes_file is not None:
         raise ConfigError("give --notes or --notes-file, not both")
     text = notes_file.read_text(encoding="utf-8") if notes_file else (notes or "")
+    if (client := remote_client()) is not None:
+        _create_remote(client, project, version, package, text, ignore_existing, auto_deploy, as_json)
+        return
     ctx = Workspace()
     pins = releases.parse_package_pins(package)
     vault = ctx.vault
@@ -58,6 +62,36 @@ def create(project: str,
         say(message)
 
 
+def _create_remote(client: Any, project: str, version: str | None, package: list[str], notes: str,
+                   ignore_existing: bool, auto_deploy: bool, as_json: bool) -> None:
+    """``release create`` through the ferry server; the same line and JSON document as a local one."""
+    from snapshots.errors import ConfigError
+
+    if not auto_deploy:
+        local_only("--no-auto-deploy")
+    pins: dict[str, str] = {}
+    for pin in package:
+        package_id, sep, pinned = pin.rpartition(":")
+        if not sep or not package_id or not pinned:
+            raise ConfigError(f"--package {pin!r}: expected ID:VERSION, e.g. OctoFX.Web:1.2.0")
+        pins[package_id] = pinned
+    answer = client.create_release(project, version=version, packages=pins or None, notes=notes or None,
+                                   ignore_existing=ignore_existing)
+    shown = client.show_release(project, answer["version"])
+    summary = {key: shown.get(key) for key in ("project", "version", "digest", "created_at", "created_by",
+                                               "project_revision", "variable_revision", "packages")}
+    started = list(answer.get("deployments") or [])
+    if as_json:
+        print_json({**summary, "created": answer["created"], "auto_deploy": started})
+        return
+    state = "created" if answer["created"] else "already exists (ignored)"
+    pkgs = ", ".join(f"{p['id']} {p['version']}" for p in summary["packages"] or []) or "no packages"
+    say(f"release {summary['project']} {summary['version']} {state}: {pkgs}; digest {summary['digest']}")
+    for item in started:
+        say(f"lifecycle auto-deploy: {project} {summary['version']} → {item.get('environment')}: deployment "
+            f"#{item.get('deployment_id')}" if isinstance(item, dict) else str(item))
+
+
 def _summary(release: Any) -> dict[str, Any]:
     return {"project": release.project, "version": release.version, "digest": release.digest,
             "created_at": release.created_at, "created_by": release.created_by,
@@ -69,6 +103,16 @@ def _summary(release: Any) -> dict[str, Any]:
 @release_app.command("list")
 def list_(project: str, as_json: bool = typer.Option(False, "--json")) -> None:
     """Releases of a project, newest version first."""
+    if (client := remote_client()) is not None:
+        found = client.list_releases(project)
+        if as_json:
+            print_json(found)
+            return
+        print_table(None, ["version", "created", "by", "packages", "variables rev"],
+                    [(r["version"], r.get("created_at"), r.get("created_by"),
+                      ", ".join(f"{p['id']} {p['version']}" for p in r.get("packages") or []),
+                      r.get("variable_revision", "")) for r in found])
+        return
     from snapshots import releases
 
     ctx = Workspace()
@@ -131,8 +175,8 @@ def _show_for_context(ctx: Workspace, project: str, version: str, environment: s
                       step: str | None, as_json: bool) -> None:
     from snapshots import releases
     from snapshots.errors import ConfigError, NotFoundError, TemplateError
+    from snapshots.octostache import variable_key
     from snapshots.projects import require_infrastructure
-    from snapshots.templating import variable_key
     from snapshots.variables.scopes import (
         ScopeContext,
         VariableIndex,

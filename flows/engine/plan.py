@@ -18,11 +18,11 @@ from snapshots.errors import ConfigError, NotFoundError
 from snapshots.lifecycle import check_progression
 from snapshots.model import Environment, Infrastructure, ParentStep, ProcessItem, Target
 from snapshots.model.steps import Rolling
+from snapshots.octostache import render
 from snapshots.projects import require_infrastructure
 from snapshots.releases import Release
 from snapshots.store import records
 from snapshots.store.feed import Feed
-from snapshots.templating import render
 from snapshots.variables.masking import Masker
 from snapshots.variables.scopes import ScopeContext, VariableIndex, apply_prompted, masker_for, system_variables
 from steps.context import PackageRef

@@ -21,8 +21,8 @@ from flows.orchestration import artifacts
 from flows.orchestration.pauses import ask_failure, ask_manual
 from snapshots.errors import FerryError
 from snapshots.model import ParentStep, Target
+from snapshots.octostache import evaluate_condition, render
 from snapshots.store import now, records
-from snapshots.templating import evaluate_condition, render
 from snapshots.variables.scopes import ScopeContext, VariableSet, system_variables
 from steps import journal
 from steps.context import StepContext

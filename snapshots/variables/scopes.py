@@ -1,7 +1,7 @@
 """Variables at deploy time: which value a target gets (scoping), system variables, prompted values.
 
 Why this module exists apart from the template engine: *which* value applies is decided here, once per
-(step, target), from the release's frozen variable list; ``snapshots.templating`` then only substitutes.
+(step, target), from the release's frozen variable list; ``snapshots.octostache`` then only substitutes.
 
 Scoping rules (Octopus's, docs "Variables" /docs/projects/variables):
 
@@ -32,7 +32,7 @@ from itertools import combinations
 from typing import Any
 
 from snapshots.errors import ConfigError
-from snapshots.templating import VariableTable, canonical_name, render, variable_key
+from snapshots.octostache import VariableTable, canonical_name, render, variable_key
 from snapshots.variables.masking import Masker
 
 KINDS = ("step", "target", "role", "environment", "channel")
@@ -48,7 +48,7 @@ class VariableSet(VariableTable):
     """The values one context gets: a read-only mapping with case-insensitive lookup.
 
     Iterating yields each name in its canonical spelling; ``vs["site.host"]`` finds ``Site.Host``. It is the
-    template engine's own ``VariableTable``, so ``templating.render(text, vs)`` reads it without rebuilding a
+    template engine's own ``VariableTable``, so ``octostache.render(text, vs)`` reads it without rebuilding a
     lookup of thousands of names per render. ``sensitive`` holds the keys (``variable_key``) of names whose
     value came from a sensitive variable, for display.
     """

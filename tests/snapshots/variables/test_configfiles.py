@@ -398,7 +398,7 @@ def _tree(root: Path, files: dict[str, bytes]) -> None:
         path.write_bytes(data)
 
 
-def _render(variables: dict[str, str]):  # a stand-in for snapshots.templating.render
+def _render(variables: dict[str, str]):  # a stand-in for snapshots.octostache.render
     calls: list[str] = []
 
     def render(text: str, where: str) -> str:

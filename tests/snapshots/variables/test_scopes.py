@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from snapshots import templating
+from snapshots import octostache
 from snapshots.errors import ConfigError, TemplateError
 from snapshots.model import Infrastructure
 from snapshots.variables.scopes import (
@@ -249,7 +249,7 @@ def test_system_variables_and_octopus_aliases() -> None:
     assert system["Octopus.Action.Package[OctoFX.Web].PackageVersion"] == "1.2.0"
     assert system["Deployment.Id"] == "17" and system["Octopus.Deployment.CreatedBy.Username"] == "alice"
     assert system["Octopus.Action.Name"] == system["Step.Name"] == "Deploy"
-    assert templating.render("#{Octopus.Machine.Name} #{Package[OctoFX.Web].Version}", system) == "web-01 1.2.0"
+    assert octostache.render("#{Octopus.Machine.Name} #{Package[OctoFX.Web].Version}", system) == "web-01 1.2.0"
     assert all(is_system_name(name) for name in system)
 
 
@@ -257,7 +257,7 @@ def test_unknown_facts_are_left_out_so_templates_fail_loudly() -> None:
     system = system_variables(project="P", environment="Test")
     assert "Machine.Name" not in system and "Deployment.Id" not in system
     with pytest.raises(TemplateError, match=r"unknown variable 'Machine\.Name'"):
-        templating.render("#{Machine.Name}", system)
+        octostache.render("#{Machine.Name}", system)
 
 
 def test_variables_for_system_values_cannot_be_overridden() -> None:
@@ -267,7 +267,7 @@ def test_variables_for_system_values_cannot_be_overridden() -> None:
     got = variables_for(release_variables, ScopeContext("Test", "m1", ("web",)), system, {"Approver": "carol"})
     assert isinstance(got, VariableSet)
     assert got["Release.Number"] == "1.0.0" and got["approver"] == "carol"
-    assert templating.render("#{Url} by #{Approver}", got) == "http://h1/1.0.0 by carol"
+    assert octostache.render("#{Url} by #{Approver}", got) == "http://h1/1.0.0 by carol"
     with pytest.raises(ConfigError, match="Approver"):
         variables_for(release_variables, ScopeContext("Test"), system, {})
 
@@ -304,5 +304,5 @@ def test_variable_set_is_read_by_the_engine_like_a_plain_mapping() -> None:
     for template in ("#{each e in Endpoint}#{e}=#{e.Address};#{/each}", "#{Server[#{Region}]}",
                      "#{each i in List}[#{i}]#{/each}", "#{unless Flag}off#{/unless}", "#{nested | ToUpper}",
                      "#{ region }", "##{Region}", "#{Missing}"):
-        assert templating.render(template, table, strict=False) == templating.render(template, plain, strict=False)
+        assert octostache.render(template, table, strict=False) == octostache.render(template, plain, strict=False)
     assert table.overlay({"region": "us"})["REGION"] == "us"

@@ -18,7 +18,7 @@ import yaml
 from snapshots.errors import StepFailed
 from snapshots.model.project import Project
 from snapshots.model.steps import IisWebsiteStep
-from snapshots.templating import render
+from snapshots.octostache import render
 from steps.context import PackageRef, StepContext
 from steps.kinds import executor
 from steps.kinds.iis_website import iis_parameters

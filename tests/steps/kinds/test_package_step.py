@@ -16,7 +16,7 @@ import pytest
 
 from snapshots.errors import StepFailed
 from snapshots.model.steps import PackageStep
-from snapshots.templating import render
+from snapshots.octostache import render
 from steps.context import PackageRef, StepContext
 from steps.kinds import package as package_step
 from steps.transports.ssh import SshTransport

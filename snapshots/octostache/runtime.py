@@ -1,0 +1,218 @@
+"""Per-render state the compiled Jinja template calls back into: lookups, ``#{each}`` groups, messages."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from snapshots.errors import TemplateError
+from snapshots.octostache.compile import compile_template, jinja
+from snapshots.octostache.syntax import FAILED, MISSING, CompileError, Sentinel, Tok, canon, show
+from snapshots.octostache.table import VariableTable
+
+_MAX_NESTING = 32  # values referring to values referring to ... deeper than this is a mistake, not a design
+def is_truthy(value: str | None) -> bool:
+    """Octopus truthiness: undefined, empty, ``False``, ``No`` and ``0`` (any case, surrounding blanks) are false."""
+    if value is None:
+        return False
+    return value.strip().lower() not in ("", "false", "no", "0")
+
+
+@dataclass(frozen=True)
+class Item:
+    """One ``#{each}`` item: a group member ``Coll[key]`` (path set) or one entry of a comma list."""
+
+    path: str | None
+    key: str
+
+
+def _bracket_end(text: str, start: int) -> int | None:
+    """Index of the ``]`` matching the ``[`` at ``start`` (indexes nest: ``Package[container[0]]``)."""
+    depth = 0
+    for i in range(start, len(text)):
+        depth += {"[": 1, "]": -1}.get(text[i], 0)
+        if depth == 0:
+            return i
+    return None
+
+
+class Runtime:
+    """Per-render state the compiled template calls back into: variables, strictness, warnings, recursion."""
+
+    def __init__(self, variables: Mapping[str, str], *, strict: bool, warnings: list[str] | None, where: str,
+                 unknown_is_empty: bool = False) -> None:
+        table = variables if isinstance(variables, VariableTable) else VariableTable(variables)
+        self.values: dict[str, str] = table._values
+        self._table = table
+        self.strict, self.where, self.unknown_is_empty = strict, where, unknown_is_empty
+        self.warnings = warnings if warnings is not None else []
+        self.resolved: dict[str, str] = {}
+        self.stack: list[tuple[str, str, Tok]] = []  # (lower name, name, token) of values being evaluated
+        self.groups: dict[str, list[Item]] = {}
+
+    # -- messages
+
+    def message(self, tok: Tok, text: str) -> str:
+        if self.stack:  # inside a value: point at the top-level token, never quote the value's text
+            outer = self.stack[0][2]
+            chain = " -> ".join(f"'{name}'" for _, name, _ in self.stack)
+            loc = f"line {outer.line}, column {outer.col}"
+            text = f"{text} (in the value of variable {chain}, line {tok.line}, column {tok.col})"
+        else:
+            loc = f"line {tok.line}, column {tok.col}"
+            if tok.text:
+                text = f"{text} in {show(tok.text)}"
+        return f"{self.where}: {loc}: {text}" if self.where else f"{loc}: {text}"
+
+    def error(self, tok: Tok, text: str, variable: str | None = None) -> TemplateError:
+        """The error with its position as fields: the line and column of the template's own token (inside a
+        value, the use that led there) and the variable at fault (named, or else the value being evaluated)."""
+        at = self.stack[0][2] if self.stack else tok
+        if variable is None and self.stack:
+            variable = self.stack[-1][1]
+        err = TemplateError(self.message(tok, text), variable=variable, line=at.line or None, column=at.col or None)
+        err.where = self.where  # type: ignore[attr-defined]
+        return err
+
+    def fail(self, tok: Tok, text: str) -> Sentinel:
+        if self.strict:
+            raise self.error(tok, text)
+        self.warnings.append(self.message(tok, text))
+        return FAILED
+
+    # -- evaluation
+
+    @property
+    def names(self) -> Iterable[str]:
+        """Canonical names in the caller's order, for ``#{each}`` groups."""
+        return self._table._names.values()
+
+    def run(self, template: str) -> str:
+        try:
+            compiled = compile_template(template)
+        except CompileError as exc:
+            raise self.error(exc.tok, exc.message) from None
+        if compiled.simple is not None:  # text and plain #{Name}s: exactly what the Jinja code would do
+            toks = compiled.toks
+            return "".join(piece if isinstance(piece, str) else self.out(self.get(piece[0], toks[piece[1]], False),
+                                                                         toks[piece[1]])
+                           for piece in compiled.simple)
+        return jinja(compiled.source).render(_t=compiled.consts, _tok=compiled.toks, _rt=self)
+
+    def _resolve(self, name: str, tok: Tok) -> str | None:
+        """The value of a variable with its own ``#{...}`` evaluated (once per render), or None if undefined."""
+        key = name.lower()
+        if key in self.resolved:
+            return self.resolved[key]
+        raw = self.values.get(key)
+        if raw is None or "#{" not in raw:
+            return raw
+        if any(k == key for k, _, _ in self.stack):
+            loop = " -> ".join([n for _, n, _ in self.stack] + [name])
+            self.stack, saved = [], self.stack
+            err = self.error(saved[0][2], f"variable '{name}' refers to itself ({loop})", variable=name)
+            self.stack = saved
+            raise err
+        if len(self.stack) >= _MAX_NESTING:
+            raise self.error(tok, f"variables nested more than {_MAX_NESTING} deep", variable=name)
+        self.stack.append((key, name, tok))
+        try:
+            value = self.run(raw)
+        finally:
+            self.stack.pop()
+        self.resolved[key] = value
+        return value
+
+    def _missing(self, name: str, tok: Tok, lenient: bool, text: str = "") -> str | Sentinel:
+        if lenient:
+            return ""
+        text = text or f"unknown variable '{name}'"
+        if self.strict and not self.unknown_is_empty:
+            raise self.error(tok, text, variable=name)
+        self.warnings.append(self.message(tok, text))
+        return MISSING
+
+    def get(self, name: str, tok: Tok, lenient: bool) -> str | Sentinel:
+        name = canon(name)
+        value = self._resolve(name, tok)
+        return self._missing(name, tok, lenient) if value is None else value
+
+    def item_get(self, item: Item, rest: str, tok: Tok, lenient: bool) -> str | Sentinel:
+        """``#{e}``, ``#{e.Address}``, ``#{e.Key}`` for an ``#{each e in ...}`` item."""
+        rest = canon(rest)
+        if item.path is None:  # an entry of a comma-separated value: its text is data, keep it out of messages
+            return item.key if not rest else self._missing(
+                rest, tok, lenient, f"an entry of a comma-separated list has no '{rest}'")
+        name = item.path + rest
+        value = self._resolve(name, tok)
+        if value is not None:
+            return value
+        if rest.lower() in ("", ".key"):
+            return item.key
+        return self._missing(name, tok, lenient)
+
+    def each(self, name: str, tok: Tok) -> list[Item]:
+        """A defined variable iterates its comma-separated entries; otherwise the indexes of ``Name[...]``."""
+        name = canon(name)
+        value = self._resolve(name, tok)
+        if value is not None:
+            return [Item(None, e) for e in (p.strip() for p in value.split(",")) if e]
+        key = name.lower()
+        if key not in self.groups:
+            seen: dict[str, Item] = {}
+            for candidate in self.names:
+                if not candidate.lower().startswith(key + "["):
+                    continue
+                close = _bracket_end(candidate, len(name))
+                if close is None or candidate[close + 1:close + 2] not in ("", ".", "["):
+                    continue
+                index = candidate[len(name) + 1:close]
+                seen.setdefault(index.lower(), Item(f"{name}[{index}]", index))
+            self.groups[key] = list(seen.values())
+        return self.groups[key]
+
+    def each_item(self, item: Item, rest: str, tok: Tok) -> list[Item]:
+        if item.path is not None:
+            return self.each(item.path + canon(rest), tok)
+        if canon(rest):
+            return []
+        return [Item(None, e) for e in (p.strip() for p in item.key.split(",")) if e]
+
+    def out(self, value: str | Sentinel | None, tok: Tok) -> str:
+        if value is FAILED:
+            return tok.text
+        return value if isinstance(value, str) else ""
+
+    def bad(self, tok: Tok, reason: str) -> str:
+        self.fail(tok, reason)
+        return tok.text
+
+    @staticmethod
+    def truthy(value: str) -> bool:
+        return is_truthy(value)
+
+    def num(self, value: str | Sentinel, tok: Tok) -> float:
+        if isinstance(value, str) and re.fullmatch(r"\s*[+-]?(\d+(\.\d*)?|\.\d+)\s*", value):
+            return float(value)
+        if isinstance(value, str):
+            self.fail(tok, "#{calc}: an operand is not a number")
+        return math.nan
+
+    def div(self, left: float, right: float, tok: Tok) -> float:
+        if right == 0:
+            self.fail(tok, "#{calc}: division by zero")
+            return math.nan
+        return left / right
+
+    def calc_out(self, result: float, tok: Tok) -> str:
+        if math.isinf(result):
+            self.fail(tok, "#{calc}: the result is too large")
+        if not math.isfinite(result):
+            return tok.text
+        if result == int(result) and abs(result) < 1e15:
+            return str(int(result))
+        return repr(result)
+
+
