@@ -24,6 +24,7 @@ from flows.cli import (
     target_cmds,
 )
 from flows.cli.output import err_console
+from flows.cli.remote import activate as activate_remote
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="ferry: releases frozen from a recipe, rolled through environments on Prefect.")
@@ -36,8 +37,11 @@ for _commands in (project_cmds, package_cmds, release_cmds, deploy_cmds, target_
 
 
 @app.callback()
-def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors")) -> None:
-    _debug["on"] = debug
+def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors"),
+          server: str | None = typer.Option(None, "--server", metavar="URL",
+                                            help="Talk to this ferry server (default: FERRY_SERVER); the API key "
+                                                 "comes from FERRY_API_KEY only")) -> None:
+    _debug["on"] = debug  # --server was taken by activate_remote before any command ran
 
 
 def main() -> None:
@@ -58,7 +62,9 @@ def _main() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
     try:
-        app(standalone_mode=False)
+        command = typer.main.get_command(app)
+        activate_remote(command, sys.argv[1:])  # remote mode: --server, and executor-only commands refused
+        command(standalone_mode=False)
     except FerryError as exc:
         if _debug["on"]:
             raise

@@ -1,4 +1,5 @@
-"""``ferry deploy``, ``promote``, ``rollback``, ``deployment list|show|answer`` and ``status``."""
+"""``ferry deploy``, ``promote``, ``rollback``, ``deployment list|show|answer|cancel`` and ``status``; each
+through the ferry server API in remote mode (``FERRY_SERVER``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from typing import Any
 
 import typer
 
+from flows.cli import remote
 from flows.cli.output import print_json, print_table, say
+from flows.cli.remote import local_only, remote_client
 from snapshots.workspace import Workspace
 
 app = typer.Typer()
@@ -194,8 +197,20 @@ def deploy(project: str, release: str = typer.Argument(..., help="A version, or 
                                            "project")) -> None:
     """Deploy a release to an environment (a Prefect flow run; through `ferry serve` when it serves the
     project)."""
-    from flows.engine.request import DeployRequest
     from snapshots.errors import ConfigError
+
+    if cancel_on_timeout and timeout is None:
+        raise ConfigError("--cancel-on-timeout needs --timeout SECONDS")
+    if (client := remote_client()) is not None:
+        if at is not None or expires is not None or local:
+            local_only("--at" if at is not None else "--expires" if expires is not None else "--local")
+        launched = client.deploy(project, release, to, targets=list(target), exclude_targets=list(exclude_target),
+                                 skip_steps=list(skip), variables=_variables(variable),
+                                 guided_failure=guided_failure, force=force)
+        remote.started(client, project, launched, wait or timeout is not None, timeout=timeout,
+                       cancel_on_timeout=cancel_on_timeout)
+        return
+    from flows.engine.request import DeployRequest
 
     start_at = _when(at, "--at")
     expires_at = _when(expires, "--expires", base=start_at)
@@ -207,8 +222,6 @@ def deploy(project: str, release: str = typer.Argument(..., help="A version, or 
         raise ConfigError(f"--at {at}: that time has passed ({start_at:%Y-%m-%d %H:%M:%S %Z})")
     if expires_at is not None and start_at is not None and expires_at <= start_at:
         raise ConfigError(f"--expires {expires}: must be after --at ({start_at:%Y-%m-%d %H:%M:%S %Z})")
-    if cancel_on_timeout and timeout is None:
-        raise ConfigError("--cancel-on-timeout needs --timeout SECONDS")
     request = DeployRequest(project, release, to, list(target), list(exclude_target), list(skip),
                             _variables(variable), guided_failure, force)
     _start(Workspace(), request, wait, at=start_at, expires=expires_at, timeout=timeout,
@@ -220,6 +233,9 @@ def promote(project: str, from_: str = typer.Option(..., "--from", help="Source 
             to: str = typer.Option(..., "--to", help="Destination environment"),
             wait: bool = typer.Option(False, "--wait")) -> None:
     """Deploy the release that last succeeded in one environment to the next."""
+    if (client := remote_client()) is not None:
+        remote.started(client, project, client.promote(project, from_, to), wait)
+        return
     from flows.orchestration.launch import promote_request
 
     ctx = Workspace()
@@ -230,6 +246,11 @@ def promote(project: str, from_: str = typer.Option(..., "--from", help="Source 
 def rollback(project: str, env: str = typer.Option(..., "--env", help="Environment to roll back"),
              wait: bool = typer.Option(False, "--wait")) -> None:
     """Deploy the environment's previous successful release again, as a new deployment."""
+    if (client := remote_client()) is not None:
+        launched = client.rollback(project, env)
+        say(f"rolling {env} back to {launched.get('release')}")
+        remote.started(client, project, launched, wait)
+        return
     from flows.orchestration.launch import rollback_request
 
     ctx = Workspace()
@@ -242,35 +263,46 @@ def rollback(project: str, env: str = typer.Option(..., "--env", help="Environme
 def list_(project: str | None = typer.Argument(None), environment: str | None = typer.Option(None, "--env"),
           limit: int = typer.Option(30, "--limit"), as_json: bool = typer.Option(False, "--json")) -> None:
     """Recent deployments, newest first."""
-    from snapshots.store import records
-    ctx = Workspace()
-    with ctx.store.read() as conn:
-        found = records.list_deployments(conn, project, environment, limit)
+    if (client := remote_client()) is not None:
+        found = [d for d in client.list_deployments(project, limit)
+                 if environment is None or d["environment"].casefold() == environment.casefold()]
+    else:
+        from snapshots.store import records
+        ctx = Workspace()
+        with ctx.store.read() as conn:
+            found = [d.as_dict() for d in records.list_deployments(conn, project, environment, limit)]
     if as_json:
-        print_json([d.as_dict() for d in found])
+        print_json(found)
         return
     print_table(None, ["#", "project", "release", "environment", "state", "created", "by", "finished"],
-                [(d.id, d.project, d.version, d.environment, d.state, d.created_at, d.created_by, d.finished_at)
-                 for d in found])
+                [(d["id"], d["project"], d["version"], d["environment"], d["state"], d["created_at"],
+                  d["created_by"], d["finished_at"]) for d in found])
 
 
 @deployment_app.command("show")
 def show(deployment_id: int, as_json: bool = typer.Option(False, "--json")) -> None:
     """One deployment: its state and every (step, target) result."""
-    from snapshots.store import records
-    ctx = Workspace()
-    with ctx.store.read() as conn:
-        found = records.get(conn, deployment_id)
-        results = records.results(conn, deployment_id)
+    if (client := remote_client()) is not None:
+        data = client.show_deployment(deployment_id)
+        data.pop("finished", None)  # the API's addition for pollers; the document is the local one
+    else:
+        from snapshots.store import records
+        ctx = Workspace()
+        with ctx.store.read() as conn:
+            found = records.get(conn, deployment_id)
+            results = records.results(conn, deployment_id)
+        data = {**found.as_dict(), "results": [r.as_dict() for r in results]}
     if as_json:
-        print_json({**found.as_dict(), "results": [r.as_dict() for r in results]})
+        print_json(data)
         return
-    say(f"deployment #{found.id}: {found.project} {found.version} → {found.environment}: {found.state}")
-    say(f"created {found.created_at} by {found.created_by}; started {found.started_at}; finished {found.finished_at}")
-    if found.error:
-        say(f"error: {found.error}")
+    d = data
+    say(f"deployment #{d['id']}: {d['project']} {d['version']} → {d['environment']}: {d['state']}")
+    say(f"created {d['created_at']} by {d['created_by']}; started {d['started_at']}; finished {d['finished_at']}")
+    if d.get("error"):
+        say(f"error: {d['error']}")
     print_table(None, ["step", "target", "result", "attempts", "finished", "message"],
-                [(r.step, r.target or "—", r.state, r.attempts, r.finished_at, r.message) for r in results])
+                [(r["step"], r["target"] or "—", r["state"], r["attempts"], r["finished_at"], r["message"])
+                 for r in d["results"]])
 
 
 @deployment_app.command("answer")
@@ -278,19 +310,36 @@ def answer(deployment_id: int,
            action: str = typer.Argument(..., help="retry|skip|ignore|abort (guided failure) or proceed|abort"),
            notes: str = typer.Option("", "--notes", help="Recorded on the deployment")) -> None:
     """Answer a deployment that is paused for a person (guided failure or a manual step)."""
+    if (client := remote_client()) is not None:
+        say(client.answer(deployment_id, action, notes))
+        return
     from flows.orchestration.launch import answer as answer_deployment
 
     ctx = Workspace()
     say(answer_deployment(ctx, deployment_id, action, notes, ctx.actor))
 
 
+@deployment_app.command("cancel")
+def cancel(deployment_id: int) -> None:
+    """Cancel a deployment: a queued one never starts, a running one stops (the record says who cancelled)."""
+    if (client := remote_client()) is not None:
+        say(client.cancel(deployment_id))
+        return
+    from flows.orchestration.launch import cancel as cancel_deployment
+
+    ctx = Workspace()
+    say(cancel_deployment(ctx, deployment_id, ctx.actor))
+
+
 @app.command()
 def status(project: str, as_json: bool = typer.Option(False, "--json")) -> None:
     """What is where: the project's environments (lifecycle order) × its releases."""
-    from flows.engine.dashboard import dashboard
+    if (client := remote_client()) is not None:
+        data = client.status(project)
+    else:
+        from flows.engine.dashboard import dashboard
 
-    ctx = Workspace()
-    data = dashboard(ctx, project)
+        data = dashboard(Workspace(), project)
     if as_json:
         print_json(data)
         return

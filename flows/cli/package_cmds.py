@@ -1,12 +1,14 @@
-"""``ferry package push|list``: the built-in feed."""
+"""``ferry package push|list``: the built-in feed (through the ferry server API in remote mode)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from flows.cli.output import print_json, print_table, say
+from flows.cli.remote import remote_client
 from snapshots.workspace import Workspace
 
 app = typer.Typer()
@@ -20,6 +22,9 @@ app.add_typer(package_app, name="package")
 def push(files: list[Path] = typer.Argument(..., help="<Id>.<SemVer>.zip|.tar.gz|.nupkg"),
          as_json: bool = typer.Option(False, "--json")) -> None:
     """Add package files to the feed (same bytes again: no-op; other bytes under a pushed version: refused)."""
+    if (client := remote_client()) is not None:
+        _push_remote(client, files, as_json)
+        return
     ctx = Workspace()
     results = []
     for file in files:
@@ -49,19 +54,55 @@ def push(files: list[Path] = typer.Argument(..., help="<Id>.<SemVer>.zip|.tar.gz
         raise typer.Exit(1)
 
 
+def _push_remote(client: Any, files: list[Path], as_json: bool) -> None:
+    """``package push`` through the ferry server: each file streamed with its sha256; the same lines and
+    JSON as a local push (the server runs the create-release-on-push triggers)."""
+    pushed = []
+    messages: list[str] = []
+    errors: list[str] = []
+    for file in files:
+        answer = client.push_package(file)
+        pushed.append({"id": answer["package_id"], "version": answer["version"],
+                       "filename": answer.get("filename", file.name), "size": answer["size"],
+                       "sha256": answer["sha256"], "pushed_at": answer.get("pushed_at"),
+                       "pushed_by": answer.get("pushed_by"), "created": answer["created"]})
+        if not as_json:
+            state = "pushed" if answer["created"] else "already in the feed (same sha256)"
+            say(f"{answer['package_id']} {answer['version']}: {state}  sha256 {answer['sha256']}  "
+                f"{answer['size']} bytes")
+        messages += [str(m) for m in answer.get("releases") or []]
+        errors += [str(e) for e in answer.get("errors") or []]
+    if as_json:
+        print_json(pushed)
+    else:
+        for message in messages:
+            say(message)
+    if errors:
+        from flows.cli.output import err_console
+
+        for error in errors:
+            err_console.print(f"error: {error}", markup=False)
+        raise typer.Exit(1)
+
+
 @package_app.command("list")
 def list_packages(package_id: str | None = typer.Argument(None, metavar="[ID]"),
                   as_json: bool = typer.Option(False, "--json")) -> None:
     """Packages in the feed, newest version first per id."""
     from snapshots.versions import sort_key
 
-    ctx = Workspace()
-    with ctx.store.read() as conn:
-        found = ctx.feed.list(conn, package_id)
-    found.sort(key=lambda p: (p.package_id, sort_key(p.version)), reverse=True)
-    found.sort(key=lambda p: p.package_id)
+    if (client := remote_client()) is not None:
+        found = [{"id": p["package_id"], "version": p["version"], "filename": p.get("filename"), "size": p["size"],
+                  "sha256": p["sha256"], "pushed_at": p.get("pushed_at"), "pushed_by": p.get("pushed_by")}
+                 for p in client.list_packages(package_id)]
+    else:
+        ctx = Workspace()
+        with ctx.store.read() as conn:
+            found = [p.as_dict() for p in ctx.feed.list(conn, package_id)]
+    found.sort(key=lambda p: (p["id"], sort_key(p["version"])), reverse=True)
+    found.sort(key=lambda p: p["id"])
     if as_json:
-        print_json([p.as_dict() for p in found])
+        print_json(found)
         return
     print_table(None, ["id", "version", "size", "sha256", "pushed"],
-                [(p.package_id, p.version, p.size, p.sha256[:16] + "…", p.pushed_at) for p in found])
+                [(p["id"], p["version"], p["size"], p["sha256"][:16] + "…", p["pushed_at"]) for p in found])

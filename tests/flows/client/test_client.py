@@ -15,6 +15,7 @@ import threading
 import time
 import tracemalloc
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,8 @@ class Api(ThreadingHTTPServer):
         self.finish_at: float = 0.0
         self.log_requests: list[float] = []
         self.refuse_push_early = False
+        self.outcome = "Success"
+        self.run_for: float | None = None
 
     @property
     def url(self) -> str:
@@ -79,7 +82,7 @@ class Handler(BaseHTTPRequestHandler):
             return None
         return "ci"
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         url = urlparse(self.path)
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
         if not self._auth():
@@ -90,6 +93,13 @@ class Handler(BaseHTTPRequestHandler):
                              "expires_at": None})
         elif url.path == "/api/v1/deployments/7/log":
             self._log(query.get("after"))
+        elif url.path == "/api/v1/deployments/7":
+            finished = time.monotonic() >= self.server.finish_at
+            self._send(200, {"id": 7, "project": "OctoFX", "version": "1.0.0", "environment": "Dev",
+                             "state": self.server.outcome if finished else "Running",
+                             "error": None if self.server.outcome == "Success" else "Install · web-01: exit code 3",
+                             "created_at": "2026-11-28T19:00:00", "created_by": "key:ci", "started_at": None,
+                             "finished_at": None, "results": [], "finished": finished})
         elif url.path == "/api/v1/deployments/404":
             self._send(404, {"error": "deployment #404 not found"})
         elif url.path == "/api/v1/deployments":
@@ -105,16 +115,21 @@ class Handler(BaseHTTPRequestHandler):
         """Lines 0..9 appear over time; the deployment pauses, then finishes at ``finish_at``."""
         self.server.log_requests.append(time.monotonic())
         now = time.monotonic()
+        if self.server.run_for is not None:  # the deployment "starts" when the first follower asks
+            self.server.finish_at, self.server.run_for = now + self.server.run_for, None
         start = int(after or 0)
         finished = now >= self.server.finish_at
         available = 10 if finished else min(9, int((self.server.finish_at - now < 1.0) * 9) + 1)
-        lines = [{"at": "2026-11-28T19:00:0%dZ" % i, "level": "INFO", "task": f"Install · web-0{i}",
+        lines = [{"at": f"2026-11-28T19:00:0{i}Z", "level": "INFO", "task": f"Install · web-0{i}",
                   "message": f"line {i}"} for i in range(start, available)]
-        state = "Success" if finished else "Paused" if self.server.finish_at - now < 1.0 else "Running"
+        outcome = self.server.outcome
+        state = ("Completed" if outcome == "Success" else outcome) if finished else \
+            "Paused" if self.server.finish_at - now < 1.0 else "Running"
         self._send(200, {"lines": lines, "next": str(max(start, available)), "state": state,
-                         "finished": finished, "ok": finished})
+                         "record_state": outcome if finished else "Running", "finished": finished,
+                         "ok": finished and outcome == "Success"})
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         url = urlparse(self.path)
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
         if url.path == "/api/v1/packages" and self.server.refuse_push_early:
@@ -136,6 +151,9 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 self._send(201, {"deployment_id": 7, "release": "1.0.0", "environment": body["environment"],
                                  "flow_run_id": "abc", "flow_run_url": ""})
+        elif url.path == "/api/v1/deployments/7/cancel":
+            self.server.outcome, self.server.finish_at = "Cancelled", time.monotonic()
+            self._send(200, {"message": "deployment #7: cancel requested (cancelled by key:ci)"})
         elif url.path.endswith("/releases"):
             self._send(409, {"error": "release OctoFX 1.0.0 already exists"})
         else:
@@ -162,8 +180,9 @@ class Handler(BaseHTTPRequestHandler):
                          "size": length, "created": True, "releases": []})
 
 
-@pytest.fixture
-def api() -> Iterator[Api]:
+@contextmanager
+def serve_api() -> Iterator[Api]:
+    """The fake API on a free loopback port, in a thread, for the length of the block."""
     server = Api()
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
@@ -175,22 +194,28 @@ def api() -> Iterator[Api]:
 
 
 @pytest.fixture
+def api() -> Iterator[Api]:
+    with serve_api() as server:
+        yield server
+
+
+@pytest.fixture
 def client(api: Api) -> Iterator[FerryClient]:
     with FerryClient(api.url + "/", KEY, timeout=5) as c:
         yield c
 
 
 def test_status_codes_become_the_errors_a_person_reads(api: Api, client: FerryClient) -> None:
-    with pytest.raises(AccessDenied, match="^api key 'ci' may not deploy to Production$") as refused:
+    with pytest.raises(AccessDenied, match=r"^api key 'ci' may not deploy to Production$") as refused:
         client.deploy("OctoFX", "latest", "Production")
     assert refused.value.exit_code == 3
     with pytest.raises(AccessDenied, match="unknown api key"):
         FerryClient(api.url, "ferry_0123abcd_wrong", timeout=5).whoami()
-    with pytest.raises(NotFoundError, match="^deployment #404 not found$"):
+    with pytest.raises(NotFoundError, match=r"^deployment #404 not found$"):
         client.show_deployment(404)
     with pytest.raises(ConflictError, match="already exists"):
         client.create_release("OctoFX", version="1.0.0")
-    with pytest.raises(ConfigError, match="^release: Field required$"):
+    with pytest.raises(ConfigError, match=r"^release: Field required$"):
         client._call("POST", "/deployments", json={"project": "OctoFX", "environment": "Dev"})
     with pytest.raises(FerryError, match="answered 500: database is down"):
         client._call("GET", "/boom")
@@ -245,7 +270,7 @@ def test_a_push_the_server_refuses_before_reading_is_reported_as_refused(api: Ap
     package = tmp_path / "OctoFX.Web.1.0.0.tar.gz"
     package.write_bytes(os.urandom(8 << 20))
     api.refuse_push_early = True
-    with pytest.raises(AccessDenied, match="^api key 'ci' may not push packages$"):
+    with pytest.raises(AccessDenied, match=r"^api key 'ci' may not push packages$"):
         client.push_package(package)
 
 
@@ -263,7 +288,7 @@ def test_follow_streams_every_line_and_returns_within_a_poll_of_the_end(api: Api
     assert (result.state, result.ok, result.finished) == ("Success", True, True)
     assert [line.message for line in lines] == [f"line {i}" for i in range(10)]  # each once, in order
     assert lines[0].text().endswith(" | INFO    | Install · web-00 | line 0")
-    assert states == ["Running", "Paused", "Success"]
+    assert states == ["Running", "Paused", "Completed"]
     assert returned - api.finish_at < 0.2 + 0.1, "follow must return within one 0.2 s poll of the end"
     gaps = [b - a for a, b in zip(api.log_requests, api.log_requests[1:], strict=False)]
     assert all(g > 0.12 for g in gaps), f"polled too often: {gaps}"
