@@ -22,7 +22,7 @@ def journal_key(project: str, environment: str) -> str:
 
 def _load(transport: Transport) -> dict[str, Any]:
     try:
-        return json.loads(transport.read_file(JOURNAL_FILE) or b"{}")  # type: ignore[no-any-return]
+        return json.loads(transport.read_file(JOURNAL_FILE) or b"{}")
     except json.JSONDecodeError:  # a damaged journal is treated as empty: the target gets redeployed
         return {}
 

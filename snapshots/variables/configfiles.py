@@ -24,7 +24,7 @@ import tempfile
 import xml.parsers.expat
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from json.decoder import scanstring
+from json.decoder import scanstring  # type: ignore[attr-defined]  # in CPython's json.decoder; not in typeshed
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -53,7 +53,7 @@ _BOM = "\ufeff"
 class Renderer(Protocol):
     """Renders ``#{...}`` templates in one file's text; ``where`` names the file in error messages."""
 
-    def __call__(self, text: str, where: str) -> str: ...
+    def __call__(self, text: str, where: str, /) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -178,7 +178,7 @@ class _JsonScanner:
         for literal in ("true", "false", "null"):
             if text.startswith(literal, start):
                 self.pos = start + len(literal)
-                return _JNode(literal, start, self.pos)  # type: ignore[arg-type]
+                return _JNode(literal, start, self.pos)
         number = _JSON_NUMBER.match(text, start)
         if number:
             self.pos = number.end()
@@ -908,7 +908,10 @@ def apply_to_directory(root: Path, *, substitute_globs: list[str], structured_gl
             report.append(f"no file matches {pattern!r} (substitute variables)")
         for path in paths:
             item = get(path)
-            new = substitute_text(texts[path], lambda t, rel=item.rel: render(t, where=rel))
+            def render_here(text: str, rel: str = item.rel) -> str:
+                return render(text, rel)
+
+            new = substitute_text(texts[path], render_here)
             if new != texts[path]:
                 texts[path] = new
                 if "substituted #{...} variables" not in notes[path]:

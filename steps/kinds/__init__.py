@@ -29,4 +29,4 @@ def executor(kind: str) -> Callable[[StepContext], None]:
         if exc.name != f"steps.kinds.{module_name}":
             raise
         raise StepFailed(f"step kind {kind!r} is not available in this ferry build", step=kind) from exc
-    return module.run  # type: ignore[no-any-return]
+    return module.run

@@ -179,9 +179,11 @@ class HAProxy:
             self.nodes.append(node)
 
     @classmethod
-    def from_model(cls, balancer: LoadBalancer, **kwargs: object) -> HAProxy:
+    def from_model(cls, balancer: LoadBalancer, *, poll: float = 0.05,
+                   ssh: Mapping[str, Transport] | Callable[[str], Transport] | None = None,
+                   log: Callable[[str], None] | None = None) -> HAProxy:
         """From a ``load_balancers`` entry of infrastructure.yaml."""
-        return cls(balancer.nodes, timeout=float(balancer.timeout), **kwargs)  # type: ignore[arg-type]
+        return cls(balancer.nodes, timeout=float(balancer.timeout), poll=poll, ssh=ssh, log=log)
 
     # -- commands -------------------------------------------------------------------------------------------
 

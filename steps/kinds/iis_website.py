@@ -35,6 +35,7 @@ from snapshots.errors import SnapshotIntegrityError, StepFailed
 from snapshots.model.steps import IisWebsiteStep
 from snapshots.variables.configfiles import apply_to_directory
 from steps.context import PackageRef, StepContext
+from steps.transports.winrm import load_script
 
 SCRIPT = "iis-deploy.ps1"
 SCRIPTS = Path(__file__).resolve().parent / "powershell"
@@ -189,6 +190,7 @@ def run(ctx: StepContext) -> None:
                 else f"{ref.filename} is already on the target (same sha256)")
     else:
         url = ctx.render(step.feed_url or "", f"{ctx.where} feed_url").rstrip("/") + "/" + ref.filename
+        # WinRM-only: the invoke check above let only a WinRM transport through
         pulled = transport.pull(url, plan.package_file, ref.sha256)  # type: ignore[attr-defined]
         ctx.log(f"the target downloaded {url} (sha256 verified)" if pulled
                 else f"{ref.filename} is already on the target (same sha256)")
@@ -217,6 +219,4 @@ def run(ctx: StepContext) -> None:
 
 
 def _script() -> str:
-    from steps.transports.winrm import load_script
-
     return load_script(SCRIPT, SCRIPTS)

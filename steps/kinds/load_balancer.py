@@ -26,7 +26,7 @@ _GUARD = threading.Lock()
 
 
 def balancer_client(shared: dict[str, Any], name: str, *, log: Callable[[str], None] | None = None,
-                    step: str | None = None, target: str | None = None) -> tuple[LoadBalancer, HAProxy]:
+                    step: str, target: str | None = None) -> tuple[LoadBalancer, HAProxy]:
     """The balancer's model and its (cached) HAProxy client; a clear error when it is not defined."""
     balancers: dict[str, LoadBalancer] = shared.get("load_balancers", {})
     model = balancers.get(name)

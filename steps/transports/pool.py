@@ -20,14 +20,15 @@ def open_transport(target: Target, *, home: Path) -> Transport:
     settings = target.transport
     if settings.kind == "local":
         return LocalTransport(target.name, settings.root)
+    # paramiko and pywinrm load only when a deployment has such a target (a local-only run never needs them)
     if settings.kind == "ssh":
         from steps.transports.ssh import SshTransport
 
-        return SshTransport.for_target(target, home=home)  # type: ignore[attr-defined,no-any-return]
+        return SshTransport.for_target(target, home=home)
     if settings.kind == "winrm":
         from steps.transports.winrm import WinRmTransport
 
-        return WinRmTransport.for_target(target, home=home)  # type: ignore[attr-defined,no-any-return]
+        return WinRmTransport.for_target(target, home=home)
     raise TransportError(f"unknown transport kind {settings.kind!r}", target=target.name, operation="connect")
 
 

@@ -43,6 +43,7 @@ from snapshots.errors import SnapshotIntegrityError, TransportError
 from snapshots.model.common import FromEnv, FromFile
 from snapshots.model.infrastructure import SshTransport as SshSpec
 from snapshots.model.infrastructure import Target
+from snapshots.settings import Settings
 from snapshots.variables.masking import Masker
 from steps.transports.bash import BASH_PREAMBLE
 from steps.transports.protocol import LineSink, RunResult
@@ -95,8 +96,6 @@ def _known_hosts_name(host: str, port: int) -> str:
 
 
 def default_known_hosts() -> Path:
-    from snapshots.settings import Settings
-
     return Settings.from_env().home / "known_hosts"
 
 
@@ -152,7 +151,8 @@ class KnownHosts:
             fd, tmp = tempfile.mkstemp(prefix=".known_hosts.", dir=self.path.parent)
             try:
                 with os.fdopen(fd, "w") as out:
-                    for entry in keys._entries:  # paramiko's own save() is not atomic
+                    # paramiko's own save() is not atomic; _entries is the list it writes from
+                    for entry in keys._entries:  # type: ignore[attr-defined]  # private, not in the stubs
                         line = entry.to_line()
                         if line:
                             out.write(line)
@@ -372,10 +372,13 @@ class SshTransport:
     def _sftp(self) -> paramiko.SFTPClient:
         if self._sftp_client is None:
             try:
-                self._sftp_client = paramiko.SFTPClient.from_transport(
+                client = paramiko.SFTPClient.from_transport(
                     self.transport, window_size=_WINDOW, max_packet_size=1 << 15)
             except (paramiko.SSHException, OSError) as exc:
                 raise self._error(f"cannot open SFTP: {exc}", "sftp") from exc
+            if client is None:  # paramiko's answer when the server opens no channel for it
+                raise self._error("cannot open SFTP: the server opened no channel", "sftp")
+            self._sftp_client = client
         return self._sftp_client
 
     def _exec(self, command: str, *, timeout: float = 60, operation: str = "run") -> tuple[int, str]:
@@ -665,7 +668,7 @@ class SshTransport:
             in_flight_limit = max(4, (8 << 20) // write_size)
             read_size = write_size * max(1, _UPLOAD_CHUNK // write_size)
             with sftp.open(remote, "wb") as target:
-                writer = _RawWriter(sftp, target.handle)
+                writer = _RawWriter(sftp, target.handle)  # type: ignore[arg-type]  # bytes; stubs: SFTPHandle
                 offset, pending = 0, None
                 while chunk := source.read(read_size):
                     if pending is not None:
@@ -688,7 +691,7 @@ class SshTransport:
         if self._write_size is None:
             size = 32768 - 64 - 64
             with contextlib.suppress(Exception):  # not OpenSSH, or an old one: keep the portable size
-                kind, msg = sftp._request(CMD_EXTENDED, "limits@openssh.com")
+                kind, msg = sftp._request(CMD_EXTENDED, "limits@openssh.com")  # type: ignore[attr-defined]  # private
                 if kind == CMD_EXTENDED_REPLY:
                     msg.get_int64()  # max packet length
                     msg.get_int64()  # max read length
@@ -706,7 +709,7 @@ class _RawWriter:
         self.in_flight: set[int] = set()
 
     def write(self, offset: int, data: memoryview) -> None:
-        with self.sftp._lock:
+        with self.sftp._lock:  # type: ignore[attr-defined]  # private (see _send_file)
             request = self.sftp.request_number
             self.sftp.request_number += 1
         length = 1 + 4 + len(self.handle) + 8 + 4 + len(data)
@@ -717,7 +720,7 @@ class _RawWriter:
     def collect(self, limit: int) -> None:
         """Read status replies while more than ``limit`` writes are in flight, or while replies are waiting."""
         while len(self.in_flight) > limit or (self.in_flight and self.channel.recv_ready()):
-            kind, data = self.sftp._read_packet()
+            kind, data = self.sftp._read_packet()  # type: ignore[attr-defined]  # private (see _send_file)
             msg = paramiko.Message(data)
             request = msg.get_int()
             if kind != CMD_STATUS or request not in self.in_flight:

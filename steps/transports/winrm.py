@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 import requests
 import xmltodict
@@ -86,8 +86,9 @@ _CHUNK_LINE = "Add-FerryChunk '{}'\r\n"
 _TRANSIENT_TRIES = 3
 _TRANSIENT_DELAY = 0.5
 _FAULT_SHELL_GONE = {2150858843}  # "the shell was not found" (server restarted, idle timeout)
-_AUTH_METHODS = {"ntlm": "ntlm", "kerberos": "kerberos", "credssp": "credssp", "certificate": "certificate",
-                 "basic": "basic"}
+_T = TypeVar("_T")
+_AUTH_METHODS: dict[str, Literal["ntlm", "kerberos", "credssp", "certificate", "basic"]] = {
+    "ntlm": "ntlm", "kerberos": "kerberos", "credssp": "credssp", "certificate": "certificate", "basic": "basic"}
 
 
 @cache
@@ -217,7 +218,7 @@ class WinRmTransport:
             text = text.replace(self._password, "********")
         return self._masker.mask(text) if self._masker else text
 
-    def _trust(self) -> tuple[str, str | None]:
+    def _trust(self) -> tuple[Literal["validate", "ignore"], str | None]:
         """(server_cert_validation, ca_trust_path) for pywinrm: the given CA file, else the system bundle."""
         spec = self.spec
         if spec.scheme != "https":
@@ -253,8 +254,9 @@ class WinRmTransport:
                           cert_key_pem=str(Path(spec.cert_key_file or "").expanduser()))
         try:
             return Protocol(
-                self.endpoint, transport=_AUTH_METHODS[spec.auth],  # type: ignore[arg-type]
-                username=spec.username, password=self._password, server_cert_validation=validation,  # type: ignore[arg-type]
+                self.endpoint, transport=_AUTH_METHODS[spec.auth],
+                username=spec.username, password=self._password, server_cert_validation=validation,
+                # None (requests' own bundle) is a value pywinrm handles but leaves out of its annotation
                 ca_trust_path=ca if ca is not None else None,  # type: ignore[arg-type]
                 read_timeout_sec=int(spec.read_timeout), operation_timeout_sec=int(spec.operation_timeout),
                 # over HTTP the body must be sealed with the auth session key; "always" refuses auth that can't
@@ -307,8 +309,8 @@ class WinRmTransport:
         assert self._shell is not None
         return self._shell
 
-    def _call(self, what: str, action: Callable[[Protocol], Any], *, operation: str = "run",
-              retry: bool = True) -> Any:
+    def _call(self, what: str, action: Callable[[Protocol], _T], *, operation: str = "run",
+              retry: bool = True) -> _T:
         """Run one WS-Management exchange, retrying transient failures (connection reset or refused, HTTP 503,
         a read timeout) and turning the rest into one clear ``TransportError``."""
         delay = _TRANSIENT_DELAY
@@ -411,8 +413,11 @@ class WinRmTransport:
         pieces = [data[i:i + piece] for i in range(0, len(data), piece)] or [b""]
         for index, chunk in enumerate(pieces):
             last = end and index == len(pieces) - 1
-            self._call("send input", lambda p, c=chunk, e=last: p.send_command_input(self.shell, command_id, c, e),
-                       retry=False)
+
+            def send(p: Protocol, chunk: bytes = chunk, last: bool = last) -> None:
+                p.send_command_input(self.shell, command_id, chunk, last)
+
+            self._call("send input", send, retry=False)
 
     def _max_stdin_bytes(self) -> int:
         """stdin bytes per Send: the envelope is base64 of them plus the SOAP around it."""
