@@ -82,23 +82,26 @@ def load_specs(ctx: Any, projects: list[str] | None = None) -> list[ProjectSpec]
                                   "infrastructure")
             environments = tuple(env for phase in lifecycle.phases for env in phase.environments)
             specs.append(ProjectSpec(name, environments, tuple(model.triggers), revision.revision, infra_revision,
-                                     _prompted_fields(model.variables)))
+                                     _prompted_fields(revision.document.get("variables", []))))
     return specs
 
 
-def _prompted_fields(variables: list[Any]) -> tuple[PromptedField, ...]:
-    """One field per prompted variable name (a name defined for several scopes is asked once; sensitive if any
-    of its definitions is)."""
+def _prompted_fields(variables: list[dict[str, Any]]) -> tuple[PromptedField, ...]:
+    """One field per prompted variable name of a stored project document (a name defined for several scopes
+    is asked once; sensitive if any of its definitions is; required when no definition has a default)."""
     fields: dict[str, PromptedField] = {}
     for var in variables:
-        if var.prompt is None:
+        prompt = var.get("prompt")
+        if not prompt:
             continue
-        seen = fields.get(var.name)
-        fields[var.name] = PromptedField(
-            name=var.name, sensitive=var.sensitive or (seen is not None and seen.sensitive),
-            required=(var.prompt.required and var.value is None) and (seen is None or seen.required),
-            label=var.prompt.label or (seen.label if seen else ""),
-            description=var.prompt.description or var.description or (seen.description if seen else ""))
+        name = var["name"]
+        seen = fields.get(name)
+        has_default = var.get("value") is not None or bool(var.get("ciphertext"))
+        fields[name] = PromptedField(
+            name=name, sensitive=bool(var.get("sensitive")) or (seen is not None and seen.sensitive),
+            required=prompt.get("required", True) and not has_default and (seen is None or seen.required),
+            label=prompt.get("label") or (seen.label if seen else ""),
+            description=prompt.get("description") or var.get("description") or (seen.description if seen else ""))
     return tuple(fields.values())
 
 

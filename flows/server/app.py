@@ -70,6 +70,7 @@ def create_app(ctx: Any) -> FastAPI:
     app.state.ctx = ctx
     for module in (routes_packages, routes_projects, routes_deployments):
         app.include_router(module.router, prefix=PREFIX)
+    _mount_prefect_proxy(app, ctx)
 
     @app.exception_handler(FerryError)
     async def ferry_error(_request: Request, exc: FerryError) -> JSONResponse:
@@ -86,10 +87,21 @@ def create_app(ctx: Any) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        logger.exception(f"{request.method} {request.url.path} failed")
+        logger.error(f"{request.method} {request.url.path} failed: {type(exc).__name__} (traceback follows)")
         return _error(500, f"internal error: {type(exc).__name__} (the ferry serve log has the details)")
 
     return app
+
+
+def _mount_prefect_proxy(app: FastAPI, ctx: Any) -> None:
+    """``/prefect``: the Prefect API for the Prefect UI, with prompted values kept out of Prefect
+    (``flows.server.prefect_proxy``; point the UI here with PREFECT_UI_API_URL=<this server>/prefect/api)."""
+    from flows.orchestration.served_runs import api_url
+    from flows.server.prefect_proxy import create_proxy
+
+    upstream = api_url()
+    if upstream:
+        app.mount("/prefect", create_proxy(ctx, upstream))
 
 
 # --- serving it from ferry serve -------------------------------------------------------------------------

@@ -105,3 +105,106 @@ def test_direct_plain_secret_is_refused(tmp_path: Path, ferry: Any, prefect_env:
     assert "FAILED" in proc.stdout, proc.stdout + proc.stderr
     assert "is sensitive but arrived as a plain Prefect parameter" in proc.stdout + proc.stderr
     assert not out.exists()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def served_secret(tmp_path: Path, prefect_server: Any, prefect_env: dict[str, str], postgres: Any):  # type: ignore[no-untyped-def]
+    """A project whose one step hashes the prompted secret, served by a real ``ferry serve`` with its API
+    (and the Prefect proxy under /prefect) on a free port; the ferry store on PostgreSQL."""
+    from tests.flows.serve_lab import make_served
+
+    port = _free_port()
+    store_url = postgres.create_database()
+    lab = make_served(tmp_path, prefect_env, store_url, environments={"Dev": 1},
+                      serve_args=("--api-port", str(port)))
+    out = tmp_path / "used.sha256"
+    hashing_project(lab.project, out)
+    lab.project.apply()
+    lab.project.release("1.0.0")
+    lab.start()
+    proxy = httpx.Client(base_url=f"http://127.0.0.1:{port}/prefect/api", timeout=30)
+    try:
+        yield lab, proxy, out, store_url
+    finally:
+        lab.stop()
+        lab.forget()
+
+
+def test_served_prompted_secret_found_nowhere(served_secret: Any, prefect_server: Any) -> None:
+    """Through ``ferry serve``: ``ferry deploy --variable Sec.Prompt`` (value on stdin) and the Prefect API
+    through ferry's proxy with the form's ``prompted`` object (what the UI sends). Both deployments use the
+    value; a copy of a run's parameters gets nothing; the secret is found 0 times anywhere."""
+    lab, proxy, out, store_url = served_secret
+    secret = make_secret()
+    expected = hashlib.sha256(secret.encode()).hexdigest()
+    deployment = lab.deployment()
+    schema = deployment["parameter_openapi_schema"]
+    field = schema["definitions"]["Prompted"]["properties"]["Sec.Prompt"]
+    assert (field["type"], field["format"], field.get("writeOnly")) == ("string", "password", True)
+    assert "Sec.Prompt" in schema["definitions"]["Prompted"]["required"]
+
+    with sampling(secret) as sampler:
+        cli = subprocess.run([FERRY, "deploy", lab.name, "1.0.0", "--to", "Dev", "--variable", "Sec.Prompt",
+                              "--wait", "--force"], input=secret + "\n", capture_output=True, text=True,
+                             env=lab.env, timeout=300)
+        assert cli.returncode == 0, cli.stdout + cli.stderr
+        assert "flow run" in cli.stdout, cli.stdout  # it went through ferry serve, not a local run
+        assert out.read_text().strip() == expected
+        out.unlink()
+
+        validate = proxy.post("/ui/schemas/validate", json={"schema": schema, "values": {
+            "environment": "Dev", "prompted": {"Sec.Prompt": secret}}})
+        assert validate.status_code == 200, validate.text
+        created = proxy.post(f"/deployments/{deployment['id']}/create_flow_run", json={
+            "parameters": {"environment": "Dev", "release": "1.0.0", "force": True,
+                           "prompted": {"Sec.Prompt": secret}}})
+        assert created.status_code == 201, created.text
+        run = lab.wait_final(created.json()["id"])
+        assert run["state"]["type"] == "COMPLETED", run["state"]
+        assert out.read_text().strip() == expected
+        assert set(run["parameters"]) >= {"prompted_ref"} and "prompted" not in run["parameters"]
+    processes = sampler.stop()
+
+    # A copy of that run's parameters (what "run again" or someone reading Prefect's API could send) gets no secret.
+    copy = lab.create_run(run["parameters"])
+    assert copy.status_code == 201, copy.text
+    again = lab.wait_final(copy.json()["id"])
+    assert again["state"]["type"] == "FAILED", again["state"]
+
+    # Keeping prompted values as a deployment's saved parameters is refused by the proxy.
+    patched = proxy.patch(f"/deployments/{deployment['id']}", json={"parameters": {"prompted": {"Sec.Prompt": secret}}})
+    assert patched.status_code == 422, patched.text
+
+    records = lab.records()
+    run_ids = [r["flow_run_id"] for r in records if r["flow_run_id"]] + [copy.json()["id"]]
+    report = scan_everything(secret, api=lab.api, flow_run_ids=run_ids,
+                             prefect_database_url=prefect_server.database_url,
+                             homes=[lab.root / "ferry-home", prefect_server.home, Path(lab.env["PREFECT_HOME"])])
+    report.merge(scan_bytes(secret, pg_dump(store_url), "ferry store (pg_dump)", "database dumps"))
+    report.merge(scan_bytes(secret, (cli.stdout + cli.stderr).encode(), "ferry deploy output", "outputs"))
+    report.merge(scan_bytes(secret, lab.serve_log().encode(), "ferry serve output", "outputs"))
+    report.merge(processes)
+    print(report)
+    assert report.total == 0, str(report)
+    assert report.looked_at["samples"] > 20, str(report)
+
+
+def test_secret_straight_to_prefect_is_refused(served_secret: Any) -> None:
+    """The form's ``prompted`` object sent to Prefect itself (not through ferry's proxy) is in Prefect's
+    database already: the run refuses to use it and says so, rather than working silently."""
+    lab, _proxy, out, _store = served_secret
+    created = lab.create_run({"environment": "Dev", "prompted": {"Sec.Prompt": "leaked"}})
+    assert created.status_code == 201, created.text
+    run = lab.wait_final(created.json()["id"])
+    assert run["state"]["type"] == "FAILED"
+    logs = lab.api.post("/logs/filter", json={"logs": {"flow_run_id": {"any_": [run["id"]]}}}).json()
+    assert any("is sensitive but arrived as a plain Prefect parameter" in entry["message"] for entry in logs), logs
+    assert not out.exists()
