@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import Column, Connection, Integer, MetaData, Table, Text, func, insert, inspect, select, update
 from sqlalchemy.exc import IntegrityError
 
 from snapshots import releases
@@ -63,6 +63,20 @@ def _ciphertexts(document_text: str) -> list[str]:
     return [v["ciphertext"] for v in variables if isinstance(v, dict) and v.get("ciphertext")]
 
 
+def other_encrypted_tables(conn: Connection) -> list[Table]:
+    """Tables besides the revisions that keep Fernet ciphertext in a ``ciphertext`` column (prompted values,
+    and whatever comes next): the key check and the rotation cover them without knowing them."""
+    found = []
+    inspector = inspect(conn)
+    for name in inspector.get_table_names():
+        if name in (project_revisions.name, variable_snapshots.name):
+            continue
+        columns = {c["name"] for c in inspector.get_columns(name)}
+        if {"id", "ciphertext"} <= columns:
+            found.append(Table(name, MetaData(), Column("id", Integer, primary_key=True), Column("ciphertext", Text)))
+    return found
+
+
 def key_state(conn: Connection) -> KeyState:
     known = [r[0] for r in conn.execute(select(master_keys.c.fingerprint).order_by(master_keys.c.id))]
     sample = None
@@ -73,6 +87,11 @@ def key_state(conn: Connection) -> KeyState:
         if row is not None and _ciphertexts(row[0]):
             sample = _ciphertexts(row[0])[0]
             break
+    if sample is None:
+        for table in other_encrypted_tables(conn):
+            sample = conn.execute(select(table.c.ciphertext).limit(1)).scalar()
+            if sample is not None:
+                break
     has_releases = conn.execute(select(func.count()).select_from(releases_table)).scalar_one() > 0
     signers = [r[0] for r in conn.execute(select(signatures.c.key_fingerprint).distinct())]
     return KeyState(known[-1] if known else None, known, sample, has_releases, signers)
@@ -225,6 +244,10 @@ def _rotate_in(conn: Connection, old: Vault, new: Vault, actor: str) -> tuple[in
             audit.record(conn, actor, "release.rekey", f"project/{release.project}/release/{release.version}",
                          revision=newest.revision + 1, key=short(new.key_id))
             snapshots += 1
+    for table in other_encrypted_tables(conn):
+        for row in conn.execute(select(table.c.id, table.c.ciphertext)).all():
+            conn.execute(update(table).where(table.c.id == row.id)
+                         .values(ciphertext=new.encrypt(old.decrypt(row.ciphertext))))
     conn.execute(insert(master_keys).values(fingerprint=new.key_id, reason="rotated", created_at=now(),
                                             created_by=actor))
     audit.record(conn, actor, "key.rotate", "key", old=short(old.key_id), new=short(new.key_id),

@@ -113,7 +113,7 @@ class MasterKey:
 def parse_master_key(text: str, source: str = "FERRY_MASTER_KEY") -> bytes:
     what = source if source == "FERRY_MASTER_KEY" else f"the master key file {source}"
     try:
-        key = base64.urlsafe_b64decode(text.strip().encode("ascii"))
+        key = base64.b64decode(text.strip().encode("ascii"), altchars=b"-_", validate=True)
     except (ValueError, UnicodeEncodeError) as exc:
         raise MasterKeyError(f"{what} is malformed: not urlsafe base64") from exc
     if len(key) != 32:
