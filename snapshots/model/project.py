@@ -138,7 +138,7 @@ class Project(Model):
     lifecycle: Name = "Default"
     packages: list[Name] = Field(default_factory=list, description="Package ids a release pins")
     versioning: Versioning = Versioning()
-    strict_variables: bool = Field(True, description="An unknown #{Name} fails the step (False: warn, empty)")
+    strict_variables: bool = Field(True, description="An unknown #{Name} fails the step (False: warn, leave it)")
     process: list[ProcessItem] = Field(default_factory=list)
     variables: list[Variable] = Field(default_factory=list)
     triggers: list[Trigger] = Field(

@@ -93,8 +93,8 @@ class _Gen:
             return f"_rt.item_get({split[0]}, {self.name(split[1], scope)}, _tok[{tok}], {flag})"
         return f"_rt.get({self.name(parts, scope)}, _tok[{tok}], {flag})"
 
-    def value(self, v: Value, scope: tuple[tuple[str, str], ...]) -> str:
-        code = "none" if v.parts is None else self.symbol(v.parts, v.tok, scope, False)
+    def value(self, v: Value, scope: tuple[tuple[str, str], ...], lenient: bool = False) -> str:
+        code = "none" if v.parts is None else self.symbol(v.parts, v.tok, scope, lenient)
         for f in v.filters:
             args = "".join(", " + (self.const(a) if isinstance(a, str) else self.text(a, scope)) for a in f.args)
             code = f"({code} | {f.name}(_tok[{v.tok}]{args}))"
@@ -104,8 +104,13 @@ class _Gen:
         return f"_rt.out({self.value(v, scope)}, _tok[{v.tok}])"
 
     def cond(self, c: Cond, tok: int, scope: tuple[tuple[str, str], ...]) -> str:
-        def operand(o: Lit | tuple[str | Value, ...]) -> str:
-            return self.const(o.text) if isinstance(o, Lit) else self.symbol(o, tok, scope, True)
+        def operand(o: Lit | Value) -> str:
+            if isinstance(o, Lit):
+                return self.const(o.text)
+            assert o.parts is not None
+            if not o.filters:
+                return self.symbol(o.parts, tok, scope, True)
+            return f"_rt.cond_value({self.value(o, scope, lenient=True)}, _tok[{tok}])"
 
         if c.op is None:
             return f"_rt.truthy({operand(c.left)})"
@@ -121,7 +126,9 @@ class _Gen:
         if kind == "neg":
             return f"(-{self.calc(e[1], tok, scope)})"
         left, right = self.calc(e[1], tok, scope), self.calc(e[2], tok, scope)
-        return f"_rt.div({left}, {right}, _tok[{tok}])" if kind == "/" else f"({left} {kind} {right})"
+        if kind in "/%":
+            return f"_rt.{'div' if kind == '/' else 'mod'}({left}, {right}, _tok[{tok}])"
+        return f"({left} {kind} {right})"
 
 
 @dataclass(frozen=True)
@@ -203,8 +210,13 @@ def collect_names(nodes: list[Any], scope: tuple[tuple[str, str], ...], required
             calc(n.expr)
         elif isinstance(n, If):
             for o in (n.cond.left, n.cond.right):
-                if o is not None and not isinstance(o, Lit):
-                    sym(o, optional)
+                if isinstance(o, Value):
+                    if o.parts:
+                        sym(o.parts, optional)
+                    for f in o.filters:
+                        for a in f.args:
+                            if isinstance(a, Value):
+                                value(a)
             collect_names(n.body, scope, required, optional)
             collect_names(n.orelse, scope, required, optional)
         elif isinstance(n, Each):

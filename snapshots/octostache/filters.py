@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from jinja2 import pass_context
 from jinja2.runtime import Context
@@ -21,11 +22,7 @@ if TYPE_CHECKING:
     from snapshots.octostache.runtime import Runtime
 
 # Octopus filters ferry knows of but does not implement: named so the error says "not supported", not "unknown".
-UNSUPPORTED = {
-    "markdown", "markdowntohtml", "uripart", "indent", "md5", "sha1", "sha256", "sha384", "sha512",
-    "versionmajor", "versionminor", "versionpatch", "versionrevision", "versionprerelease",
-    "versionprereleaseprefix", "versionprereleasecounter", "versionmetadata",
-}
+UNSUPPORTED = {"markdown", "markdowntohtml"}
 
 
 FILTERS: dict[str, Callable[..., Any]] = {}
@@ -53,7 +50,8 @@ def _filter(name: str, args: tuple[int, int] = (0, 0), needs: str = "value"
             try:
                 return fn(value, *argv)
             except FilterError as exc:
-                return rt.fail(tok, f"{name}: {exc}")
+                failed = rt.fail(tok, f"{name}: {exc}")
+                return failed if exc.shown is None else exc.shown
 
         FILTERS[name.lower()] = jinja_filter
         return fn
@@ -236,3 +234,121 @@ def _format(value: str, *args: str) -> str:
     raise FilterError("the value is not a " + ("number or date" if kind == "auto" else args[0]))
 
 
+
+
+@_filter("Indent", (0, 2))
+def _indent(value: str, *args: str) -> str:
+    """Octostache's Indent: no option is four spaces; ``N``, ``/N`` (later lines only) and ``N/M`` (first line,
+    later lines) are sizes up to 255; any other option is the text itself, a second one the text of later lines."""
+    if not value:
+        return value
+    first = later = "    "
+    if len(args) == 2:
+        first, later = args
+    elif args:
+        m = re.fullmatch(r"(\d*)(/?)(\d*)", args[0])
+        sizes = m and [int(n) for n in (m.group(1), m.group(3)) if n]
+        if m and sizes and max(sizes) <= 255 and (m.group(2) == "") == (m.group(3) == ""):
+            first = " " * int(m.group(1) or 0)
+            later = " " * int(m.group(3) or m.group(1))
+        else:
+            first = later = args[0]
+    return "\n".join((later if i else first) + line for i, line in enumerate(value.split("\n")))
+
+
+def _hash(algorithm: str) -> Callable[..., str]:
+    def digest(value: str, *args: str) -> str:
+        """Hex digest of the value's bytes (utf8 by default, unicode, or base64-decoded), optionally only the first
+        N bytes; the two options come in either order."""
+        encoding, size = None, None
+        for arg in args:
+            if encoding is None and arg.lower() in ("utf8", "utf-8", "unicode", "base64"):
+                encoding = arg.lower()
+            elif size is None and re.fullmatch(r"\d+", arg) and int(arg) > 0:
+                size = int(arg)
+            else:
+                raise FilterError(f"'{arg}' is neither an encoding (utf8, unicode, base64) nor a size above 0")
+        if encoding == "base64":
+            try:
+                data = base64.b64decode(value, validate=True)
+            except (binascii.Error, ValueError):
+                raise FilterError("the value is not valid base64") from None
+        else:
+            data = value.encode("utf-16-le" if encoding == "unicode" else "utf-8")
+        return hashlib.new(algorithm, data).digest()[:size].hex()
+
+    return digest
+
+
+for _name in ("Md5", "Sha1", "Sha256", "Sha384", "Sha512"):
+    _filter(_name, (0, 2))(_hash(_name.lower()))
+
+_VERSION = re.compile(r"[vV]?(\d+)(?:\.(\d+))?(?:\.(\d+))?(?:\.(\d+))?(?:[.-](.*?))?(?:\+(.*))?")
+
+
+def _version(value: str) -> tuple[str, str, str, str, str, str]:
+    """major, minor, patch, revision, pre-release, metadata of a version as Octopus reads one (``v1.2``,
+    ``1.2.3.4-branch.1+meta``, ``19.0.0.Final``; ``latest`` is all zeros with pre-release ``latest``)."""
+    m = _VERSION.fullmatch(value.strip())
+    if not m:
+        text, _, meta = value.strip().partition("+")
+        return "0", "0", "0", "0", text, meta
+    major, minor, patch, revision, pre, meta = m.groups()
+    return major, minor or "0", patch or "0", revision or "0", pre or "", meta or ""
+
+
+def _pre_parts(value: str) -> tuple[str, str]:
+    """``branch.1`` → (``branch``, ``1``): the pre-release split at its first ``.``, ``-`` or ``_``."""
+    m = re.match(r"([^.\-_]*)[.\-_]?(.*)", _version(value)[4], re.DOTALL)
+    assert m is not None
+    return m.group(1), m.group(2)
+
+
+_filter("VersionMajor")(lambda v: _version(v)[0])
+_filter("VersionMinor")(lambda v: _version(v)[1])
+_filter("VersionPatch")(lambda v: _version(v)[2])
+_filter("VersionRevision")(lambda v: _version(v)[3])
+_filter("VersionPreRelease")(lambda v: _version(v)[4])
+_filter("VersionMetadata")(lambda v: _version(v)[5])
+_filter("VersionPreReleasePrefix")(lambda v: _pre_parts(v)[0])
+_filter("VersionPreReleaseCounter")(lambda v: _pre_parts(v)[1])
+
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ftp": 21, "ws": 80, "wss": 443, "file": -1}
+
+
+@_filter("UriPart", (0, 1))
+def _uri_part(value: str, *args: str) -> str:
+    """A part of an absolute URI, named as .NET's ``System.Uri`` names it (Host, Port, PathAndQuery, ...). Its
+    errors render as Octostache prints them, ``[UriPart Host error: ...]``, in Octopus mode."""
+    if not args:
+        raise FilterError("no argument given", shown="[UriPart error: no argument given]")
+    part = args[0]
+    url = urlsplit(value.strip())
+
+    def fail(reason: str) -> FilterError:
+        return FilterError(reason, shown=f"[UriPart {part} error: {reason}]")
+
+    if not url.scheme or not (url.netloc or url.scheme == "file"):
+        raise fail("This operation is not supported for a relative URI.")
+    host = url.hostname or ""
+    port = url.port if url.port is not None else _DEFAULT_PORTS.get(url.scheme.lower(), -1)
+    default = url.port is None or url.port == _DEFAULT_PORTS.get(url.scheme.lower())
+    authority = host + ("" if default else f":{port}")
+    path = url.path or "/"
+    query = f"?{url.query}" if url.query else ""
+    kind = "IPv4" if re.fullmatch(r"[\d.]+", host) else "IPv6" if ":" in host else "Dns"
+    user = url.netloc.rpartition("@")[0] if "@" in url.netloc else ""
+    parts = {
+        "absolutepath": path, "absoluteuri": f"{url.scheme}://{authority}{path}{query}"
+        + (f"#{url.fragment}" if url.fragment else ""),
+        "authority": authority, "dnssafehost": host, "fragment": f"#{url.fragment}" if url.fragment else "",
+        "host": host, "hostandport": f"{host}:{port}", "hostnametype": kind, "isabsoluteuri": "true",
+        "isdefaultport": _bool(default), "isfile": _bool(url.scheme.lower() == "file"),
+        "isloopback": _bool(host.lower() in ("localhost", "::1") or host.startswith("127.")),
+        "isunc": _bool(url.scheme.lower() == "file" and bool(host)), "localpath": path, "path": path,
+        "pathandquery": path + query, "port": str(port), "query": query, "scheme": url.scheme.lower(),
+        "schemeandserver": f"{url.scheme}://{authority}", "userinfo": user,
+    }
+    if part.lower() not in parts:
+        raise fail(f"argument '{part}' not supported")
+    return parts[part.lower()]

@@ -17,6 +17,7 @@ from snapshots.octostache.syntax import (
     Cond,
     Each,
     Else,
+    ElseIf,
     End,
     Filter,
     If,
@@ -40,6 +41,7 @@ class _Frame:
     node: If | Each
     outer: list[Any]
     in_else: bool = False
+    current: If | None = None  # the latest #{if}/#{elseif} clause: where #{elseif} and #{else} attach
 
 
 class Parser:
@@ -106,7 +108,16 @@ class Parser:
                 if stack[-1].in_else:
                     raise CompileError("a second #{else} in the same #{if}", self.toks[node.tok])
                 stack[-1].in_else = True
-                body = stack[-1].node.orelse  # type: ignore[union-attr]
+                body = (stack[-1].current or stack[-1].node).orelse  # type: ignore[union-attr]
+            elif isinstance(node, ElseIf):
+                if not stack or not isinstance(stack[-1].node, If) or stack[-1].node.kw != "if":
+                    raise CompileError("#{elseif} outside #{if}", self.toks[node.tok])
+                if stack[-1].in_else:
+                    raise CompileError("#{elseif} after #{else}", self.toks[node.tok])
+                clause = If("if", node.cond, node.tok)
+                (stack[-1].current or stack[-1].node).orelse.append(clause)  # type: ignore[union-attr]
+                stack[-1].current = clause
+                body = clause.body
             elif isinstance(node, End):
                 tok = self.toks[node.tok]
                 if not stack:
@@ -140,6 +151,8 @@ class Parser:
         if low.startswith("/"):
             m = re.fullmatch(r"/\s*(if|unless|each)", low)
             return End(m.group(1), t) if m else Bad(t, "unknown closing tag")
+        if m := re.match(r"elseif(?:\s+|$)", s, re.IGNORECASE):
+            return ElseIf(self._cond(lead + m.end(), stop, t), t)
         if m := re.match(r"(if|unless)\s+", s, re.IGNORECASE):
             return If(m.group(1).lower(), self._cond(lead + m.end(), stop, t), t)
         if m := re.match(r"each\s+", s, re.IGNORECASE):
@@ -245,7 +258,9 @@ class Parser:
                 i = k
         return Filter(name.lower(), args)
 
-    def _operand(self, a: int, b: int, t: int) -> Lit | tuple[str | Value, ...]:
+    def _operand(self, a: int, b: int, t: int) -> Lit | Value:
+        """A quoted literal, or a variable with optional filters (``Hello | ToLower``), as Octostache allows on
+        either side of a comparison."""
         src = self.src
         while a < b and src[a].isspace():
             a += 1
@@ -257,10 +272,12 @@ class Parser:
         if q and q[0] == b:
             return Lit(q[1])
         try:
-            return self._symbol(a, b)
+            value = self._value(a, b, t)
         except Unparsable as exc:
-            hint = "; filters are not supported in conditions, test a variable that holds the filtered value"
-            raise self._fail(f"bad condition: {exc}{hint if '|' in src[a:b] else ''}", t) from None
+            raise self._fail(f"bad condition: {exc}", t) from None
+        if value.parts is None:
+            raise self._fail("a condition needs a variable or a quoted text", t)
+        return value
 
     def _cond(self, a: int, b: int, t: int) -> Cond:
         op = find_comparison(self.src, a, b)
@@ -282,7 +299,9 @@ class Parser:
         return Each(var.lower(), coll, t)
 
     def _calc(self, a: int, b: int, t: int) -> tuple[Any, ...]:
-        """``#{calc}``: numbers, variable names, + - * / and parentheses (a name may hold '-': space it)."""
+        """``#{calc}`` as Octostache reads it: numbers, + - * / % and parentheses, variables as ``{Name}`` or bare.
+        A bare name runs to a blank or one of ``+*%(){}``, so it may hold '-' and '/' (``B-2`` is one name: write
+        ``{B}-2`` or ``B - 2``)."""
         src, items, i = self.src, [], a
         while i < b:
             c = src[i]
@@ -293,14 +312,23 @@ class Parser:
                     raise self._fail("#{calc}: a number is too large", t)
                 items.append(("num", float(m.group())))
                 i = m.end()
-            elif c in "+-*/()":
+            elif c in "+-*/%()":
                 items.append((c,))
                 i += 1
             elif src.startswith("#{", i):
                 raise self._fail("write variable names in #{calc} without #{...}", t)
+            elif c == "{":
+                j = src.find("}", i + 1, b)
+                if j == -1:
+                    raise self._fail("#{calc}: '{' without '}'", t)
+                try:
+                    items.append(("sym", self._symbol(i + 1, j)))
+                except Unparsable as exc:
+                    raise self._fail(f"bad #{{calc}} operand: {exc}", t) from None
+                i = j + 1
             else:
                 j, depth = i, 0
-                while j < b and (depth or not (src[j].isspace() or src[j] in "+*/()")):
+                while j < b and (depth or not (src[j].isspace() or src[j] in "+*%(){}")):
                     depth += {"[": 1, "]": -1}.get(src[j], 0)
                     j += 1
                 try:
@@ -338,7 +366,7 @@ class Parser:
             return left
 
         def expr() -> tuple[Any, ...]:
-            return binary("+-", lambda: binary("*/", atom))
+            return binary("+-", lambda: binary("*/%", atom))
 
         tree = expr()
         if pos != len(items):

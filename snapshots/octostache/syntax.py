@@ -41,9 +41,12 @@ class Lit:
 
 @dataclass
 class Cond:
-    left: Lit | tuple[str | Value, ...]
+    """``left``, or ``left == right`` / ``left != right``; an operand is a quoted literal or a variable with
+    optional filters (``Hello | ToLower``)."""
+
+    left: Lit | Value
     op: str | None = None
-    right: Lit | tuple[str | Value, ...] | None = None
+    right: Lit | Value | None = None
 
 
 @dataclass
@@ -94,6 +97,14 @@ class Else:
 
 
 @dataclass
+class ElseIf:
+    """``#{elseif <condition>}``: a clause of ``#{if}``; parsed into an ``If`` in the ``orelse`` of the one before."""
+
+    cond: Cond
+    tok: int
+
+
+@dataclass
 class End:
     kw: str
     tok: int
@@ -107,7 +118,12 @@ class CompileError(Exception):
         self.message, self.tok = message, tok
 
 class FilterError(Exception):
-    """A filter cannot apply to this input or these arguments (Octostache returns null and echoes the token)."""
+    """A filter cannot apply to this input or these arguments (Octostache returns null and echoes the token).
+    ``shown`` is what Octostache prints instead of the echo, where it prints something (``UriPart``'s errors)."""
+
+    def __init__(self, message: str, shown: str | None = None) -> None:
+        super().__init__(message)
+        self.shown = shown
 
 
 class Unparsable(Exception):
@@ -141,10 +157,14 @@ def quoted(src: str, i: int, limit: int) -> tuple[int, str] | None:
     return None
 
 
+_CALC = re.compile(r"\s*calc\s", re.IGNORECASE)
+
+
 def find_close(src: str, start: int, limit: int) -> int | None:
     """Index of the ``}`` closing the ``#{`` at ``start``, or None.  Nested tokens count, and after ``|``, ``=``
-    or ``!`` quoted arguments may hold ``}`` (``Replace "[0-9]{3}" x``)."""
+    or ``!`` quoted arguments may hold ``}`` (``Replace "[0-9]{3}" x``); ``#{calc}`` names variables as ``{B}``."""
     quoting = [False]
+    braces = 0 if _CALC.match(src, start + 2, limit) else -1  # -1: plain braces are text, not nesting
     i = start + 2
     while i < limit:
         if src.startswith("#{", i):
@@ -152,7 +172,9 @@ def find_close(src: str, start: int, limit: int) -> int | None:
             i += 2
             continue
         c = src[i]
-        if c == "}":
+        if braces >= 0 and len(quoting) == 1 and c in "{}" and (c == "{" or braces > 0):
+            braces += 1 if c == "{" else -1
+        elif c == "}":
             quoting.pop()
             if not quoting:
                 return i

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+from snapshots.errors import TemplateError
 from snapshots.octostache import render
 
 P = pytest.param
@@ -352,9 +353,10 @@ def test_documented_iteration_examples() -> None:
 
 
 def test_deviations_from_octostache() -> None:
-    # Octostache echoes an unknown variable in a template ("#{Jazz}"); ferry follows Octopus's documented
-    # variable behaviour instead: empty in lenient mode, an error in strict mode.
-    assert render("#{Foo}#{Jazz}", {"Foo": "#{Bar}", "Bar": "Baz"}, strict=False) == "Baz"
-    # Octostache echoes an unknown filter; ferry reports it (see test_unknown_filter_always_raises).
-    # JSON values are not parsed: an index into JSON is an ordinary (unknown) name.
-    assert render("#{J.Name}", {"J": '{"Name": "x"}'}, strict=False) == ""
+    # Octopus mode echoes an unknown variable as Octostache does ("#{Jazz}"); strict mode reports it.
+    assert render("#{Foo}#{Jazz}", {"Foo": "#{Bar}", "Bar": "Baz"}, strict=False) == "Baz#{Jazz}"
+    with pytest.raises(TemplateError, match="unknown variable 'Jazz'"):
+        render("#{Foo}#{Jazz}", {"Foo": "#{Bar}", "Bar": "Baz"})
+    # Octostache echoes an unknown filter; ferry reports it (see test_unknown_filter_always_raises and
+    # snapshots/octostache/DEVIATIONS.md). JSON values are read as Octostache reads them.
+    assert render("#{J.Name}", {"J": '{"Name": "x"}'}, strict=False) == "x"

@@ -17,9 +17,11 @@ def test_unknown_variable_names_it_and_where() -> None:
     assert err.value.variable == "Web.Host"
 
 
-def test_unknown_variable_lenient_renders_empty_and_warns() -> None:
+def test_unknown_variable_lenient_echoes_and_warns() -> None:
+    # As Octostache (UsageFixture.UnmatchedSubstitutionsAreEchoed): the token stays as written, so the gap shows.
     warnings: list[str] = []
-    assert render("a#{Nope}b#{Nope2 | ToUpper}c", {}, strict=False, warnings=warnings, where="web.config") == "abc"
+    assert render("a#{Nope}b#{Nope2 | ToUpper}c", {}, strict=False, warnings=warnings, where="web.config") == (
+        "a#{Nope}b#{Nope2 | ToUpper}c")
     assert warnings == ["web.config: line 1, column 2: unknown variable 'Nope' in #{Nope}",
                         "web.config: line 1, column 10: unknown variable 'Nope2' in #{Nope2 | ToUpper}"]
 
@@ -59,7 +61,8 @@ def test_calc_errors() -> None:
         render("#{calc 1 / Zero}", {"Zero": "0"})
     with pytest.raises(TemplateError, match="not a number"):
         render("#{calc 1 + Word}", {"Word": "abc"})
-    assert render("#{calc 1 / Zero}", {"Zero": "0"}, strict=False) == "#{calc 1 / Zero}"
+    # Octopus mode echoes what cannot be computed as Octostache does: the expression without "calc".
+    assert render("#{calc 1 / Zero}", {"Zero": "0"}, strict=False) == "#{1 / Zero}"
     assert render("#{calc (1 + 2) * -3 / 2}", {}) == "-4.5"
     with pytest.raises(TemplateError, match="the result is too large"):
         render("#{calc Big * Big}", {"Big": "9" * 200})
@@ -73,8 +76,8 @@ def test_each_with_nested_blocks_and_specials() -> None:
                 "#{unless Octopus.Template.Each.Last},#{else}]#{/unless}#{/each}")
     assert render(template, variables) == "[web,db,api]"
     assert render("#{each r in Roles}#{Octopus.Template.Each.Index}#{/each}", variables) == "012"
-    # Outside a loop the specials are ordinary (here unknown) variables.
-    assert render("#{Octopus.Template.Each.Index}", {}, strict=False) == ""
+    # Outside a loop the specials are ordinary (here unknown, so echoed) variables.
+    assert render("#{Octopus.Template.Each.Index}", {}, strict=False) == "#{Octopus.Template.Each.Index}"
 
 
 def test_is_truthy() -> None:
