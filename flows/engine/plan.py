@@ -152,8 +152,11 @@ def resolve_rolling(release: ReleasePlan, item: ParentStep, environment: str) ->
         return Rolling.model_validate(_counts(data))
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
-        raise ConfigError(f"step {item.name!r} in {environment}: rolling.{'.'.join(map(str, first['loc']))} "
-                          f"{first['msg'].removeprefix('Value error, ')} (after variable substitution)") from None
+        where = ".".join(map(str, first["loc"]))
+        # the model's messages start with the field's name ("window 'x' must be …"): say it once
+        message = first["msg"].removeprefix("Value error, ").removeprefix(f"{first['loc'][0]} ")
+        raise ConfigError(f"step {item.name!r} in {environment}: rolling.{where} {message} "
+                          "(after variable substitution)") from None
 
 
 def _counts(data: dict[str, Any]) -> dict[str, Any]:
