@@ -248,7 +248,7 @@ def rollback(project: str, env: str = typer.Option(..., "--env", help="Environme
     """Deploy the environment's previous successful release again, as a new deployment."""
     if (client := remote_client()) is not None:
         launched = client.rollback(project, env)
-        say(f"rolling {env} back to {launched.get('release')}")
+        say(f"rolling {env} back from {launched.get('rolled_back_from')} to {launched.get('release')}")
         remote.started(client, project, launched, wait)
         return
     from flows.orchestration.launch import rollback_request

@@ -87,9 +87,8 @@ def _create_remote(client: Any, project: str, version: str | None, package: list
     state = "created" if answer["created"] else "already exists (ignored)"
     pkgs = ", ".join(f"{p['id']} {p['version']}" for p in summary["packages"] or []) or "no packages"
     say(f"release {summary['project']} {summary['version']} {state}: {pkgs}; digest {summary['digest']}")
-    for item in started:
-        say(f"lifecycle auto-deploy: {project} {summary['version']} → {item.get('environment')}: deployment "
-            f"#{item.get('deployment_id')}" if isinstance(item, dict) else str(item))
+    for message in answer.get("messages") or []:  # the server's auto-deploy lines, as a local create prints
+        say(str(message))
 
 
 def _summary(release: Any) -> dict[str, Any]:
