@@ -2,6 +2,12 @@
 
 It is Octopus's "run on the server" and the worker side of ``run_on: worker-for-each-target`` steps; the
 test suite and benchmarks use it as a real, cheap target (real processes, real files).
+
+The values a script reads (``FERRY_DATA``, decrypted secrets included) never touch a disk: they live in an
+anonymous in-memory file (``memfd_create``) that the script inherits and opens as ``/proc/self/fd/N``; it
+vanishes with the last process holding it, so a SIGKILLed deployment leaves nothing behind. Where memfd is
+missing, a 0600 file in a 0700 per-process directory is used instead, and directories of dead processes
+are swept when the next transport starts.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from steps.transports.bash import BASH_PREAMBLE
 from steps.transports.protocol import LineSink, RunResult
 
 TAIL_LINES = 20
+SCRATCH_PREFIX = "ferry-run-"
 MAX_INLINE = 64 * 1024  # bytes of script passed as `bash -c` (one argument may hold 128 KiB)
 
 
@@ -38,6 +45,7 @@ class LocalTransport:
         self.root.mkdir(parents=True, exist_ok=True)
         self.state_dir = str(self.root / ".ferry")
         self._scratch: str | None = None
+        sweep_scratch()
 
     def _path(self, remote: str) -> Path:
         path = Path(remote)
@@ -50,26 +58,38 @@ class LocalTransport:
                      "FERRY_TARGET_ROOT": str(self.root), "FERRY_STATE_DIR": self.state_dir, **(env or {})}
         source = BASH_PREAMBLE + script
         scratch: list[str] = []  # files to remove afterwards (one private folder per transport, no rmtree)
+        fds: list[int] = []  # in-memory files the script inherits
         try:
             if data is not None:
-                child_env["FERRY_DATA"] = self._scratch_file(json.dumps(data).encode(), scratch)
+                child_env["FERRY_DATA"] = self._private(json.dumps(data).encode(), "ferry-data", fds, scratch)
             # short scripts go on the command line (no file to write); long ones through a private file
             args = ["bash", "-c", source] if len(source) < MAX_INLINE else \
-                ["bash", self._scratch_file(source.encode(), scratch)]
+                ["bash", self._private(source.encode(), "ferry-script", fds, scratch)]
             try:
-                proc = subprocess.Popen(args, cwd=workdir, env=child_env, stdin=subprocess.DEVNULL,
+                proc = subprocess.Popen(args, cwd=workdir, env=child_env, stdin=subprocess.DEVNULL, pass_fds=fds,
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
             except OSError as exc:
                 raise TransportError(str(exc), target=self.target, operation="run") from exc
+            finally:
+                for fd in fds:
+                    os.close(fd)
             return _stream(proc, self.target, timeout, on_line)
         finally:
             for path in scratch:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(path)
 
+    def _private(self, content: bytes, name: str, fds: list[int], scratch: list[str]) -> str:
+        """A path the script can open (again and again) that only it and this process can reach."""
+        fd = memory_file(content, name)
+        if fd is None:
+            return self._scratch_file(content, scratch)
+        fds.append(fd)
+        return f"/proc/self/fd/{fd}"
+
     def _scratch_file(self, content: bytes, scratch: list[str]) -> str:
-        if self._scratch is None:
-            self._scratch = tempfile.mkdtemp(prefix="ferry-run-")  # mode 0700: values stay private
+        if self._scratch is None:  # mode 0700: values stay private; the pid lets a later run sweep it
+            self._scratch = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-")
         fd, path = tempfile.mkstemp(dir=self._scratch)  # mode 0600
         scratch.append(path)
         with os.fdopen(fd, "wb") as fh:
@@ -108,6 +128,40 @@ class LocalTransport:
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
             self._scratch = None
+
+
+def memory_file(content: bytes, name: str) -> int | None:
+    """An anonymous in-memory file holding ``content`` (Linux ``memfd_create``), or None where unsupported."""
+    create = getattr(os, "memfd_create", None)
+    if create is None:
+        return None
+    try:
+        fd: int = create(name, 0)
+    except OSError:
+        return None
+    view = memoryview(content)
+    while view:
+        view = view[os.write(fd, view):]
+    return fd
+
+
+def sweep_scratch() -> None:
+    """Remove fallback scratch folders of processes that are gone (killed before they could clean up)."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*"):
+        pid = folder.name[len(SCRATCH_PREFIX):].split("-", 1)[0]
+        try:
+            if not folder.is_dir() or folder.stat().st_uid != os.getuid():
+                continue
+            if pid.isdigit():
+                os.kill(int(pid), 0)
+                continue  # its process still runs
+            if time.time() - folder.stat().st_mtime < 3600:
+                continue  # an older ferry's, maybe still in use: left for an hour
+        except ProcessLookupError:
+            pass
+        except OSError:
+            continue
+        shutil.rmtree(folder, ignore_errors=True)  # a dead process's, or one from before pids were in the name
 
 
 def _sha256(path: Path) -> str:
