@@ -174,7 +174,7 @@ _task_names: dict[str, str] = {}
 """task run id → name: log lines name their task; the names never change, so ask Prefect once each."""
 
 
-def read_log(ctx: Any, deployment_id: int, after: str | None = None, limit: int = 500) -> dict[str, Any]:
+def read_log(ctx: Any, deployment_id: int, after: str | None = None, limit: int = 200) -> dict[str, Any]:
     """Log lines of a deployment's flow run after ``after`` (an opaque cursor from the last call), the cursor
     for the next call, the flow run's state, and whether the deployment has finished and succeeded (from the
     ferry record, which is the deployment's truth)."""
