@@ -14,6 +14,7 @@ from prefect import flow
 from flows.engine.plan import DeploymentPlan
 from flows.orchestration.execution import Engine
 from snapshots import releases
+from snapshots.store import records
 from tests.flows.local_store import Shop
 from tests.flows.prefect_api import prefect_api  # noqa: F401  (fixture)
 
@@ -179,3 +180,27 @@ def test_retries_are_counted_and_secrets_never_reach_the_record(shop: Shop, tmp_
     assert engine.failed
     everything = json.dumps([r.as_dict() for r in shop.results(deployment_id)]) + json.dumps(engine.summary)
     assert SECRET not in everything + " ".join(engine.errors)
+
+
+def test_auto_rollback_puts_the_previous_release_back_on_updated_targets(shop: Shop) -> None:
+    fail_new_on_3 = ('[ "$(ferry_var Release.Number)-$(ferry_var Machine.Name)" != 1.1.0-prod-03 ] '
+                     '|| { echo "migration failed" >&2; exit 4; }')
+    process = [{"name": "Roll out", "roles": ["web"], "rolling": {"window": 1, "auto_rollback": True},
+                "steps": [{"name": "Install", "kind": "script", "script": f"{fail_new_on_3}\n{INSTALL}"}]}]
+    ready(shop, process)
+    _, first = execute(shop, shop.prepare("1.0.0", "Prod"))
+    with shop.ctx.store.begin() as conn:
+        records.set_state(conn, first, records.SUCCESS)  # 1.0.0 is what Prod runs
+    shop.release("1.1.0")
+    shop.mark_deployed("1.1.0", "Dev")
+    engine, deployment_id = execute(shop, shop.prepare("1.1.0", "Prod"))
+    assert engine.failed
+    assert engine.errors[0].startswith("Roll out: 1 target(s) failed, 1 not started; Install failed on prod-03")
+    assert engine.errors[1] == "auto-rollback to 1.0.0: rolled back"
+    installed = {t: (shop.local.target_dir(t) / "installed").read_text().split() for t in shop.local.targets("Prod")}
+    assert installed["prod-01"] == installed["prod-02"] == ["1.0.0", "1.1.0", "1.0.0"]  # updated, then put back
+    assert installed["prod-03"] == installed["prod-04"] == ["1.0.0"]  # failed before installing / never started
+    assert journal(shop, "prod-01")["Shop/Prod"]["release"] == "1.0.0"
+    assert journal(shop, "prod-04")["Shop/Prod"]["release"] == "1.0.0"
+    on_prod_01 = [r.state for r in shop.results(deployment_id) if r.target == "prod-01"]
+    assert on_prod_01 == ["success", "success"]  # 1.1.0, then 1.0.0 again: both in the deployment's record
