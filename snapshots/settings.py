@@ -1,9 +1,12 @@
-"""Where ferry keeps its state, read from the environment once per command."""
+"""Where ferry keeps its state, read from the environment once per command, and the file modes that keep it
+private: ``FERRY_HOME`` 0700; the store file, logs and key files 0600 (they hold ciphertext, names of every
+target, and — key files — the key itself)."""
 
 from __future__ import annotations
 
 import getpass
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +30,10 @@ class Settings:
     def key_file(self) -> Path:
         return self.home / "master.key"
 
+    def ensure_home(self) -> Path:
+        """Create FERRY_HOME 0700 (and tighten one an older ferry made 0755)."""
+        return private_dir(self.home)
+
     @classmethod
     def from_env(cls) -> Settings:
         home = Path(os.environ.get("FERRY_HOME") or Path.home() / ".ferry").expanduser()
@@ -41,3 +48,37 @@ def _login_name() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
+
+
+def _tighten(path: Path, mode: int) -> None:
+    """Take group/other bits away from a path this user owns (never touches someone else's)."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return
+    if info.st_uid == os.getuid() and stat.S_IMODE(info.st_mode) & ~mode:
+        os.chmod(path, stat.S_IMODE(info.st_mode) & mode)
+
+
+def private_dir(path: Path) -> Path:
+    """A directory only this user can enter (0700)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _tighten(path, 0o700)
+    return path
+
+
+def private_file(path: Path) -> Path:
+    """Create ``path`` empty 0600 when missing; tighten it when it exists looser."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        _tighten(path, 0o600)
+    return path
+
+
+def open_private_log(path: Path) -> int:
+    """A file descriptor appending to a 0600 log file (created so, never readable by others in between)."""
+    private_dir(path.parent)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    _tighten(path, 0o600)
+    return fd

@@ -21,16 +21,19 @@ class Workspace:
 
     @cached_property
     def store(self) -> Store:
+        self.settings.ensure_home()
         return Store(self.settings.database_url)
 
     @cached_property
     def vault(self) -> Vault:
         """The master key, checked against the store's fingerprint (a wrong or missing key is refused before
         anything is written; a key is generated only for an empty store)."""
+        self.settings.ensure_home()
         return open_vault(self.store, self.settings.key_file, self.actor)
 
     @cached_property
     def feed(self) -> Feed:
+        self.settings.ensure_home()
         return Feed(self.settings.feed_dir)
 
     @property

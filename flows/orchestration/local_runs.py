@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from flows.engine.request import DeployRequest
+from snapshots.settings import open_private_log
 from snapshots.store import records
 from snapshots.workspace import Workspace
 
@@ -60,10 +61,8 @@ def run_with_timeout(ctx: Workspace, request: DeployRequest, deployment_id: int,
 
 def run_detached(ctx: Workspace, request: DeployRequest, deployment_id: int) -> Path:
     """Run the flow in a background process that outlives this command; returns its log file."""
-    logs = ctx.settings.home / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    log = logs / f"deployment-{deployment_id}.log"
-    with open(log, "ab") as out:
+    log = ctx.settings.home / "logs" / f"deployment-{deployment_id}.log"
+    with open(open_private_log(log), "ab") as out:  # 0600 in a 0700 folder: logs name targets and steps
         _spawn(request.flow_parameters(deployment_id), stdout=out, stderr=subprocess.STDOUT)
     return log
 

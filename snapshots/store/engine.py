@@ -12,6 +12,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.pool import NullPool
 
 from snapshots.errors import StoreError
+from snapshots.settings import private_file
 from snapshots.store import migrate
 
 
@@ -31,6 +32,14 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
     cursor.close()
 
 
+def _private_sqlite_file(path: Path) -> None:
+    """The store file 0600 before SQLite opens it (its -wal and -shm files then get the same mode)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if file == path or file.exists():
+            private_file(file)
+
+
 def open_engine(url: str) -> Engine:
     """Create the engine and bring the schema up to date."""
     url = normalise_url(url)
@@ -38,7 +47,7 @@ def open_engine(url: str) -> Engine:
         if url.startswith("sqlite"):
             path = url.split("///", 1)[-1]
             if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                _private_sqlite_file(Path(path))
             engine = create_engine(url, poolclass=NullPool)
             event.listen(engine, "connect", _sqlite_pragmas)
         else:

@@ -240,3 +240,27 @@ def test_rotate_refuses_a_tampered_release_and_writes_nothing(base, ferry, ferry
     assert error == ("error: release OctoFX 1.0.0 was tampered with: the release snapshot does not match its "
                      "signature"), error
     assert store_state(ferry_home) == before
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_ferry_home_store_logs_and_key_files_are_private(ferry, sample, ferry_home: Path) -> None:  # type: ignore[no-untyped-def]
+    ferry_home.mkdir(mode=0o755)
+    os.chmod(ferry_home, 0o755)  # as an older ferry left it
+    assert ferry("apply", str(sample.infrastructure), str(sample.project)).exit_code == 0
+    assert _mode(ferry_home) == 0o700
+    stored = [p for p in ferry_home.iterdir() if p.name.startswith("ferry.db")]
+    assert stored and all(_mode(p) == 0o600 for p in stored), {p.name: oct(_mode(p)) for p in stored}
+    assert _mode(ferry_home / "master.key") == 0o600
+    os.chmod(ferry_home, 0o755)
+    os.chmod(ferry_home / "ferry.db", 0o644)
+    assert ferry("release", "list", "OctoFX").exit_code == 0
+    assert _mode(ferry_home) == 0o700 and _mode(ferry_home / "ferry.db") == 0o600
+    # logs of background deployments
+    from snapshots.settings import open_private_log
+
+    log = ferry_home / "logs" / "deployment-1.log"
+    os.close(open_private_log(log))
+    assert _mode(log.parent) == 0o700 and _mode(log) == 0o600
