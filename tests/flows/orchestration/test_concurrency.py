@@ -10,10 +10,11 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 
 from flows.orchestration import concurrency
+from tests.flows.prefect_api import prefect_api  # noqa: F401  (fixture)
 
 
 @pytest.fixture
-def fresh(monkeypatch: pytest.MonkeyPatch, prefect_env: dict[str, str]) -> str:
+def fresh(monkeypatch: pytest.MonkeyPatch, prefect_api: str) -> str:  # noqa: F811
     """Forget what this process already ensured; a name prefix unique to the test."""
     monkeypatch.setattr(concurrency, "_ensured", set())
     return f"ferry-test-{os.getpid()}-{os.urandom(3).hex()}"
