@@ -61,7 +61,21 @@ class Runtime:
 
     # -- messages
 
+    def _sensitive_in_stack(self) -> str | None:
+        """The outermost variable being evaluated whose value is sensitive (a ``VariableSet`` knows), if any."""
+        is_sensitive = getattr(self._table, "is_sensitive", None)
+        if is_sensitive is None:
+            return None
+        return next((name for _, name, _ in self.stack if is_sensitive(name)), None)
+
     def message(self, tok: Tok, text: str) -> str:
+        if self.stack and (secret := self._sensitive_in_stack()) is not None:
+            # inside a secret's value: any detail (a name, a position) would be a fragment of the secret
+            outer = self.stack[0][2]
+            loc = f"line {outer.line}, column {outer.col}"
+            text = (f"the value of sensitive variable '{secret}' does not evaluate as a template "
+                    "(its text is not shown)")
+            return f"{self.where}: {loc}: {text}" if self.where else f"{loc}: {text}"
         if self.stack:  # inside a value: point at the top-level token, never quote the value's text
             outer = self.stack[0][2]
             chain = " -> ".join(f"'{name}'" for _, name, _ in self.stack)
@@ -79,6 +93,8 @@ class Runtime:
         at = self.stack[0][2] if self.stack else tok
         if variable is None and self.stack:
             variable = self.stack[-1][1]
+        if self.stack and (secret := self._sensitive_in_stack()) is not None:
+            variable = secret
         err = TemplateError(self.message(tok, text), variable=variable, line=at.line or None, column=at.col or None)
         err.where = self.where  # type: ignore[attr-defined]
         return err

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any
 
-from snapshots.errors import ConfigError
+from snapshots.errors import ConfigError, TemplateError
 from snapshots.octostache import VariableTable, canonical_name, render, variable_key
 from snapshots.variables.masking import Masker
 
@@ -559,6 +559,23 @@ def render_all(variables: VariableSet, *, strict: bool = True, warnings: list[st
     names = variables._names
     for key, value in variables._values.items():
         if "#{" in value:
-            value = render(value, variables, where=f"variable {names[key]!r}", strict=strict, warnings=warnings)
+            if key in variables.sensitive:
+                value = _render_secret(value, variables, names[key], strict, warnings)
+            else:
+                value = render(value, variables, where=f"variable {names[key]!r}", strict=strict, warnings=warnings)
         rendered[key] = value
     return VariableSet._build(dict(names), rendered, variables.sensitive)
+
+
+def _render_secret(value: str, variables: VariableSet, name: str, strict: bool, warnings: list[str] | None) -> str:
+    """Render a sensitive value; an error or warning names the variable, never a fragment of its text (a secret
+    such as ``Pa#{ssWord9Z}qq`` would otherwise show up as "unknown variable 'ssWord9Z'")."""
+    from_secret: list[str] = []
+    hidden = f"variable {name!r}: its sensitive value does not evaluate as a template (its text is not shown)"
+    try:
+        value = render(value, variables, where=f"variable {name!r}", strict=strict, warnings=from_secret)
+    except TemplateError:
+        raise TemplateError(hidden, variable=name) from None
+    if from_secret and warnings is not None:
+        warnings.append(hidden)
+    return value

@@ -102,3 +102,24 @@ def test_sigkill_during_a_local_script_leaves_no_file_holding_the_secret(  # typ
     assert ferry("deployment", "list", project.name).exit_code == 0
     roots = [Path(tempfile.gettempdir()), ferry_home, tmp_path]
     assert files_holding(secret.encode(), roots, since) == []
+
+
+def test_template_error_inside_a_secret_never_shows_a_fragment_of_it(  # type: ignore[no-untyped-def]
+        tmp_path: Path, ferry, prefect_env, monkeypatch) -> None:
+    """The issue's reproduction: a secret ``Pa#{ssWord9Z}qq`` used in a step parameter failed with
+    "unknown variable 'ssWord9Z'" in the CLI, the logs and Prefect. The error names the variable instead."""
+    monkeypatch.setenv("SHOP_DB_PASSWORD", "Pa#{ssWord9Z}qq")
+    project = LocalProject(tmp_path / "shop", ferry, environments={"Dev": 1})
+    project.write([{"name": "Install", "kind": "script", "roles": ["web"], "parameters": {"DB_PW": "#{Db.Password}"},
+                    "script": 'test -n "$DB_PW"'}],
+                  variables=[{"name": "Db.Password", "sensitive": True, "value": {"from_env": "SHOP_DB_PASSWORD"}}])
+    project.apply()
+    project.release("1.0.0")
+    result = project.deploy("1.0.0", "Dev")
+    assert result.exit_code != 0
+    assert "the value of sensitive variable 'Db.Password' does not evaluate as a template" in result.output, \
+        result.output
+    [record] = project.deployments()
+    shown = ferry("deployment", "show", str(record["id"]), "--json")
+    for text in (result.output, shown.stdout, str(record)):
+        assert "ssWord9Z" not in text and "Pa#{" not in text
