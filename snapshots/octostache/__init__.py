@@ -8,14 +8,14 @@ reach Python objects (``#{__class__}`` is just a variable name) nor be read as J
 are ordinary characters).  Variable values may themselves hold ``#{...}`` and are evaluated recursively, once
 per render; what a substitution outputs is never scanned again.
 
-Octopus behaviour followed (docs "Variable substitutions" / "Variable filters", OctopusDeploy/Octostache):
-names are case-insensitive; ``##{`` escapes (pairs of ``#`` before ``{`` collapse to one); filters are
-case-insensitive and chain left to right; ``#{if}``/``#{unless}``/``#{else}``, ``==``/``!=`` between variables
-and quoted literals; ``#{each}`` over comma lists and over ``Name[index]...`` groups with
-``Octopus.Template.Each.Index|First|Last``; ``#{calc}``; ``.NET`` ``Format`` strings in the en-US culture.
-Deliberate differences: strict mode (``render``); an unknown filter name is an error, not echoed; filters inside
-``#{if}`` are an error, not silently false; JSON values are not parsed; Markdown, UriPart, Version*, hash and
-Indent filters are not implemented (named as such in the error).
+Octopus behaviour followed (docs "Variable substitutions" / "Variable filters", OctopusDeploy/Octostache and its
+test fixtures, run as ``tests/snapshots/octostache/test_octostache_fixtures.py``): names are case-insensitive;
+``##{`` escapes; filters are case-insensitive and chain left to right; ``#{if}``/``#{elseif}``/``#{unless}``/
+``#{else}`` with ``==``/``!=`` between filtered variables and quoted literals; ``#{each}`` over comma lists, JSON
+and ``Name[index]...`` groups with ``Octopus.Template.Each.Index|First|Last``; JSON values indexed by name;
+``#{calc}``; ``.NET`` ``Format`` strings in the en-US culture.  Octopus mode (``strict=False``) prints what
+Octostache prints, echoes included; strict mode raises instead of echoing.  The deliberate deviations (unknown
+filters and unclosed blocks raise, Markdown is not implemented) are listed in ``DEVIATIONS.md``.
 
 The seams: ``syntax`` (tokens, tree, scanning helpers), ``parser``, ``compile`` (the Jinja translation),
 ``runtime`` (what the compiled template calls), ``filters``, ``dotnet_formats`` (.NET number and date formats),

@@ -101,6 +101,8 @@ class _Gen:
         return code
 
     def text(self, v: Value, scope: tuple[tuple[str, str], ...]) -> str:
+        if v.filters:
+            return f"_rt.out({self.value(v, scope)}, _tok[{v.tok}], {self.const(v.echo)})"
         return f"_rt.out({self.value(v, scope)}, _tok[{v.tok}])"
 
     def cond(self, c: Cond, tok: int, scope: tuple[tuple[str, str], ...]) -> str:

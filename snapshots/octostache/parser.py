@@ -187,7 +187,12 @@ class Parser:
         filters = [self._filter(fa, fb, t) for fa, fb in segments[1:]]
         if not parts and not filters:
             raise Unparsable("empty expression")
-        return Value(parts or None, filters, t)
+        echo = ""
+        if filters:
+            args = [[a if isinstance(a, str) else self.toks[a.tok].text for a in f.args] for f in filters]
+            echo = "#{" + src[segments[0][0]:segments[0][1]].strip() + "".join(
+                f" | {f.written}" + "".join(f' "{a}"' for a in fa) for f, fa in zip(filters, args, strict=True)) + "}"
+        return Value(parts or None, filters, t, echo)
 
     def _symbol(self, a: int, b: int) -> tuple[str | Value, ...]:
         """A variable name: identifier characters, dots, ``[index]`` (anything but brackets) and nested tokens."""
@@ -256,7 +261,7 @@ class Parser:
                     k += 1
                 args.append(src[i:k])
                 i = k
-        return Filter(name.lower(), args)
+        return Filter(name, name.lower(), args)
 
     def _operand(self, a: int, b: int, t: int) -> Lit | Value:
         """A quoted literal, or a variable with optional filters (``Hello | ToLower``), as Octostache allows on

@@ -197,9 +197,16 @@ class Runtime:
         value = self._resolve(name, tok)
         if value is not None:
             return value
+        if "[*]" in name and (match := self._wildcard(name)) is not None:
+            return self._resolve(match, tok) or ""
         if (found := self._json_node(name, tok)) is not None:
             return self._json_text(name, found[1], tok, lenient, found[0])
         return self._missing(name, tok, lenient)
+
+    def _wildcard(self, name: str) -> str | None:
+        """``Octopus.Action[*].Name``: the first defined name with any index there (Octostache picks one)."""
+        pattern = re.compile(re.escape(name).replace(r"\[\*\]", r"\[[^\]]*\]"), re.IGNORECASE)
+        return next((candidate for candidate in self.names if pattern.fullmatch(candidate)), None)
 
     def item_get(self, item: Item, rest: str, tok: Tok, lenient: bool) -> str | Sentinel:
         """``#{e}``, ``#{e.Address}``, ``#{e.Key}`` for an ``#{each e in ...}`` item."""
@@ -272,9 +279,11 @@ class Runtime:
             return []
         return [Item(None, e) for e in (p.strip() for p in item.key.split(",")) if e]
 
-    def out(self, value: str | Sentinel | None, tok: Tok) -> str:
+    def out(self, value: str | Sentinel | None, tok: Tok, echo: str = "") -> str:
+        """What a substitution prints: its value, or in Octopus mode the token when it could not be evaluated
+        (with filters, re-spelled as Octostache prints it: ``#{foo | Match "a" "b"}``)."""
         if value is FAILED:
-            return tok.text
+            return echo or tok.text
         return value if isinstance(value, str) else ""
 
     def bad(self, tok: Tok, reason: str) -> str:

@@ -26,10 +26,13 @@ class Value:
     parts: tuple[str | Value, ...] | None
     filters: list[Filter]
     tok: int
+    echo: str = ""
+    """With filters: the token as Octostache prints it back when it cannot be evaluated (arguments quoted)."""
 
 
 @dataclass
 class Filter:
+    written: str  # as the template spells it, for echoes
     name: str  # lower case: the key in FILTERS and in the Jinja environment
     args: list[str | Value]
 

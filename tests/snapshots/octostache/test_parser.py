@@ -78,3 +78,10 @@ def test_referenced_names() -> None:
 def test_escape() -> None:
     assert escape("#{A} ##{B} x#y {") == "##{A} ####{B} x#y {"
     assert render(escape("#{A} ##{B}"), {"A": "no"}) == "#{A} ##{B}"
+
+
+def test_elseif_is_a_clause_of_if() -> None:
+    template = "#{if A}a#{elseif B}b#{elseif C}c#{else}none#{/if}"
+    for values, out in [({"A": "1", "B": "1"}, "a"), ({"A": "0", "B": "1"}, "b"), ({"C": "yes"}, "c"), ({}, "none")]:
+        assert render(template, values, strict=False) == out
+    assert referenced_names(template, include_optional=True) == {"A", "B", "C"}
