@@ -68,11 +68,14 @@ class TransportError(FerryError):
 
 
 class StepFailed(FerryError):
-    """A step failed on a target; carries the exit code and the last lines of output."""
+    """A step failed on a target; carries the script's exit code and the last lines of output.
+
+    The script's code is ``script_exit_code``: ``exit_code`` stays the CLI's (a step's ``exit 0`` or
+    ``None`` must not make ``ferry`` exit 0 on a failure)."""
 
     def __init__(self, message: str, *, step: str, target: str | None = None,
                  exit_code: int | None = None, output_tail: list[str] | None = None) -> None:
-        self.step, self.target, self.exit_code = step, target, exit_code
+        self.step, self.target, self.script_exit_code = step, target, exit_code
         self.output_tail = output_tail or []
         where = f"{step} · {target}" if target else step
         code = f" (exit code {exit_code})" if exit_code is not None else ""

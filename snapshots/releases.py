@@ -27,7 +27,7 @@ from snapshots.projects import (
     variable_problems,
 )
 from snapshots.release_numbering import next_release_version
-from snapshots.store import audit, now, signing
+from snapshots.store import audit, inserted_id, now, signing
 from snapshots.store.crypto import Vault
 from snapshots.store.feed import Feed, Package
 from snapshots.store.tables import releases, variable_snapshots
@@ -173,9 +173,9 @@ def create(conn: Connection, feed: Feed, project: str, actor: str, *, vault: Vau
     }
     text = canonical_json(snapshot)
     try:
-        release_id = conn.execute(insert(releases).values(
+        release_id = inserted_id(conn.execute(insert(releases).values(
             project=project, version=version, project_revision_id=revision.id, snapshot=text,
-            digest=digest_text(text), created_at=created_at, created_by=actor)).inserted_primary_key[0]
+            digest=digest_text(text), created_at=created_at, created_by=actor)))
     except IntegrityError as exc:  # a concurrent create won the race for this version
         raise ConflictError(f"release {version} of {project} already exists") from exc
     signature = signing.sign_release(conn, vault, signing.ReleaseRow(release_id, project, version, revision.id, text,
@@ -206,9 +206,9 @@ def _insert_variable_snapshot(conn: Connection, vault: Vault, release_id: int, p
     document = {"project": project, "release": version, "revision": number,
                 "project_revision": project_revision_number, "variables": variables}
     text = canonical_json(document)
-    snapshot_id = conn.execute(insert(variable_snapshots).values(
+    snapshot_id = inserted_id(conn.execute(insert(variable_snapshots).values(
         release_id=release_id, revision=number, project_revision_id=project_revision_id, document=text,
-        digest=digest_text(text), created_at=now(), created_by=actor)).inserted_primary_key[0]
+        digest=digest_text(text), created_at=now(), created_by=actor)))
     return signing.sign_snapshot(conn, vault, signing.SnapshotRow(snapshot_id, release_id, number, project_revision_id,
                                                                   text, digest_text(text)), previous_signature)
 
@@ -283,7 +283,7 @@ def find(conn: Connection, project: str, version: str) -> Release | None:
 def _parse(text: str, what: str) -> dict[str, Any]:
     """Stored snapshots are canonical JSON; anything else was written behind ferry's back."""
     try:
-        return json.loads(text)  # type: ignore[no-any-return]
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise SnapshotIntegrityError(f"{what} was tampered with: its stored snapshot is not valid JSON "
                                      f"({exc.msg} at character {exc.pos})") from None

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from snapshots.model.infrastructure import Infrastructure
 from snapshots.model.project import DeployLatestTrigger, Project, PromoteTrigger, ReleaseOnPushTrigger
-from snapshots.model.steps import LoadBalancerStep, ParentStep
+from snapshots.model.steps import LoadBalancerStep, ParentStep, Step
 
 Path = tuple[str | int, ...]
 
@@ -59,8 +59,8 @@ def infrastructure_problems(infra: Infrastructure) -> list[Problem]:
     return problems
 
 
-def _step_paths(project: Project) -> list[tuple[Path, object]]:
-    out: list[tuple[Path, object]] = []
+def _step_paths(project: Project) -> list[tuple[Path, Step | ParentStep]]:
+    out: list[tuple[Path, Step | ParentStep]] = []
     for i, item in enumerate(project.process):
         out.append((("process", i), item))
         if isinstance(item, ParentStep):
@@ -74,10 +74,10 @@ def project_problems(project: Project, infra: Infrastructure | None) -> list[Pro
     steps = _step_paths(project)
     seen: dict[str, Path] = {}
     for path, step in steps:
-        folded = step.name.casefold()  # type: ignore[attr-defined]
+        folded = step.name.casefold()
         if folded in seen:
             where = ".".join(str(p) for p in seen[folded])
-            problems.append(Problem((*path, "name"), f"duplicate step name {step.name!r} (also {where})"))  # type: ignore[attr-defined]
+            problems.append(Problem((*path, "name"), f"duplicate step name {step.name!r} (also {where})"))
         else:
             seen[folded] = path
     packages = set(project.packages)
@@ -88,8 +88,8 @@ def project_problems(project: Project, infra: Infrastructure | None) -> list[Pro
         if package is not None and package not in packages:
             problems.append(Problem((*path, "package"),
                                     f"package {package!r} is not in the project's packages ({_known(packages)})"))
-        top_level_leaf = len(path) == 2 and not isinstance(step, ParentStep)
-        if top_level_leaf and step.run_on != "worker" and not step.roles:  # type: ignore[attr-defined]
+        top_level_leaf = len(path) == 2
+        if top_level_leaf and not isinstance(step, ParentStep) and step.run_on != "worker" and not step.roles:
             problems.append(Problem((*path, "roles"), "a step that runs on targets needs roles"))
     if project.versioning.from_package and project.versioning.from_package not in packages:
         problems.append(Problem(("versioning", "from_package"),
@@ -100,7 +100,7 @@ def project_problems(project: Project, infra: Infrastructure | None) -> list[Pro
             problems.append(Problem(("triggers", i, "package"),
                                     f"package {trigger.package!r} is not in the project's packages "
                                     f"({_known(packages)})"))
-    step_names = {s.name.casefold() for _, s in steps}  # type: ignore[attr-defined]
+    step_names = {s.name.casefold() for _, s in steps}
     for i, var in enumerate(project.variables):
         for k, name in enumerate(var.scope.step):
             if name.casefold() not in step_names:
@@ -111,7 +111,7 @@ def project_problems(project: Project, infra: Infrastructure | None) -> list[Pro
 
 
 def _infrastructure_references(project: Project, infra: Infrastructure,
-                               steps: list[tuple[Path, object]]) -> list[Problem]:
+                               steps: list[tuple[Path, Step | ParentStep]]) -> list[Problem]:
     problems: list[Problem] = []
     envs = {e.name for e in infra.environments}
     targets = {t.name for t in infra.targets}

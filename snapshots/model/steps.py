@@ -36,9 +36,13 @@ class StepBase(Model):
     @field_validator("condition")
     @classmethod
     def _condition(cls, value: str) -> str:
-        if value in ("success", "failure", "always") or _TEMPLATE.search(value):
-            return value
-        raise ValueError("condition must be success, failure, always, or a #{...} variable expression")
+        return _valid_condition(value)
+
+
+def _valid_condition(value: str) -> str:
+    if value in ("success", "failure", "always") or _TEMPLATE.search(value):
+        return value
+    raise ValueError("condition must be success, failure, always, or a #{...} variable expression")
 
 
 class Substitution(Model):
@@ -64,6 +68,13 @@ class PackageStep(StepBase):
     substitute: Substitution = Substitution()
     keep: int = Field(3, ge=1, le=100, description="Release folders kept (the one in use is never removed)")
     run_scripts: bool = True
+    config_file_mode: str = Field("0640", pattern=r"^0?[0-7]{3}$",
+                                  description="Permission bits (octal, quoted: \"0640\") of config files that "
+                                              "substitution rewrote: they may hold secrets, so not world-readable")
+
+    @property
+    def config_mode(self) -> int:
+        return int(self.config_file_mode, 8)
 
 
 class Binding(Model):
@@ -257,7 +268,10 @@ class ParentStep(Model):
     environments: NameList = Field(default_factory=list)
     steps: list[Step] = Field(min_length=1)
 
-    _check_condition = field_validator("condition")(StepBase._condition.__func__)  # type: ignore[attr-defined]
+    @field_validator("condition")
+    @classmethod
+    def _condition(cls, value: str) -> str:
+        return _valid_condition(value)
 
     @model_validator(mode="after")
     def _children(self) -> ParentStep:

@@ -8,11 +8,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, insert, select, update
+from sqlalchemy import Connection, Select, and_, insert, select, update
 
 from snapshots.canonical import canonical_json
 from snapshots.errors import NotFoundError
-from snapshots.store import audit, now
+from snapshots.store import audit, inserted_id, now
 from snapshots.store.tables import deployment_results, deployments, releases
 
 QUEUED, RUNNING, PAUSED, SUCCESS, FAILED, CANCELLED = "Queued", "Running", "Paused", "Success", "Failed", "Cancelled"
@@ -54,7 +54,7 @@ class StepResult:
         return dict(self.__dict__)
 
 
-def _query():  # type: ignore[no-untyped-def]
+def _query() -> Select[Any]:
     return select(deployments, releases.c.version).join(releases, releases.c.id == deployments.c.release_id)
 
 
@@ -67,12 +67,12 @@ def _deployment(row: Any) -> Deployment:
 
 def create(conn: Connection, *, project: str, release_id: int, environment: str, variable_snapshot_id: int,
            parameters: dict[str, Any], actor: str, state: str = QUEUED) -> int:
-    deployment_id = conn.execute(insert(deployments).values(
+    deployment_id = inserted_id(conn.execute(insert(deployments).values(
         project=project, release_id=release_id, environment=environment, variable_snapshot_id=variable_snapshot_id,
-        state=state, parameters=canonical_json(parameters), created_at=now(), created_by=actor)).inserted_primary_key[0]
+        state=state, parameters=canonical_json(parameters), created_at=now(), created_by=actor)))
     audit.record(conn, actor, "deployment.create", f"project/{project}/deployment/{deployment_id}",
                  environment=environment, release_id=release_id)
-    return int(deployment_id)
+    return deployment_id
 
 
 def get(conn: Connection, deployment_id: int) -> Deployment:

@@ -133,7 +133,7 @@ class _JsonScanner:
     def skip(self) -> None:
         text = self.text
         while True:
-            self.pos = _JSON_WS.match(text, self.pos).end()  # type: ignore[union-attr]
+            self.pos = _JSON_WS.match(text, self.pos).end()  # type: ignore[union-attr]  # * matches always
             if text.startswith("//", self.pos):
                 nl = text.find("\n", self.pos)
                 self.pos = len(text) if nl < 0 else nl + 1
@@ -234,7 +234,8 @@ def _json_replacement(node: _JNode, value: str, text: str) -> str | None:
         unit = _json_indent_unit(text)
         dumped = json.dumps(parsed, ensure_ascii=False, indent=unit)
         line_start = text.rfind("\n", 0, node.start) + 1
-        base = re.match(r"[ \t]*", text[line_start:node.start]).group(0)  # type: ignore[union-attr]
+        before = text[line_start:node.start]
+        base = before[:len(before) - len(before.lstrip(" \t"))]
         return dumped.replace("\n", _newline_of(text) + base)
     if node.kind == "number" and _JSON_NUMBER.fullmatch(value):
         return value
@@ -324,7 +325,7 @@ def _yaml_block_scalar(value: str, original: str, style: str, nl: str) -> str | 
     """Re-emit a ``|``/``>`` block scalar with the original's indentation; None if it can't be."""
     tail = _owned_breaks(original, nl)
     body_lines = original.split("\n")[1:]
-    indent = next((re.match(r"[ ]*", ln).group(0) for ln in body_lines if ln.strip()), "")  # type: ignore[union-attr]
+    indent = next((ln[:len(ln) - len(ln.lstrip(" "))] for ln in body_lines if ln.strip()), "")
     lines = value.split("\n")
     if not indent or value.endswith("\n\n") or not value or lines[0].startswith(" "):
         return None

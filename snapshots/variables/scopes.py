@@ -489,12 +489,12 @@ def apply_prompted(variables: Sequence[Mapping[str, Any]], supplied: Mapping[str
                 prompted.setdefault(label, key)
     given: dict[str, str] = {}
     for name, value in supplied.items():
-        key = prompted.get(variable_key(name)) or prompted.get(name.strip().casefold())
-        if key is None:
+        found = prompted.get(variable_key(name)) or prompted.get(name.strip().casefold())
+        if found is None:
             known = sorted({v["name"] for v in variables if v.get("prompt")})
             raise ConfigError(f"--variable {name}: not a prompted variable of this project "
                               f"(prompted: {', '.join(known) or 'none'})")
-        given[key] = value
+        given[found] = value
     out: list[dict[str, Any]] = []
     missing: dict[str, str] = {}  # name -> how to show it
     for var in variables:

@@ -7,6 +7,7 @@ Revises: 0001
 """
 
 import importlib
+from types import ModuleType
 
 import sqlalchemy as sa
 from alembic import op
@@ -19,7 +20,7 @@ depends_on = None
 TABLES = ("master_keys", "signatures")
 
 
-def _initial():  # type: ignore[no-untyped-def]
+def _initial() -> ModuleType:
     """0001's trigger helpers (its module name starts with a digit, so no plain import)."""
     return importlib.import_module("snapshots.store.migrations.versions.0001_initial_store")
 
