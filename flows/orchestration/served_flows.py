@@ -105,13 +105,13 @@ def _prompted_fields(variables: list[dict[str, Any]]) -> tuple[PromptedField, ..
     return tuple(fields.values())
 
 
-def prompted_model(spec: ProjectSpec) -> type[Any] | None:
+def prompted_model(spec: ProjectSpec) -> Any:
     """The form's ``prompted`` object: one field per prompted variable, a password field (``SecretStr``) for
     a sensitive one. Whatever is typed here is taken out of the request by ferry's Prefect API proxy and kept
     encrypted in the ferry store before Prefect sees it (``flows.server.prefect_proxy``)."""
     from typing import Annotated
 
-    from pydantic import ConfigDict, Field, SecretStr, WithJsonSchema, create_model
+    from pydantic import BeforeValidator, ConfigDict, Field, SecretStr, WithJsonSchema, create_model
 
     if not spec.prompted:
         return None
@@ -130,11 +130,20 @@ def prompted_model(spec: ProjectSpec) -> type[Any] | None:
             schema["description"] = " ".join(words)
         schema["position"] = i
         annotation = Annotated[kind | None, WithJsonSchema(schema)]
-        default = ... if item.required else None
-        fields[f"v{i}"] = (annotation, Field(default, alias=item.name))
-    model = create_model("Prompted", __config__=ConfigDict(populate_by_name=True, extra="forbid"), **fields)
+        fields[f"v{i}"] = (annotation, Field(None, alias=item.name))
+    # Required in the form (its JSON schema), not when the run starts: by then ferry's proxy has moved the
+    # values out of the parameters, and a run from `ferry deploy` never had them there.
+    required = [item.name for item in spec.prompted if item.required]
+    config = ConfigDict(populate_by_name=True, extra="forbid",
+                        json_schema_extra={"required": required} if required else None)
+    model = create_model("Prompted", __config__=config, **fields)
     model.__module__ = __name__
-    return model
+    return Annotated[model, BeforeValidator(_none_as_empty)]
+
+
+def _none_as_empty(value: Any) -> Any:
+    """No ``prompted`` object (the values travelled by reference): validate as an empty one."""
+    return {} if value is None else value
 
 
 def prompted_values(value: Any) -> dict[str, str]:
@@ -217,7 +226,7 @@ def deploy_flow(spec: ProjectSpec) -> Flow[..., Any]:
         prompted_ref: Internal: where ferry keeps this run's prompted values. Leave empty.
     """
     annotations = {"environment": Literal[spec.environments], "release": str,
-                   "prompted": (model | None) if model is not None else dict[str, str] | None,
+                   "prompted": model if model is not None else dict[str, str] | None,
                    "targets": list[str] | None,
                    "exclude_targets": list[str] | None, "skip_steps": list[str] | None,
                    "variables": dict[str, str] | None, "guided_failure": bool | None, "force": bool,

@@ -1,6 +1,9 @@
 """The Prefect UI as a person uses it, in headless Chromium (Debian's package, driven by Playwright): open the
 project's ``deploy-release`` deployment, fill the run form (environment from the project's lifecycle,
-release), run it and see it complete; then answer a guided-failure pause through the UI's resume form.
+release), run it and see it complete; then answer a guided-failure pause through the UI's resume form; then
+type a prompted secret into the form's password field and find it used by the deployment and nowhere in
+Prefect. The UI talks to Prefect through ferry's Prefect proxy (``PREFECT_UI_API_URL`` →
+``ferry serve``'s ``/prefect/api``), as the README tells users to set it up.
 
 Screenshots of each step are kept under ``artifacts/ui/`` (git-ignored) for a person to look at.
 """
@@ -16,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.conftest import REPO
 from tests.flows.serve_lab import ServedProject, make_served, parse_time
@@ -29,11 +33,27 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 SHOTS = REPO / "artifacts" / "ui"
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @pytest.fixture(scope="module")
-def ui_server(postgres) -> Iterator[PrefectServer]:  # type: ignore[no-untyped-def]
-    """A Prefect server with its UI (the session's shared one runs without), database on PostgreSQL."""
+def ferry_api_port() -> int:
+    """Where ``ferry serve`` serves its API and, under /prefect, the Prefect proxy the UI is pointed at."""
+    return _free_port()
+
+
+@pytest.fixture(scope="module")
+def ui_server(postgres, ferry_api_port: int) -> Iterator[PrefectServer]:  # type: ignore[no-untyped-def]
+    """A Prefect server with its UI (the session's shared one runs without), database on PostgreSQL, its UI
+    pointed at ferry's Prefect proxy."""
     url = postgres.create_database(extensions=("pg_trgm",)).replace("postgresql://", "postgresql+asyncpg://")
-    server = PrefectServer(database_url=url, ui=True).start()
+    server = PrefectServer(database_url=url, ui=True,
+                           ui_api_url=f"http://127.0.0.1:{ferry_api_port}/prefect/api").start()
     try:
         yield server
     finally:
@@ -41,17 +61,28 @@ def ui_server(postgres) -> Iterator[PrefectServer]:  # type: ignore[no-untyped-d
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory, ui_server: PrefectServer, postgres) -> Iterator[ServedProject]:  # type: ignore[no-untyped-def]
+def served(tmp_path_factory: pytest.TempPathFactory, ui_server: PrefectServer, postgres,  # type: ignore[no-untyped-def]
+           ferry_api_port: int) -> Iterator[ServedProject]:
     root = tmp_path_factory.mktemp("ui")
-    lab = make_served(root, ui_server.env(), postgres.create_database(), environments={"Dev": 1, "Prod": 2})
+    lab = make_served(root, ui_server.env(), postgres.create_database(), environments={"Dev": 1, "Prod": 2},
+                      serve_args=("--api-port", str(ferry_api_port)))
     fault = root / "fault"
+    used = root / "used.sha256"  # what the deployment made of the prompted secret (its sha256)
     lab.write([{"name": "Roll out", "roles": ["web"], "rolling": {"window": 1},
                 "steps": [{"name": "Install", "kind": "script",
-                           "script": lab.project.script(f'sleep 0.3; [ ! -e "{fault}" ]')}]}],
+                           "script": lab.project.script(
+                               f'printf %s "$(ferry_var Sec.Prompt)" | sha256sum | cut -d" " -f1 > "{used}"; '
+                               f'sleep 0.3; [ ! -e "{fault}" ]')}]}],
               guided_failure=True)
+    project_file = lab.project.root / "project.yaml"
+    document = yaml.safe_load(project_file.read_text())
+    document["variables"].append({"name": "Sec.Prompt", "sensitive": True,
+                                  "prompt": {"label": "Database password", "required": False}})
+    project_file.write_text(yaml.safe_dump(document, sort_keys=False))
     lab.project.apply()
     lab.project.release("1.0.0")
     lab.project.release("1.1.0")
+    lab.project.release("1.2.0")
     lab.start()
     try:
         yield lab
@@ -237,3 +268,66 @@ def test_guided_failure_answered_in_the_ui_resume_form(page: Any, served: Served
     assert guided == [("prod-01", "retry", "disk cleaned up, retrying from the UI")]
     installs = [(r["target"], r["state"]) for r in results if r["step"] == "Install"]
     assert installs == [("prod-01", "failed"), ("prod-01", "success"), ("prod-02", "success")]
+
+
+def fill_prompted_form_v1(page: Any, ui: str, served: ServedProject, secret: str, release: str) -> None:
+    """The V1 (Vue) UI: it draws the ``format: password`` field as a plain text box (the value shows while
+    typed), but what is typed still goes through ferry's proxy like any field."""
+    open_run_form(page, ui, served)
+    field = page.locator(".schema-form-property", has=page.get_by_text("Database password (Optional)", exact=True))
+    field.locator("textarea, input").first.fill(secret)
+    fill_and_submit(page, "Dev", release)
+
+
+def fill_prompted_form_v2(page: Any, ui: str, served: ServedProject, secret: str, release: str) -> None:
+    """The V2 (React) UI, Prefect's default: a real password field (hidden, with a reveal button)."""
+    deployment_id = served.deployment()["id"]
+    page.goto(f"{ui}/v2/deployments/deployment/{deployment_id}/run?parameters=%7B%7D", wait_until="networkidle")
+    password = page.locator("input[type=password]")
+    assert password.count() == 1
+    password.fill(secret)
+    page.get_by_role("button", name="Select environment").click()
+    page.get_by_role("option", name="Dev", exact=True).click()
+    page.get_by_text("release (Optional)", exact=True).locator("xpath=ancestor::*[.//textarea][1]").locator(
+        "textarea").first.fill(release)
+
+
+@pytest.mark.parametrize(("ui_version", "release"), [("v2", "1.1.0"), ("v1", "1.2.0")])
+def test_prompted_secret_typed_into_the_form_never_reaches_prefect(page: Any, served: ServedProject,
+                                                                    ui_server: PrefectServer, ui_version: str,
+                                                                    release: str) -> None:
+    """The form's field for the project's sensitive prompted variable: the run uses the value, and the value
+    is found 0 times in Prefect's database (pg_dump), its API answers about the run, the files of the Prefect
+    server and of ferry, or any process's command line and environment while it runs."""
+    import hashlib
+    import uuid
+
+    from tests.secret_scan import Report, pg_dump, prefect_api_responses, sampling, scan_bytes, scan_files, scan_json
+
+    secret = f"Pa#{{ss W0rd}}/+=Ünï&%-{uuid.uuid4().hex}"
+    used = served.root / "used.sha256"
+    used.unlink(missing_ok=True)
+    ui = ui_server.ui_url
+    with sampling(secret) as sampler:
+        (fill_prompted_form_v2 if ui_version == "v2" else fill_prompted_form_v1)(page, ui, served, secret, release)
+        shot(page, f"07-{ui_version}-form-with-prompted-secret")
+        run_id = submit_and_find_run(page, served, "Dev")
+        run = served.wait_final(run_id)
+    processes = sampler.stop()
+    assert run["state"]["type"] == "COMPLETED", run["state"]
+    assert used.read_text().strip() == hashlib.sha256(secret.encode()).hexdigest()
+    assert "prompted" not in run["parameters"] and run["parameters"]["prompted_ref"].startswith("bundle:")
+    record = served.record_of(run_id)
+    assert (record["version"], record["environment"], record["state"]) == (release, "Dev", "Success")
+    page.goto(f"{ui}/runs/flow-run/{run_id}", wait_until="networkidle")
+    shot(page, f"08-{ui_version}-secret-run-completed")
+
+    report = Report()
+    assert ui_server.database_url is not None
+    report.merge(scan_bytes(secret, pg_dump(ui_server.database_url), "Prefect database (pg_dump)", "database dumps"))
+    report.merge(scan_json(secret, prefect_api_responses(served.api, run_id)))
+    report.merge(scan_files(secret, [ui_server.home, served.root / "ferry-home"]))
+    report.merge(scan_bytes(secret, served.serve_log().encode(), "ferry serve output", "outputs"))
+    report.merge(processes)
+    print(report)
+    assert report.total == 0, str(report)

@@ -28,7 +28,10 @@ def _free_port() -> int:
 
 
 class PrefectServer:
-    def __init__(self, database_url: str | None = None, ui: bool = False) -> None:
+    def __init__(self, database_url: str | None = None, ui: bool = False, ui_api_url: str | None = None) -> None:
+        """``ui_api_url``: where the UI's JavaScript sends its API calls (default: this server's own API; ferry's
+        Prefect proxy in the browser test)."""
+        self.ui_api_url = ui_api_url
         self.port = _free_port()
         self.home = Path(tempfile.mkdtemp(prefix="ferry-prefect-"))
         self.database_url = database_url
@@ -58,7 +61,7 @@ class PrefectServer:
         if not self.ui:
             args.append("--no-ui")
         else:  # the UI's JavaScript calls the API at this URL (default: port 4200)
-            env["PREFECT_UI_API_URL"] = self.api_url
+            env["PREFECT_UI_API_URL"] = self.ui_api_url or self.api_url
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL, start_new_session=True)
