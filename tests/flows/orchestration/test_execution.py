@@ -18,6 +18,8 @@ from snapshots.store import records
 from tests.flows.local_store import Shop
 from tests.flows.prefect_api import prefect_api  # noqa: F401  (fixture)
 
+pytestmark = pytest.mark.postgres  # the session's Prefect server keeps its database on the test PostgreSQL
+
 SECRET = "pa55-w0rd-value"
 
 

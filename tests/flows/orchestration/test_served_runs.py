@@ -20,6 +20,8 @@ from flows.orchestration.served_runs import TIMED_OUT, Served, create_run, deplo
 from snapshots.errors import FerryError
 from tests.flows.prefect_api import prefect_api  # noqa: F401  (fixture)
 
+pytestmark = pytest.mark.postgres  # the session's Prefect server keeps its database on the test PostgreSQL
+
 
 def register(project: str, **options: object) -> UUID:
     """What ``ferry serve`` registers for a project (no process polls it unless a test says so)."""

@@ -64,6 +64,7 @@ def test_nothing_starts_when_no_phase_auto_deploys(shop: Shop) -> None:
     assert said == [] and deployments(shop) == []
 
 
+@pytest.mark.postgres  # the Prefect server's database
 def test_without_a_running_serve_the_user_is_told_what_to_run(shop: Shop, prefect_api: str) -> None:  # noqa: F811
     shop.write(INSTALL, infra=auto_phases("Dev"))
     shop.apply()
@@ -82,6 +83,7 @@ def test_without_a_running_serve_the_user_is_told_what_to_run(shop: Shop, prefec
     assert deployments(shop) == []  # nothing recorded behind the user's back
 
 
+@pytest.mark.postgres  # the Prefect server's database
 def test_a_live_serve_gets_one_run_per_release_and_environment_phase_by_phase(
         shop: Shop, prefect_api: str) -> None:  # noqa: F811
     shop.write(INSTALL, infra=auto_phases("Dev", "Prod"))
