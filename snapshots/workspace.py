@@ -5,12 +5,14 @@ The CLI, the flows and ``ferry serve`` all open one; only the executor holds wha
 from __future__ import annotations
 
 from functools import cached_property
+from typing import TYPE_CHECKING
 
-from snapshots.keys import open_vault
 from snapshots.settings import Settings
-from snapshots.store import Store
-from snapshots.store.crypto import Vault
-from snapshots.store.feed import Feed
+
+if TYPE_CHECKING:
+    from snapshots.store import Store
+    from snapshots.store.crypto import Vault
+    from snapshots.store.feed import Feed
 
 
 class Workspace:
@@ -21,6 +23,8 @@ class Workspace:
 
     @cached_property
     def store(self) -> Store:
+        from snapshots.store import Store  # imported on first use: SQLAlchemy costs ~0.5 s, and the CLI in
+        # remote mode (FERRY_SERVER) never opens the store
         self.settings.ensure_home()
         return Store(self.settings.database_url)
 
@@ -28,11 +32,15 @@ class Workspace:
     def vault(self) -> Vault:
         """The master key, checked against the store's fingerprint (a wrong or missing key is refused before
         anything is written; a key is generated only for an empty store)."""
+        from snapshots.keys import open_vault
+
         self.settings.ensure_home()
         return open_vault(self.store, self.settings.key_file, self.actor)
 
     @cached_property
     def feed(self) -> Feed:
+        from snapshots.store.feed import Feed
+
         self.settings.ensure_home()
         return Feed(self.settings.feed_dir)
 

@@ -108,3 +108,20 @@ def test_an_unreachable_server_is_named(tmp_path: Path) -> None:
     result = run(env, "status", "OctoFX")
     assert result.exit_code == 1
     assert result.stderr.strip() == "error: cannot reach the ferry server at http://127.0.0.1:9: connection refused"
+
+
+def test_remote_mode_loads_neither_prefect_nor_the_store(remote: tuple[Api, dict[str, str]]) -> None:
+    """What makes ``ferry deploy --wait`` through a server start fast (issue 17): the CLI in remote mode
+    imports neither Prefect nor SQLAlchemy nor the crypto of the master key."""
+    api, env = remote
+    api.run_for = 0.5
+    probe = ("import atexit, sys\n"
+             "atexit.register(lambda: sys.stderr.write('LOADED %s\\n' % sorted({m.split('.')[0] for m in sys.modules}"
+             " & {'prefect', 'sqlalchemy', 'cryptography', 'paramiko', 'fastapi'})))\n"
+             "sys.argv = ['ferry', 'deploy', 'OctoFX', 'latest', '--to', 'Dev', '--wait']\n"
+             "from flows.cli import main\nmain()\n")
+    proc = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).resolve().parents[3])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "deployment #7 succeeded" in proc.stdout
+    assert proc.stderr.strip().splitlines()[-1] == "LOADED []"
