@@ -25,7 +25,6 @@ import json
 import re
 import shutil
 import tarfile
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ from snapshots.errors import SnapshotIntegrityError, StepFailed
 from snapshots.model.steps import IisWebsiteStep
 from snapshots.variables.configfiles import apply_to_directory
 from steps.context import PackageRef, StepContext
+from steps.scratch import private_tempdir
 from steps.transports.winrm import load_script
 
 SCRIPT = "iis-deploy.ps1"
@@ -144,7 +144,7 @@ def substituted_files(ctx: StepContext, package: Path) -> list[dict[str, str]]:
     step: IisWebsiteStep = ctx.step
     if not (step.substitute.files or step.substitute.structured):
         return []
-    with tempfile.TemporaryDirectory(prefix="ferry-iis-") as temp:
+    with private_tempdir("iis") as temp:  # rendered config (secrets): swept should this process be killed
         root = Path(temp)
         _extract(package, root)
         before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}

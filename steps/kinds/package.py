@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import posixpath
 import re
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
@@ -32,6 +31,7 @@ from typing import Any
 from snapshots.errors import ConfigError, FerryError, StepFailed
 from snapshots.variables.configfiles import apply_to_directory
 from steps.context import PackageRef, StepContext
+from steps.scratch import private_tempdir
 
 SCRIPTS = ("PreDeploy.sh", "Deploy.sh", "PostDeploy.sh", "DeployFailed.sh")
 _SAFE_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
@@ -292,7 +292,7 @@ def _substitute(job: _Run) -> None:
         raise job.fail(f"cannot list {job.release_dir}", result)
     patterns = [glob_regex(p) for p in [*files_globs, *structured]]
     wanted = sorted(f for f in listed if any(p.match(f) for p in patterns))
-    with tempfile.TemporaryDirectory(prefix="ferry-substitute-") as tmp:
+    with private_tempdir("substitute") as tmp:  # rendered config (secrets): swept should this process be killed
         mirror = Path(tmp)
         originals: dict[str, bytes] = {}
         for rel in wanted:
@@ -309,8 +309,8 @@ def _substitute(job: _Run) -> None:
             ctx.log(f"substitution: {line}")
         for rel, before in originals.items():
             after = (mirror / rel).read_bytes()
-            if after != before:
-                ctx.transport.write_file(f"{job.release_dir}/{rel}", after)
+            if after != before:  # rewritten with values, maybe secrets: config_file_mode, not the package's 0644
+                ctx.transport.write_file(f"{job.release_dir}/{rel}", after, mode=ctx.step.config_mode)
 
 
 def _retain(job: _Run) -> None:

@@ -7,7 +7,7 @@ The values a script reads (``FERRY_DATA``, decrypted secrets included) never tou
 anonymous in-memory file (``memfd_create``) that the script inherits and opens as ``/proc/self/fd/N``; it
 vanishes with the last process holding it, so a SIGKILLed deployment leaves nothing behind. Where memfd is
 missing, a 0600 file in a 0700 per-process directory is used instead, and directories of dead processes
-are swept when the next transport starts.
+are swept when the next transport starts (``steps.scratch``).
 """
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from snapshots.errors import TransportError
+from steps.scratch import sweep
 from steps.transports.bash import BASH_PREAMBLE
 from steps.transports.protocol import LineSink, RunResult
 
 TAIL_LINES = 20
-SCRATCH_PREFIX = "ferry-run-"
 MAX_INLINE = 64 * 1024  # bytes of script passed as `bash -c` (one argument may hold 128 KiB)
 
 
@@ -45,7 +45,7 @@ class LocalTransport:
         self.root.mkdir(parents=True, exist_ok=True)
         self.state_dir = str(self.root / ".ferry")
         self._scratch: str | None = None
-        sweep_scratch()
+        sweep()
 
     def _path(self, remote: str) -> Path:
         path = Path(remote)
@@ -89,7 +89,8 @@ class LocalTransport:
 
     def _scratch_file(self, content: bytes, scratch: list[str]) -> str:
         if self._scratch is None:  # mode 0700: values stay private; the pid lets a later run sweep it
-            self._scratch = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-")
+            sweep()
+            self._scratch = tempfile.mkdtemp(prefix=f"ferry-run-{os.getpid()}-")
         fd, path = tempfile.mkstemp(dir=self._scratch)  # mode 0600
         scratch.append(path)
         with os.fdopen(fd, "wb") as fh:
@@ -116,12 +117,21 @@ class LocalTransport:
         except FileNotFoundError:
             return None
 
-    def write_file(self, remote: str, data: bytes) -> None:
-        """Replace a small file atomically (temp file + rename)."""
+    def write_file(self, remote: str, data: bytes, mode: int | None = None) -> None:
+        """Replace a small file atomically (temp file + rename); ``mode`` is set before the bytes are written
+        (None: an existing file's mode is kept)."""
         path = self._path(remote)
         path.parent.mkdir(parents=True, exist_ok=True)
+        if mode is None:
+            with contextlib.suppress(FileNotFoundError):
+                mode = path.stat().st_mode & 0o7777
         tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(data)
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if mode is not None else 0o666)
+        with os.fdopen(fd, "wb") as handle:
+            if mode is not None:
+                os.fchmod(handle.fileno(), mode)
+            handle.write(data)
         os.replace(tmp, path)
 
     def close(self) -> None:
@@ -143,25 +153,6 @@ def memory_file(content: bytes, name: str) -> int | None:
     while view:
         view = view[os.write(fd, view):]
     return fd
-
-
-def sweep_scratch() -> None:
-    """Remove fallback scratch folders of processes that are gone (killed before they could clean up)."""
-    for folder in Path(tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*"):
-        pid = folder.name[len(SCRATCH_PREFIX):].split("-", 1)[0]
-        try:
-            if not folder.is_dir() or folder.stat().st_uid != os.getuid():
-                continue
-            if pid.isdigit():
-                os.kill(int(pid), 0)
-                continue  # its process still runs
-            if time.time() - folder.stat().st_mtime < 3600:
-                continue  # an older ferry's, maybe still in use: left for an hour
-        except ProcessLookupError:
-            pass
-        except OSError:
-            continue
-        shutil.rmtree(folder, ignore_errors=True)  # a dead process's, or one from before pids were in the name
 
 
 def _sha256(path: Path) -> str:

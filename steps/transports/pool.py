@@ -12,6 +12,7 @@ from pathlib import Path
 
 from snapshots.errors import TransportError
 from snapshots.model import Target
+from steps.scratch import private_tempdir
 from steps.transports.local import LocalTransport
 from steps.transports.protocol import Transport
 
@@ -92,7 +93,7 @@ class TransportPool:
         """The worker's own shell, for ``run_on: worker`` and ``worker-for-each-target`` steps."""
         with self._guard:
             if self._worker is None:
-                self._worker_dir = tempfile.TemporaryDirectory(prefix="ferry-worker-")
+                self._worker_dir = private_tempdir("worker")
                 self._worker = LocalTransport("worker", self._worker_dir.name)
             return self._worker
 

@@ -49,8 +49,10 @@ class Transport(Protocol):
         """A small file's bytes, or None when it does not exist (relative paths: the target's home)."""
         ...
 
-    def write_file(self, remote: str, data: bytes) -> None:
-        """Replace a small file atomically, creating its folder."""
+    def write_file(self, remote: str, data: bytes, mode: int | None = None) -> None:
+        """Replace a small file atomically, creating its folder. ``mode``: the new file's permission bits, set
+        before any byte is written (POSIX targets; None keeps an existing file's; Windows: the folder's ACL
+        is inherited)."""
         ...
 
     def close(self) -> None: ...

@@ -570,23 +570,23 @@ class SshTransport:
             except (OSError, paramiko.SSHException, EOFError) as exc:
                 raise self._error(f"cannot read {remote}: {exc}", "read") from exc
 
-    def write_file(self, remote: str, data: bytes) -> None:
+    def write_file(self, remote: str, data: bytes, mode: int | None = None) -> None:
         """Replace a small file atomically over SFTP: folders created, bytes to a temp name beside it, then
         ``posix-rename`` over the old one (a reader sees the old file or the new one, never half of one). An
-        existing file keeps its permission bits."""
+        existing file keeps its permission bits unless ``mode`` is given (set before the bytes are written)."""
         directory, name = posixpath.split(remote.rstrip("/"))
         tmp = posixpath.join(directory, f".{name}.ferry-{secrets.token_hex(6)}")
         with self._sftp_lock:
             sftp = self._sftp()
             try:
                 self._sftp_makedirs(sftp, directory)
-                mode: int | None = None
-                with contextlib.suppress(FileNotFoundError):
-                    mode = stat.S_IMODE(sftp.stat(remote).st_mode or 0) or None
+                if mode is None:
+                    with contextlib.suppress(FileNotFoundError):
+                        mode = stat.S_IMODE(sftp.stat(remote).st_mode or 0) or None
                 with sftp.open(tmp, "wb") as handle:
+                    if mode is not None:
+                        handle.chmod(mode)
                     handle.write(data)
-                if mode is not None:
-                    sftp.chmod(tmp, mode)
                 sftp.posix_rename(tmp, remote)
             except (OSError, paramiko.SSHException, EOFError) as exc:
                 with contextlib.suppress(Exception):

@@ -590,8 +590,9 @@ class WinRmTransport:
                 return base64.b64decode(line.split(" ", 1)[1])
         raise self._error(f"read-file.ps1 gave no answer for {remote}", "read")
 
-    def write_file(self, remote: str, data: bytes) -> None:
-        """Replace a small file atomically, creating its folder (relative paths: the deploy user's home)."""
+    def write_file(self, remote: str, data: bytes, mode: int | None = None) -> None:
+        """Replace a small file atomically, creating its folder (relative paths: the deploy user's home).
+        ``mode`` does not apply: on Windows the file inherits its folder's ACL."""
         self._ferry_script("write-file.ps1", {"Path": remote, "Content": base64.b64encode(data).decode("ascii")},
                            "write")
 

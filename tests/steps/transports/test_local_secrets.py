@@ -12,7 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from steps.transports.local import SCRATCH_PREFIX, LocalTransport, sweep_scratch
+from steps.scratch import sweep
+from steps.transports.local import LocalTransport
 from tests.flows.local_project import LocalProject
 
 
@@ -46,20 +47,22 @@ def test_values_reach_the_script_without_a_file(tmp_path: Path) -> None:
 
 
 def test_scratch_folders_of_dead_processes_are_swept() -> None:
-    """The fallback (no memfd): a folder named for a process that is gone is removed by the next transport."""
+    """Folders a killed deployment left (the local fallback, rendered config files, the worker's shell folder)
+    are removed by the next one; a live process's are not."""
     dead = os.fork()
     if dead == 0:
         os._exit(0)
     os.waitpid(dead, 0)
-    stale = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{dead}-"))
-    (stale / "tmpdata").write_text('{"variables": {"Db.Password": "s3cr3t"}}')
-    live = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-"))
+    stale = [Path(tempfile.mkdtemp(prefix=f"ferry-{kind}-{dead}-")) for kind in ("run", "substitute", "iis", "worker")]
+    for folder in stale:
+        (folder / "web.config").write_text('<add key="Password" value="s3cr3t"/>')
+    live = Path(tempfile.mkdtemp(prefix=f"ferry-substitute-{os.getpid()}-"))
     try:
-        sweep_scratch()
-        assert not stale.exists()
+        sweep()
+        assert [f for f in stale if f.exists()] == []
         assert live.exists()
     finally:
-        for folder in (stale, live):
+        for folder in [*stale, live]:
             if folder.exists():
                 for child in folder.iterdir():
                     child.unlink()
