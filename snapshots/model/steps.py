@@ -75,13 +75,6 @@ class PackageStep(StepBase):
     @property
     def config_mode(self) -> int:
         return int(self.config_file_mode, 8)
-    config_file_mode: str = Field("0640", pattern=r"^0?[0-7]{3}$",
-                                  description="Permission bits (octal, quoted: \"0640\") of config files that "
-                                              "substitution rewrote: they may hold secrets, so not world-readable")
-
-    @property
-    def config_mode(self) -> int:
-        return int(self.config_file_mode, 8)
 
 
 class Binding(Model):
