@@ -186,9 +186,9 @@ def collect_names(nodes: list[Any], scope: tuple[tuple[str, str], ...], required
         for p in parts:
             if isinstance(p, Value):
                 value(p)
-        static = len(parts) == 1 and isinstance(parts[0], str)
-        if static and not loop_split(parts, scope) and not (scope and parts[0].lower() in EACH_SPECIALS):
-            target.add(parts[0])  # type: ignore[arg-type]
+        first = parts[0] if len(parts) == 1 else None
+        if isinstance(first, str) and not loop_split(parts, scope) and not (scope and first.lower() in EACH_SPECIALS):
+            target.add(first)
 
     def value(v: Value) -> None:
         if v.parts:

@@ -108,14 +108,14 @@ class Parser:
                 if stack[-1].in_else:
                     raise CompileError("a second #{else} in the same #{if}", self.toks[node.tok])
                 stack[-1].in_else = True
-                body = (stack[-1].current or stack[-1].node).orelse  # type: ignore[union-attr]
+                body = (stack[-1].current or stack[-1].node).orelse
             elif isinstance(node, ElseIf):
                 if not stack or not isinstance(stack[-1].node, If) or stack[-1].node.kw != "if":
                     raise CompileError("#{elseif} outside #{if}", self.toks[node.tok])
                 if stack[-1].in_else:
                     raise CompileError("#{elseif} after #{else}", self.toks[node.tok])
                 clause = If("if", node.cond, node.tok)
-                (stack[-1].current or stack[-1].node).orelse.append(clause)  # type: ignore[union-attr]
+                (stack[-1].current or stack[-1].node).orelse.append(clause)
                 stack[-1].current = clause
                 body = clause.body
             elif isinstance(node, End):
@@ -196,7 +196,9 @@ class Parser:
 
     def _symbol(self, a: int, b: int) -> tuple[str | Value, ...]:
         """A variable name: identifier characters, dots, ``[index]`` (anything but brackets) and nested tokens."""
-        src, parts, buf, depth, i = self.src, [], [], 0, a
+        src, depth, i = self.src, 0, a
+        parts: list[str | Value] = []
+        buf: list[str] = []
         while i < b:
             if src.startswith("#{", i):
                 j = find_close(src, i, b)
@@ -224,7 +226,7 @@ class Parser:
         if buf:
             parts.append("".join(buf))
         if all(isinstance(p, str) for p in parts):
-            name = canon("".join(parts))  # type: ignore[arg-type]
+            name = canon("".join(p for p in parts if isinstance(p, str)))
             return (name,) if name else ()
         return tuple(parts)
 
@@ -307,7 +309,8 @@ class Parser:
         """``#{calc}`` as Octostache reads it: numbers, + - * / % and parentheses, variables as ``{Name}`` or bare.
         A bare name runs to a blank or one of ``+*%(){}``, so it may hold '-' and '/' (``B-2`` is one name: write
         ``{B}-2`` or ``B - 2``)."""
-        src, items, i = self.src, [], a
+        src, i = self.src, a
+        items: list[tuple[Any, ...]] = []
         while i < b:
             c = src[i]
             if c.isspace():
