@@ -76,13 +76,27 @@ def _main() -> None:
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except Exception as exc:  # click usage errors and the unexpected
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+        if _usage_error(exc):
+            sys.exit(exc.exit_code)  # type: ignore[attr-defined]
         if _debug["on"]:
             raise
         err_console.print(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
                           markup=False)
         sys.exit(2)
+
+
+def _usage_error(exc: Exception) -> bool:
+    """Print a command-line usage error as click's usage line plus one ``error:`` line; False if ``exc`` is not
+    one. Typer bundles its own click (``typer._click``), whose exceptions derive from ``TyperException``, not
+    from ``click.ClickException``: both are recognised."""
+    import click
+    from typer.exceptions import TyperException
+
+    if not isinstance(exc, TyperException | click.ClickException):
+        return False
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None:
+        err_console.print(ctx.get_usage(), markup=False)
+    message = " ".join(exc.format_message().replace("Value error, ", "").split())
+    err_console.print(f"error: {message}", markup=False)
+    return True
