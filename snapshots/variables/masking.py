@@ -1,7 +1,8 @@
 """Masking of sensitive values in everything that leaves a step: log lines, artifacts, errors.
 
 A secret rarely leaks verbatim only: scripts base64 it into an ``Authorization`` header, URL-encode it
-into a connection string, JSON-escape it into a payload, or print a multi-line key line by line. The
+into a connection string, JSON-escape it into a payload, hex-dump it (``xxd -p``, ``od``, a digest tool's
+input echoed back), or print a multi-line key line by line. The
 masker therefore also knows those forms of each value, and masks them with ``********``.
 
 Like Octopus, values of 3 characters or fewer are not masked (masking every ``yes`` or ``123`` in a log
@@ -58,6 +59,8 @@ def encoded_forms(value: str) -> set[str]:
         forms.update(_base64_forms(text.encode("utf-8")))
         forms.update({quote(text), quote(text, safe=""), quote_plus(text), quote_plus(text, safe="")})
         forms.update({json.dumps(text)[1:-1], json.dumps(text, ensure_ascii=False)[1:-1]})
+        hexed = text.encode("utf-8").hex()  # byte-aligned, so a secret inside a longer hex dump matches too
+        forms.update({hexed, hexed.upper()})
     return {form for form in forms if len(form) >= MIN_LENGTH}
 
 

@@ -29,12 +29,23 @@ SECRET = "Tr0ub4dor&3 +/?é"
     quote_plus(SECRET),
     json.dumps(SECRET)[1:-1],
     json.dumps(SECRET, ensure_ascii=False)[1:-1],
+    SECRET.encode().hex(),
+    SECRET.encode().hex().upper(),
 ], ids=["plain", "b64", "b64-nopad", "b64url", "b64url-nopad", "quote", "quote-nosafe", "quote_plus",
-        "json", "json-unicode"])
+        "json", "json-unicode", "hex", "hex-upper"])
 def test_every_encoded_form_is_masked(form: str) -> None:
     masker = Masker([SECRET])
     out = masker.mask(f"before {form} after")
     assert out == f"before {MASK} after"
+
+
+def test_secret_inside_a_longer_hex_dump_is_masked() -> None:
+    # `printf 'deploy:%s' "$PASSWORD" | xxd -p` prints the password's bytes as hex after the user name's
+    password = "correct horse battery staple"
+    dump = f"deploy:{password}\n".encode().hex()
+    out = Masker([password]).mask(f"payload {dump}")
+    assert out == f"payload {'deploy:'.encode().hex()}{MASK}0a"
+    assert password.encode().hex() not in out
 
 
 def test_secret_inside_a_longer_base64_blob_is_masked() -> None:
