@@ -174,8 +174,11 @@ class Runtime:
             if raw is None or any(k == key for k, _, _ in self.stack):
                 continue
             doc = json_values.parse(raw)
-            if doc is ABSENT and "#{" in raw:
-                doc = json_values.parse(self._resolve(prefix, tok) or "")
+            if doc is ABSENT and "#{" in raw and raw.lstrip().startswith(("{", "[", "#{")):
+                try:  # JSON built from other variables ({#{Prop}: "#{Val}"}): its evaluated text
+                    doc = json_values.parse(self._resolve(prefix, tok) or "")
+                except TemplateError:
+                    continue  # a prefix that cannot be evaluated is not a JSON value; the name stays unknown
             segments = json_values.split_path(name[cut:])
             if doc is ABSENT or segments is None:
                 continue

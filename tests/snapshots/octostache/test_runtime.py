@@ -124,3 +124,17 @@ def test_template_error_carries_variable_line_and_column_as_fields() -> None:
     with pytest.raises(TemplateError) as err:
         referenced_names("\n\n#{/each}")
     assert (err.value.line, err.value.column) == (3, 1)
+
+
+def test_json_values_are_indexed_and_iterated() -> None:
+    variables = {"Sizes": '{"Small": "11.5", Large: 15.21, "Items": [{"Name": "Toast"}]}', "Sizes.Small": "mine"}
+    assert render("#{Sizes.Small} #{Sizes[Large]} #{Sizes.Items[0].Name}", variables) == "mine 15.21 Toast"
+    assert render("#{each s in Sizes}#{s}=#{s.Value};#{/each}", variables) == (
+        'Small=11.5;Large=15.21;Items=[{"Name":"Toast"}];')
+    # A missing property is empty in Octopus mode (as Octostache has it) and an error in strict mode.
+    assert render("[#{Sizes.Huge}]", variables, strict=False) == "[]"
+    with pytest.raises(TemplateError, match=r"the JSON value of 'Sizes' has no '\.Huge'"):
+        render("[#{Sizes.Huge}]", variables)
+    # Not JSON (or invalid JSON): an ordinary unknown name.
+    with pytest.raises(TemplateError, match=r"unknown variable 'Plain\.Huge'"):
+        render("#{Plain.Huge}", {"Plain": "{Name: NoComma}"})
