@@ -19,7 +19,9 @@ from typing import Any
 from flows.engine.rolling import FAILED, Outcome
 from snapshots.errors import FerryError
 from snapshots.model import Target
+from snapshots.model.steps import LoadBalancerStep, Step
 from steps.kinds.haproxy import HAProxy, LoadBalancerError
+from steps.kinds.load_balancer import balancer_client
 
 
 @dataclass
@@ -100,18 +102,16 @@ class InServiceGuard:
         return answered
 
 
-def guard_for(unit_children: Sequence[Any], shared: dict[str, Any], role_targets: Sequence[Target],
-              targets: Sequence[Target], min_healthy: int, server_of: Callable[[Any, Target], str],
+def guard_for(unit_children: Sequence[Step], shared: dict[str, Any], role_targets: Sequence[Target],
+              targets: Sequence[Target], min_healthy: int, server_of: Callable[[LoadBalancerStep, Target], str],
               log: Callable[[str], None]) -> InServiceGuard | None:
     """A guard when the rolling step's children take targets out of a load balancer (and min_healthy is set)."""
     if not min_healthy:
         return None
-    lb_step = next((c for c in unit_children if getattr(c, "kind", None) == "load-balancer" and c.enabled
+    lb_step = next((c for c in unit_children if isinstance(c, LoadBalancerStep) and c.enabled
                     and c.action == "remove"), None)
     if lb_step is None:
         return None
-    from steps.kinds.load_balancer import balancer_client
-
     model, haproxy = balancer_client(shared, lb_step.balancer, step=lb_step.name)
     return InServiceGuard(haproxy=haproxy, balancer=model.name, backend=model.backend,
                           servers={t.name: server_of(lb_step, t) for t in role_targets},

@@ -7,9 +7,10 @@ from typing import Any
 from snapshots import releases
 from snapshots.projects import require_infrastructure, require_project
 from snapshots.store import records
+from snapshots.workspace import Workspace
 
 
-def dashboard(ctx: Any, project: str, recent: int = 10) -> dict[str, Any]:
+def dashboard(ctx: Workspace, project: str, recent: int = 10) -> dict[str, Any]:
     with ctx.store.read() as conn:
         revision = require_project(conn, project)
         infra = require_infrastructure(conn)

@@ -12,16 +12,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
+from sqlalchemy import Connection
 
+from flows.engine.rolling import check_min_healthy
 from snapshots import releases
 from snapshots.errors import ConfigError, NotFoundError
 from snapshots.lifecycle import check_progression
 from snapshots.model import Environment, Infrastructure, ParentStep, ProcessItem, Target
-from snapshots.model.steps import Rolling
+from snapshots.model.steps import Rolling, Step
 from snapshots.octostache import render
 from snapshots.projects import require_infrastructure
 from snapshots.releases import Release
 from snapshots.store import records
+from snapshots.store.crypto import Vault
 from snapshots.store.feed import Feed
 from snapshots.variables.masking import Masker
 from snapshots.variables.scopes import ScopeContext, VariableIndex, apply_prompted, masker_for, system_variables
@@ -35,7 +38,7 @@ class ReleasePlan:
     """One release, ready to run: its process as models, its variables indexed, its packages located."""
 
     release: Release
-    process: list[Any]
+    process: list[ProcessItem]
     index: VariableIndex
     variables_revision: int
     variable_snapshot_id: int
@@ -59,7 +62,7 @@ class DeploymentPlan:
     prompted: dict[str, str] = field(default_factory=dict)
 
 
-def release_plan(conn: Any, feed: Feed, vault: Any, release: Release, environment: str,
+def release_plan(conn: Connection, feed: Feed, vault: Vault, release: Release, environment: str,
                  prompted: dict[str, str], masker: Masker | None = None) -> ReleasePlan:
     """``masker``: add this release's secrets to an existing masker (a rollback masks both releases)."""
     releases.check_integrity(release, vault)
@@ -78,7 +81,7 @@ def _names(items: list[Any]) -> str:
     return ", ".join(sorted(getattr(i, "name", str(i)) for i in items)) or "none"
 
 
-def prepare(conn: Any, feed: Feed, vault: Any, *, project: str, release: str, environment: str,
+def prepare(conn: Connection, feed: Feed, vault: Vault, *, project: str, release: str, environment: str,
             targets: list[str] | None = None, exclude_targets: list[str] | None = None,
             skip_steps: list[str] | None = None, variables: dict[str, str] | None = None,
             guided_failure: bool | None = None, force: bool = False) -> DeploymentPlan:
@@ -109,8 +112,6 @@ def prepare(conn: Any, feed: Feed, vault: Any, *, project: str, release: str, en
             raise ConfigError(f"--skip {name!r}: no such step (steps: {', '.join(steps)})")
         if getattr(step, "required", False):
             raise ConfigError(f"--skip {name!r}: the step is required and cannot be skipped")
-
-    from flows.engine.rolling import check_min_healthy
 
     for item in current.process:
         if isinstance(item, ParentStep) and item.rolling:
@@ -168,8 +169,8 @@ def _counts(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def _all_steps(process: list[Any]) -> list[Any]:
-    out = []
+def _all_steps(process: list[ProcessItem]) -> list[Step | ParentStep]:
+    out: list[Step | ParentStep] = []
     for item in process:
         out.append(item)
         if isinstance(item, ParentStep):

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Any
 
-from snapshots.store import records
+from snapshots.store import Store, records
 
 
 class ResultWriter:
-    def __init__(self, store: Any, deployment_id: int, interval: float = 0.5) -> None:
+    def __init__(self, store: Store, deployment_id: int, interval: float = 0.5) -> None:
         self.store, self.deployment_id, self.interval = store, deployment_id, interval
         self._queue: queue.Queue[records.StepResult | None] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="ferry-results", daemon=True)

@@ -24,7 +24,8 @@ def _key(*parts: str) -> str:
 
 
 def start_progress(project: str, environment: str) -> UUID | None:
-    return create_progress_artifact(0.0, key=_key("ferry", project, environment, "progress"),
+    # Prefect's async_dispatch types the call as "UUID or coroutine"; called from sync code it is the UUID
+    return create_progress_artifact(0.0, key=_key("ferry", project, environment, "progress"),  # type: ignore[return-value]
                                     description=f"{project} → {environment}: targets done")
 
 

@@ -7,7 +7,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -18,17 +20,22 @@ from flows.engine.plan import DeploymentPlan, ReleasePlan, release_plan, resolve
 from flows.engine.results import ResultWriter
 from flows.engine.rolling import FAILED, SKIPPED, SUCCESS, Outcome, check_min_healthy, roll
 from flows.orchestration import artifacts
-from flows.orchestration.pauses import ask_failure, ask_manual
+from flows.orchestration.pauses import FailureAnswer, ManualAnswer, ask_failure, ask_manual
+from snapshots import releases
 from snapshots.errors import FerryError
-from snapshots.model import ParentStep, Target
+from snapshots.model import ParentStep, ProcessItem, Target
+from snapshots.model.steps import LoadBalancerStep, ManualStep, Rolling, Step
 from snapshots.octostache import evaluate_condition, render
-from snapshots.store import now, records
+from snapshots.store import Store, now, records
+from snapshots.store.crypto import Vault
+from snapshots.store.feed import Feed
 from snapshots.variables.scopes import ScopeContext, VariableSet, system_variables
 from steps import journal
 from steps.context import StepContext
 from steps.kinds import executor
 from steps.kinds.load_balancer import DEFAULT_SERVER
 from steps.transports.pool import TransportPool
+from steps.transports.protocol import Transport
 
 PAUSE_TIMEOUT = 3600
 PROGRESS_EVERY = 1.0
@@ -38,13 +45,13 @@ PROGRESS_EVERY = 1.0
 class Unit:
     """A process item as it runs: a parent's children, or one top-level step on its own."""
 
-    item: Any
-    children: list[Any]
-    rolling: Any | None
+    item: ProcessItem
+    children: list[Step]
+    rolling: Rolling | None
     roles: list[str]
 
 
-def unit_of(item: Any) -> Unit:
+def unit_of(item: ProcessItem) -> Unit:
     if isinstance(item, ParentStep):
         return Unit(item, list(item.steps), item.rolling, list(item.roles))
     return Unit(item, [item], None, list(item.roles))
@@ -60,10 +67,10 @@ def step_task(label: str, action: Callable[[], None]) -> None:
 class Engine:
     plan: DeploymentPlan
     deployment_id: int
-    store: Any
-    feed: Any
-    vault: Any
-    home: Any
+    store: Store
+    feed: Feed
+    vault: Vault
+    home: Path
     created_by: str
     pool: TransportPool = field(init=False)
     failed: bool = False
@@ -72,7 +79,7 @@ class Engine:
     summary: list[dict[str, Any]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _journal: dict[str, bool] = field(default_factory=dict)
-    _progress: Any = None
+    _progress: UUID | None = None
     _units_total: int = 0
     _units_done: int = 0
     _causes: dict[str, str] = field(default_factory=dict)
@@ -123,7 +130,7 @@ class Engine:
         if not isinstance(item, ParentStep) and item.kind == "manual":
             self._run_manual(item, release)
             return
-        if _is_worker_only(unit):
+        if not isinstance(item, ParentStep) and _is_worker_only(unit):
             ok = self._leaf(item, None, release)
             if not ok:
                 self.failed = True
@@ -134,10 +141,11 @@ class Engine:
                      f"{', '.join(unit.roles)}; nothing to do")
             self._record(item.name, None, SKIPPED, 0, "no matching targets")
             return
-        rolling = resolve_rolling(release, item, self.plan.environment.name) if unit.rolling else None
+        rolling = resolve_rolling(release, item, self.plan.environment.name) \
+            if isinstance(item, ParentStep) and item.rolling else None
         role_targets = [t for t in self.plan.environment_targets if set(t.roles) & set(unit.roles)]
         cap = check_min_healthy(len(role_targets), int(rolling.min_healthy), f"step {item.name!r}") if rolling else None
-        guidance = self._guidance if self.plan.guided_failure else None
+        guidance: Callable[[Target, Outcome], str] | None = self._guidance if self.plan.guided_failure else None
         # min_healthy counts servers UP in the balancer when the step takes targets out of one
         guard = guard_for(unit.children, self.shared, role_targets, targets, int(rolling.min_healthy),
                           lambda step, t: self._server_of(step, t, release), self.log) if rolling else None
@@ -209,18 +217,17 @@ class Engine:
         return Outcome(SUCCESS)
 
     # ----------------------------------------------------------------------------------------- one step
-    def _leaf(self, step: Any, target: Target | None, release: ReleasePlan) -> bool:
+    def _leaf(self, step: Step, target: Target | None, release: ReleasePlan) -> bool:
         label = f"{step.name} · {target.name if target else 'worker'}"
         state = step_task(label, lambda: self._execute(step, target, release), return_state=True)
         return bool(state.is_completed())
 
-    def _execute(self, step: Any, target: Target | None, release: ReleasePlan) -> None:
+    def _execute(self, step: Step, target: Target | None, release: ReleasePlan) -> None:
         logger = get_run_logger()
         masker = release.masker
         started = now()
         variables = self._variables(release, step, target)
-        on_target = step.run_on == "target" and target is not None
-        transport = self.pool.get(target) if on_target else self.pool.worker()
+        transport = self.pool.get(target) if step.run_on == "target" and target is not None else self.pool.worker()
         ctx = StepContext(
             deployment_id=self.deployment_id, project=self.plan.project, release=release.release.version,
             environment=self.plan.environment.name, step=step, target=target, transport=transport,
@@ -248,13 +255,13 @@ class Engine:
             self._record(step.name, target.name if target else None, SUCCESS, attempt, None, started)
             return
 
-    def _server_of(self, step: Any, target: Target, release: ReleasePlan) -> str:
+    def _server_of(self, step: LoadBalancerStep, target: Target, release: ReleasePlan) -> str:
         """The target's server name in a load-balancer step's backend (as the step itself renders it)."""
         if step.server == DEFAULT_SERVER and target.balancer_server:
             return target.balancer_server
         return render(step.server, self._variables(release, step, target), where=f"step {step.name!r} server").strip()
 
-    def _ssh_for(self, netloc: str) -> Any:
+    def _ssh_for(self, netloc: str) -> Transport:
         """The SSH session to an ``ssh://user@host[:port]/socket`` balancer node: a target with that login."""
         user, _, hostport = netloc.rpartition("@")
         host, _, port = hostport.partition(":")
@@ -280,7 +287,8 @@ class Engine:
         self.log(f"guided failure on {target.name}: {action}" + (f" ({notes})" if notes else ""))
         return action
 
-    def _pause(self, ask: Callable[[str, int], Any], description: str, timeout: int) -> tuple[str, str]:
+    def _pause(self, ask: Callable[[str, int], FailureAnswer | ManualAnswer], description: str,
+               timeout: int) -> tuple[str, str]:
         """Pause the flow run until a person answers; no answer in time is an abort (the deployment fails)."""
         self._set_state(records.PAUSED)
         try:
@@ -291,7 +299,7 @@ class Engine:
         finally:
             self._set_state(records.RUNNING)
 
-    def _run_manual(self, step: Any, release: ReleasePlan) -> None:
+    def _run_manual(self, step: ManualStep, release: ReleasePlan) -> None:
         variables = self._variables(release, step, None)
         instructions = render(step.instructions, variables, where=f"step {step.name!r} instructions", strict=False)
         description = (f"**Manual intervention: {step.name}** — deployment #{self.deployment_id} of "
@@ -319,8 +327,6 @@ class Engine:
             if previous is None:
                 self.log("auto-rollback: no earlier successful release in this environment; nothing to roll back to")
                 return
-            from snapshots import releases
-
             earlier = releases.require(conn, self.plan.project, previous.version)
             # the earlier release's secrets join the same masker: both releases' values stay hidden
             prev_plan = release_plan(conn, self.feed, self.vault, earlier, self.plan.environment.name, {},
@@ -335,13 +341,13 @@ class Engine:
             self._last_unit[target.name] = index
         result = roll(updated, lambda t, start: self._chain(index, match, t, start, prev_plan, rolling_back=True),
                       window=resolve_rolling(prev_plan, match.item, self.plan.environment.name).window
-                      if match.rolling else len(updated),
+                      if isinstance(match.item, ParentStep) and match.item.rolling else len(updated),
                       max_failures=len(updated))
         state = "rolled back" if not result.failed else f"rollback failed on {result.failed} target(s)"
         self.errors.append(f"auto-rollback to {earlier.version}: {state}")
 
     # ----------------------------------------------------------------------------------------- helpers
-    def _variables(self, release: ReleasePlan, step: Any, target: Target | None) -> VariableSet:
+    def _variables(self, release: ReleasePlan, step: Step | ParentStep, target: Target | None) -> VariableSet:
         plan = self.plan
         context = ScopeContext(environment=plan.environment.name, target=target.name if target else None,
                                roles=tuple(target.roles) if target else (), step=step.name)
@@ -356,7 +362,7 @@ class Engine:
         system["Deployment.Error"] = system["Octopus.Deployment.Error"] = "; ".join(self.errors) if self.failed else ""
         return release.index.resolve(context).overlay(system)
 
-    def _skip_reason(self, step: Any, target: Target | None) -> str | None:
+    def _skip_reason(self, step: Step | ParentStep, target: Target | None) -> str | None:
         if not step.enabled:
             return "disabled"
         if step.environments and self.plan.environment.name not in step.environments:
@@ -366,7 +372,7 @@ class Engine:
         return None
 
     @staticmethod
-    def _condition_holds(step: Any, failed: bool, variables: VariableSet) -> bool:
+    def _condition_holds(step: Step | ParentStep, failed: bool, variables: VariableSet) -> bool:
         condition = step.condition
         if condition == "success":
             return not failed
@@ -387,7 +393,7 @@ class Engine:
                        and entry.get("variables_revision") == self.plan.current.variables_revision)
         with self._lock:
             self._journal[target.name] = current
-        if current:
+        if current and entry:
             self.log(f"{target.name}: already at {self.plan.current.release.version} "
                      f"(deployment #{entry.get('deployment_id')}); skipping it")
         return current

@@ -5,15 +5,17 @@ input the resume form sends."""
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Literal
 from uuid import UUID
 
+from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from pydantic import Field
 
 from snapshots.errors import ConflictError, FerryError
 from snapshots.store import records
+from snapshots.workspace import Workspace
 
 POLL_SECONDS = 2
 
@@ -38,17 +40,15 @@ def ask_failure(description: str, timeout: int) -> FailureAnswer:
     """Pause until someone answers (raises Prefect's FlowPauseTimeout after ``timeout`` seconds)."""
     answer = pause_flow_run(wait_for_input=FailureAnswer.with_initial_data(description=description, action="retry"),
                             timeout=timeout, poll_interval=POLL_SECONDS)
-    return answer  # type: ignore[return-value]
+    return answer
 
 
 def ask_manual(description: str, timeout: int) -> ManualAnswer:
     answer = pause_flow_run(wait_for_input=ManualAnswer.with_initial_data(description=description, action="proceed"),
                             timeout=timeout, poll_interval=POLL_SECONDS)
-    return answer  # type: ignore[return-value]
+    return answer
 
-def answer_pause(ctx: Any, deployment_id: int, action: str, notes: str) -> str:
-    from prefect.client.orchestration import get_client
-
+def answer_pause(ctx: Workspace, deployment_id: int, action: str, notes: str) -> str:
     with ctx.store.read() as conn:
         deployment = records.get(conn, deployment_id)
     if not deployment.flow_run_id:
@@ -72,7 +72,7 @@ def answer_pause(ctx: Any, deployment_id: int, action: str, notes: str) -> str:
     return f"deployment #{deployment_id}: answered {action}" + (f" ({notes})" if notes else "")
 
 
-def _allowed_actions(client: Any, flow_run_id: UUID, keyset: dict[str, str]) -> list[str]:
+def _allowed_actions(client: SyncPrefectClient, flow_run_id: UUID, keyset: dict[str, str]) -> list[str]:
     key = keyset.get("schema")
     if not key:
         return []

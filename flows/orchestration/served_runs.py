@@ -14,10 +14,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from snapshots.errors import FerryError
+
+if TYPE_CHECKING:  # Prefect is imported where it is used: the CLI imports this module before it needs one
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.client.schemas.objects import FlowRun, Log
+    from prefect.states import State
 
 LIVE_SECONDS = 90
 """A served deployment polled within this long has a live ``ferry serve`` (or worker) behind it."""
@@ -82,13 +87,13 @@ def find_served(project: str, flow: str = "deploy-release") -> Served | None:
 
 
 def create_run(served: Served, parameters: dict[str, Any], *, at: datetime | None = None,
-               name: str | None = None, tags: list[str] | None = None) -> Any:
+               name: str | None = None, tags: list[str] | None = None) -> FlowRun:
     """A flow run of the served deployment, scheduled now or at ``at``; returns Prefect's FlowRun."""
     from prefect.client.orchestration import get_client
     from prefect.exceptions import PrefectHTTPStatusError
     from prefect.states import Scheduled
 
-    state = Scheduled(scheduled_time=at) if at is not None else Scheduled()
+    state: State[Any] = Scheduled(scheduled_time=at) if at is not None else Scheduled()
     try:
         with get_client(sync_client=True) as client:
             return client.create_flow_run_from_deployment(served.id, parameters=parameters, state=state, name=name,
@@ -105,7 +110,7 @@ TIMED_OUT = 124
 
 
 def follow(flow_run_id: UUID, *, timeout: float | None = None, cancel_on_timeout: bool = False,
-           echo: Callable[[str], None] | None = None, on_pause: Callable[[Any], None] | None = None,
+           echo: Callable[[str], None] | None = None, on_pause: Callable[[FlowRun], None] | None = None,
            poll: float = 1.0) -> tuple[str, int]:
     """Stream a flow run's log lines until it ends. Returns (final state name, exit code): 0 when it
     completed, 1 when it failed, crashed or was cancelled, ``TIMED_OUT`` when ``timeout`` passed first
@@ -160,7 +165,7 @@ def follow(flow_run_id: UUID, *, timeout: float | None = None, cancel_on_timeout
                     final = _wait_final(client, flow_run_id, 60)
                     _drain_tail(drain, ended)
                     return final, TIMED_OUT
-                return (state.name if state else "unknown"), TIMED_OUT
+                return (state.name if state and state.name else "unknown"), TIMED_OUT
             time.sleep(poll)
 
 
@@ -175,19 +180,19 @@ def _drain_tail(drain: Callable[[], int], ended: list[bool]) -> None:
             quiet_since = time.monotonic()
 
 
-def _cancel(client: Any, flow_run_id: UUID, message: str) -> None:
+def _cancel(client: SyncPrefectClient, flow_run_id: UUID, message: str) -> None:
     from prefect.states import Cancelled, Cancelling
 
     run = client.read_flow_run(flow_run_id)
     if run.state is not None and run.state.is_final():
         return
     # A run nobody has picked up yet has no process to stop: cancel it outright.
-    state = Cancelled(message=message) if run.state is None or run.state.is_scheduled() else Cancelling(
+    state: State[Any] = Cancelled(message=message) if run.state is None or run.state.is_scheduled() else Cancelling(
         message=message)
     client.set_flow_run_state(flow_run_id, state, force=True)
 
 
-def _wait_final(client: Any, flow_run_id: UUID, seconds: float) -> str:
+def _wait_final(client: SyncPrefectClient, flow_run_id: UUID, seconds: float) -> str:
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         state = client.read_flow_run(flow_run_id).state
@@ -197,7 +202,7 @@ def _wait_final(client: Any, flow_run_id: UUID, seconds: float) -> str:
     return "Cancelling"
 
 
-def _format(log: Any) -> str:
+def _format(log: Log) -> str:
     from logging import getLevelName
 
     stamp = log.timestamp.astimezone().strftime("%H:%M:%S")

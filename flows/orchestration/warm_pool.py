@@ -175,7 +175,7 @@ def install(size: int = 1) -> WarmPool | None:
         return None
     if _installed is None:
         _installed = WarmPool(size)
-        engine.multiprocessing = _MultiprocessingShim(_installed)  # type: ignore[assignment]
+        engine.multiprocessing = _MultiprocessingShim(_installed)
     return _installed
 
 
@@ -183,7 +183,7 @@ def uninstall() -> None:
     global _installed
     import prefect.flow_engine as engine
 
-    engine.multiprocessing = multiprocessing  # type: ignore[assignment]
+    engine.multiprocessing = multiprocessing
     if _installed is not None:
         _installed.close()
         _installed = None
