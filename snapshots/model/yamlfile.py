@@ -7,6 +7,7 @@ overwrites, are refused.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,18 +64,66 @@ def _child(node: yaml.Node, element: str | int) -> yaml.Node | None:
     return None
 
 
-def _refuse_duplicate_keys(node: yaml.Node, file: str) -> None:
-    if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
-        for key, value in node.value:
-            if isinstance(key, yaml.ScalarNode):
-                if key.value in seen:
-                    raise ConfigError(f"duplicate key {key.value!r}", file=file, line=key.start_mark.line + 1)
-                seen.add(key.value)
-            _refuse_duplicate_keys(value, file)
-    elif isinstance(node, yaml.SequenceNode):
-        for item in node.value:
-            _refuse_duplicate_keys(item, file)
+MAX_VALUES = 100_000
+"""Values (mappings, lists, scalars) a file may hold once its aliases are expanded: far above any real
+project, far below what a "billion laughs" alias bomb expands to."""
+
+def _refuse_duplicate_keys(root: yaml.Node, file: str) -> None:
+    """Each node is visited once (an alias is the same node again), so aliases cost nothing here."""
+    seen_nodes: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen_nodes:
+            continue
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            seen: set[str] = set()
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode):
+                    if key.value in seen:
+                        raise ConfigError(f"duplicate key {key.value!r}", file=file, line=key.start_mark.line + 1)
+                    seen.add(key.value)
+                stack.append(value)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+
+
+def _refuse_alias_bombs(root: yaml.Node, file: str) -> None:
+    """Count the values the tree stands for with its aliases expanded (each node's count computed once, children
+    first, without recursion), and refuse more than ``MAX_VALUES``: what is constructed and validated from the
+    tree afterwards walks every expanded value."""
+    counts: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if id(node) in counts:
+            continue
+        children = ([n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode)
+                    else list(node.value) if isinstance(node, yaml.SequenceNode) else [])
+        if not children_done:
+            stack.append((node, True))
+            stack.extend((child, False) for child in children if id(child) not in counts)
+            continue
+        counts[id(node)] = total = 1 + sum(counts[id(child)] for child in children)
+        if total > MAX_VALUES:
+            raise ConfigError(f"YAML aliases expand to more than {MAX_VALUES:,} values (an alias bomb?); "
+                              "refused", file=file, line=node.start_mark.line + 1)
+
+
+MAX_BRACKETS = 1_000
+"""Open flow brackets (``[``, ``{``) counted naively, quoted text included: PyYAML's scanner slows down
+quadratically with flow depth (20,000 levels take seconds) and its composer gives up after a few hundred anyway."""
+
+
+def _refuse_deep_brackets(text: str, file: str) -> None:
+    depth = 0
+    for match in re.finditer(r"[\[\]{}]", text):
+        depth += 1 if match.group() in "[{" else -1 if depth else 0
+        if depth > MAX_BRACKETS:
+            line = text.count("\n", 0, match.start()) + 1
+            raise ConfigError(f"malformed YAML: more than {MAX_BRACKETS} nested [ or {{; refused", file=file,
+                              line=line)
 
 
 def read_yaml(path: Path) -> YamlDocument:
@@ -86,22 +135,38 @@ def read_yaml(path: Path) -> YamlDocument:
         raise ConfigError(f"cannot read: {exc.strerror}", file=file) from exc
     except UnicodeDecodeError as exc:
         raise ConfigError("not UTF-8 text", file=file) from exc
-    loader = yaml.SafeLoader(text)
+    if "\0" in text:
+        line = text.count("\n", 0, text.index("\0")) + 1
+        raise ConfigError("malformed YAML: a NUL character (\\0) is not allowed in YAML text", file=file, line=line)
+    _refuse_deep_brackets(text, file)
+    loader: yaml.SafeLoader | None = None
     try:
+        loader = yaml.SafeLoader(text)  # checks every character first
         root = loader.get_single_node()
         if root is None:
             raise ConfigError("the file is empty", file=file)
+        _refuse_alias_bombs(root, file)
         _refuse_duplicate_keys(root, file)
         data = loader.construct_document(root)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
-        what = " ".join(p for p in (exc.context, exc.problem) if p)
+        what = " ".join(" ".join(p.split()) for p in (exc.context, exc.problem) if p)
         raise ConfigError(f"malformed YAML: {what}", file=file, line=line) from exc
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, max(exc.position, 0)) + 1
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character[:1] or b"\0")
+        raise ConfigError(f"malformed YAML: unacceptable character #x{code:04x} ({exc.reason})", file=file,
+                          line=line) from exc
     except yaml.YAMLError as exc:
-        raise ConfigError(f"malformed YAML: {exc}", file=file) from exc
+        raise ConfigError(f"malformed YAML: {' '.join(str(exc).split())}", file=file) from exc
+    except RecursionError:
+        # PyYAML composes nested mappings and lists recursively: a few hundred levels exhaust Python's stack
+        raise ConfigError("malformed YAML: mappings or lists nested too deeply (a few hundred levels at most)",
+                          file=file) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if not isinstance(data, dict):
         raise ConfigError("expected a mapping at the top of the file", file=file, line=1)
     return YamlDocument(file=file, data=data, root=root)
