@@ -126,7 +126,7 @@ def answer(ctx: Any, deployment_id: int, action: str, notes: str, actor: str) ->
     with ctx.store.begin() as conn:
         found = records.get(conn, deployment_id)
         audit.record(conn, actor, "deployment.answer", f"project/{found.project}/deployment/{deployment_id}",
-                     action=action, notes=notes)
+                     answer=action, notes=notes)
     return message
 
 
