@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
+import regex
 from jinja2 import pass_context
 from jinja2.runtime import Context
 
@@ -132,15 +133,21 @@ def _from_base64(value: str, *args: str) -> str:
     return data.decode(_encoding(args), errors="replace")
 
 
+REGEX_CPU_SECONDS = 1.0
+"""CPU time one ``Replace`` may spend matching: a catastrophic pattern (``(a|aa)+$``) on a short value would
+otherwise spin for minutes, unbounded by the step's timeout."""
+
+
 @_filter("Replace", (1, 2))
 def _replace(value: str, pattern: str, replacement: str = "") -> str:
-    """A .NET regular expression replace: ``$1``, ``${name}``, ``$&``, ``$$`` in the replacement."""
+    """A .NET regular expression replace: ``$1``, ``${name}``, ``$&``, ``$$`` in the replacement. Matched by the
+    ``regex`` module, whose ``timeout`` bounds the backtracking."""
 
-    def expand(m: re.Match[str]) -> str:
+    def expand(m: regex.Match[str]) -> str:
         def group(ref: re.Match[str]) -> str:
             token, name = ref.group(), ref.group(1) or ref.group(2)
             if name is None:
-                return "$" if token == "$$" else m.group(0)
+                return "$" if token == "$$" else str(m.group(0))
             try:
                 return m.group(int(name) if name.isdigit() else name) or ""
             except IndexError:
@@ -148,16 +155,20 @@ def _replace(value: str, pattern: str, replacement: str = "") -> str:
 
         return re.sub(r"\$(?:\{(\w+)\}|(\d+)|[$&])", group, replacement)
 
-    return _regex(pattern).sub(expand, value)
+    try:
+        return str(_regex(pattern).sub(expand, value, timeout=REGEX_CPU_SECONDS))
+    except TimeoutError:
+        raise FilterError(f"the regular expression {pattern!r} took more than {REGEX_CPU_SECONDS:g} s of CPU "
+                          "on this value (catastrophic backtracking?); refused") from None
 
 
-def _regex(pattern: str) -> re.Pattern[str]:
-    """Compile a .NET pattern with Python's ``re`` (named groups translated)."""
+def _regex(pattern: str) -> regex.Pattern[str]:
+    """Compile a .NET pattern (named groups translated to Python's spelling, which ``regex`` also reads)."""
     pattern = re.sub(r"\(\?<(?=[A-Za-z_])", "(?P<", pattern)
     pattern = re.sub(r"\\k<(\w+)>", r"(?P=\1)", pattern)
     try:
-        return re.compile(pattern)
-    except re.error as exc:
+        return regex.compile(pattern)
+    except (regex.error, ValueError) as exc:
         raise FilterError(f"invalid regular expression: {exc}") from None
 
 
@@ -196,7 +207,17 @@ def _bool(flag: bool) -> str:
 _filter("StartsWith", (1, 1))(lambda v, arg: _bool(v.startswith(arg)))
 _filter("EndsWith", (1, 1))(lambda v, arg: _bool(v.endswith(arg)))
 _filter("Contains", (1, 1))(lambda v, arg: _bool(arg in v))
-_filter("Match", (1, 1))(lambda v, arg: _bool(_regex(arg).search(v) is not None))
+
+
+@_filter("Match", (1, 1))
+def _match(value: str, pattern: str) -> str:
+    try:
+        return _bool(_regex(pattern).search(value, timeout=REGEX_CPU_SECONDS) is not None)
+    except TimeoutError:
+        raise FilterError(f"the regular expression {pattern!r} took more than {REGEX_CPU_SECONDS:g} s of CPU "
+                          "on this value (catastrophic backtracking?); refused") from None
+
+
 _filter("Append", (1, 99), needs="any")(lambda v, *args: (v or "") + "".join(args))
 _filter("Prepend", (1, 99), needs="any")(lambda v, *args: "".join(args) + (v or ""))
 
