@@ -830,7 +830,25 @@ class _Loaded:
     text: str
 
 
+MAX_CONFIG_BYTES = 64 << 20
+"""Largest file ferry substitutes variables in (it is edited in memory, several copies at once): a glob that
+catches a 1.5 GB data file is refused with its name, not allowed to take gigabytes of memory."""
+
+SNIFF_BYTES = 8192
+
+
+def _is_binary(path: Path) -> bool:
+    """A NUL byte in the first 8 KiB, and no UTF-16/32 byte order mark to explain it: what git calls binary."""
+    with open(path, "rb") as fh:
+        head = fh.read(SNIFF_BYTES)
+    return b"\0" in head and not any(head.startswith(bom) for bom, _ in _BOMS)
+
+
 def _load(path: Path, rel: str, allow_latin1: bool) -> _Loaded:
+    size = path.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{_size(size)} is over the {_size(MAX_CONFIG_BYTES)} limit for variable substitution "
+                          "(narrow the file pattern)", file=rel)
     raw = path.read_bytes()
     for bom, encoding in _BOMS:
         if raw.startswith(bom):
@@ -844,6 +862,17 @@ def _load(path: Path, rel: str, allow_latin1: bool) -> _Loaded:
         if allow_latin1:  # java.util.Properties' own encoding
             return _Loaded(path, rel, raw, b"", "latin-1", raw.decode("latin-1"))
         raise ConfigError(f"not UTF-8 text (byte {exc.start}); save the file as UTF-8", file=rel) from None
+
+
+def _size(n: int) -> str:
+    if n < 1024:
+        return f"{n} bytes"
+    value = float(n)
+    for unit in ("KiB", "MiB"):
+        value /= 1024
+        if value < 1024:
+            return f"{value:.1f} {unit}"
+    return f"{value / 1024:.1f} GiB"
 
 
 def _expand(root: Path, pattern: str) -> list[Path]:
@@ -908,7 +937,12 @@ def apply_to_directory(root: Path, *, substitute_globs: list[str], structured_gl
         if not paths:
             report.append(f"no file matches {pattern!r} (substitute variables)")
         for path in paths:
+            if path not in loaded and _is_binary(path):
+                report.append(f"{path.relative_to(root.resolve()).as_posix()}: skipped: binary file "
+                              f"(matched {pattern!r}; variables are substituted in text files only)")
+                continue
             item = get(path)
+
             def render_here(text: str, rel: str = item.rel) -> str:
                 return render(text, rel)
 

@@ -520,3 +520,30 @@ def test_substitute_text_and_format_for() -> None:
     assert format_for("conf/Web.Release.config") == "xml"
     assert format_for("application.yml") == "yaml"
     assert format_for("README.md") is None
+
+
+def test_binary_files_matched_by_a_substitute_glob_are_skipped_and_named(tmp_path: Path) -> None:
+    """A glob such as ``**/*`` also matches images and DLLs: they are left byte-identical and the report names
+    each one; text files beside them are still substituted."""
+    (tmp_path / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR#{Site.Host}")
+    (tmp_path / "app.conf").write_text("host=#{Site.Host}\n")
+    (tmp_path / "utf16.txt").write_bytes(codecs.BOM_UTF16_LE + "v=#{Site.Host}".encode("utf-16-le"))
+    report = apply_to_directory(tmp_path, substitute_globs=["*"], structured_globs=[],
+                                variables={"Site.Host": "example.org"},
+                                render=lambda text, where: text.replace("#{Site.Host}", "example.org"))
+    assert (tmp_path / "logo.png").read_bytes().endswith(b"#{Site.Host}")
+    assert (tmp_path / "app.conf").read_text() == "host=example.org\n"
+    assert (tmp_path / "utf16.txt").read_bytes()[2:].decode("utf-16-le") == "v=example.org"
+    assert any(line.startswith("logo.png: skipped: binary file") for line in report), report
+
+
+def test_a_text_file_over_the_size_limit_is_refused_with_its_name(tmp_path: Path) -> None:
+    """A 1.5 GB file caught by a glob took 6 GB of memory: over 64 MiB it is refused before a byte is read
+    (a sparse file: cheap to make)."""
+    big = tmp_path / "data.xml"
+    with open(big, "wb") as fh:
+        fh.write(b"<?xml version='1.0'?><data>" + b"x" * 9000)
+        fh.truncate(1536 << 20)
+    with pytest.raises(ConfigError, match=r"^data\.xml: 1\.5 GiB is over the 64\.0 MiB limit"):
+        apply_to_directory(tmp_path, substitute_globs=["*.xml"], structured_globs=[], variables={},
+                           render=lambda text, where: text)
