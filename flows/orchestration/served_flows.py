@@ -130,7 +130,8 @@ def prompted_model(spec: ProjectSpec) -> Any:
             schema["description"] = " ".join(words)
         schema["position"] = i
         annotation = Annotated[kind | None, WithJsonSchema(schema)]
-        fields[f"v{i}"] = (annotation, Field(None, alias=item.name))
+        # Default "", not None: the V1 UI would send a text field's null, and its own validation refuse it.
+        fields[f"v{i}"] = (annotation, Field("", alias=item.name))
     # Required in the form (its JSON schema), not when the run starts: by then ferry's proxy has moved the
     # values out of the parameters, and a run from `ferry deploy` never had them there.
     required = [item.name for item in spec.prompted if item.required]
