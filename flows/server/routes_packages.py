@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from flows.server.auth import authorize, current_key, workspace
 from snapshots.errors import ConfigError
 from snapshots.store.api_keys import ApiKey
+from snapshots.store.feed import partial_file
 
 router = APIRouter()
 
@@ -30,8 +30,7 @@ class _Receiver:
     """Writes the received bytes to a temporary file in the feed while hashing them."""
 
     def __init__(self, directory: Path) -> None:
-        fd, name = tempfile.mkstemp(prefix=".push-", dir=directory)
-        self.path = Path(name)
+        fd, self.path = partial_file(directory)  # named for this process: a later push sweeps it if we die
         self.file = os.fdopen(fd, "wb", buffering=0)
         self.digest = hashlib.sha256()
         self.size = 0
