@@ -78,7 +78,10 @@ def other_encrypted_tables(conn: Connection) -> list[Table]:
 
 
 def key_state(conn: Connection) -> KeyState:
+    """One small query when the store has a fingerprint (every command); the rest only for a store without one."""
     known = [r[0] for r in conn.execute(select(master_keys.c.fingerprint).order_by(master_keys.c.id))]
+    if known:
+        return KeyState(known[-1], known, None, True, [])
     sample = None
     for table, column in ((project_revisions, project_revisions.c.document),
                           (variable_snapshots, variable_snapshots.c.document)):
@@ -94,7 +97,7 @@ def key_state(conn: Connection) -> KeyState:
                 break
     has_releases = conn.execute(select(func.count()).select_from(releases_table)).scalar_one() > 0
     signers = [r[0] for r in conn.execute(select(signatures.c.key_fingerprint).distinct())]
-    return KeyState(known[-1] if known else None, known, sample, has_releases, signers)
+    return KeyState(None, known, sample, has_releases, signers)
 
 
 def _mismatch(found: MasterKey, vault: Vault, state: KeyState, key_file: Path) -> MasterKeyError:
