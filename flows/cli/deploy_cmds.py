@@ -305,11 +305,20 @@ def show(deployment_id: int, as_json: bool = typer.Option(False, "--json")) -> N
                  for r in d["results"]])
 
 
+ANSWERS = ("retry", "skip", "ignore", "abort", "proceed")
+"""Every answer a paused deployment can take (the pause itself says which of them it accepts)."""
+
+
 @deployment_app.command("answer")
 def answer(deployment_id: int,
            action: str = typer.Argument(..., help="retry|skip|ignore|abort (guided failure) or proceed|abort"),
            notes: str = typer.Option("", "--notes", help="Recorded on the deployment")) -> None:
     """Answer a deployment that is paused for a person (guided failure or a manual step)."""
+    from snapshots.errors import ConfigError
+
+    if action not in ANSWERS:  # before asking anyone: a typo is not "not waiting"
+        raise ConfigError(f"answer {action!r} is not one of {', '.join(ANSWERS)} (retry|skip|ignore|abort for a "
+                          "guided failure, proceed|abort for a manual step)")
     if (client := remote_client()) is not None:
         say(client.answer(deployment_id, action, notes))
         return
