@@ -212,3 +212,38 @@ def test_cli_verify_and_deploy_refuse_a_forged_variable_revision(shop: LocalProj
     assert not (tmp_path / "injected").exists() and not (tmp_path / "deployed").exists()
     assert shop.deployments() == []
     assert re.search(r"variable snapshot revision 2", ferry("release", "update-variables", "Shop", "1.0.0").stderr)
+
+
+def _rows(store: Store) -> dict[str, list]:
+    with store.read() as conn:
+        names = sa.inspect(conn).get_table_names()
+        return {t: sorted(map(tuple, conn.execute(sa.text(f"SELECT * FROM {t}")))) for t in names}
+
+
+def test_wrong_or_missing_key_is_refused_before_anything_is_written(released, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                                    monkeypatch) -> None:
+    from snapshots.errors import MasterKeyError
+
+    store, _, _ = released
+    before = _rows(store)
+    monkeypatch.setenv("FERRY_MASTER_KEY", base64.urlsafe_b64encode(b"w" * 32).decode())
+    with pytest.raises(MasterKeyError, match=r"^FERRY_MASTER_KEY does not match this store \(fingerprint "):
+        open_vault(store, tmp_path / "master.key", "tester")
+    monkeypatch.delenv("FERRY_MASTER_KEY")
+    with pytest.raises(MasterKeyError, match=r"^no master key: .*no new key was generated"):
+        open_vault(store, tmp_path / "master.key", "tester")
+    assert not (tmp_path / "master.key").exists()
+    assert _rows(store) == before
+
+
+def test_rotation_re_encrypts_prompted_values_too(released, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Anything else the store keeps as Fernet ciphertext (prompted values waiting for their deployment)."""
+    store, _, old = released
+    with store.begin() as conn:
+        conn.execute(sa.text("INSERT INTO prompted_values (bundle, project, name, ciphertext, created_at, created_by) "
+                             "VALUES ('b1', 'OctoFX', 'Sec.Prompt', :c, 'now', 'tester')"),
+                     {"c": old.encrypt("prompted-s3cret")})
+    done = rotate(store, tmp_path / "master.key", "tester")
+    with store.read() as conn:
+        token = conn.execute(sa.text("SELECT ciphertext FROM prompted_values")).scalar_one()
+    assert Vault(done.new_key).decrypt(token) == "prompted-s3cret"
