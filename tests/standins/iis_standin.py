@@ -325,6 +325,32 @@ def echo_parameters(ps: PowerShell, params: dict[str, Any], request: dict[str, A
     return 0
 
 
+def set_octopus_variable(ps: PowerShell, request: dict[str, Any], name: str, value: str, sensitive: bool) -> None:
+    """runner.ps1's Set-OctopusVariable: the same ``##ferry[setVariable …]`` line, token from the environment."""
+    token = (request.get("env") or {}).get("FERRY_SERVICE_TOKEN")
+    if not name.strip():
+        raise PsError("Set-OctopusVariable: an output variable needs a name")
+    if not token:
+        raise PsError("Set-OctopusVariable: output variables can be set only by a step's script")
+
+    def b64(text: str) -> str:
+        return base64.b64encode(text.encode("utf-8")).decode("ascii")
+
+    ps.process.out(f"##ferry[setVariable name='{b64(name)}' value='{b64(value)}' sensitive='{sensitive}' "
+                   f"token='{token}']")
+
+
+def set_output(ps: PowerShell, params: dict[str, Any], request: dict[str, Any]) -> int:
+    """tests/standins/ps/set-output.ps1: two output variables around ordinary output lines."""
+    _need(params, "Name", "Value")
+    name, value = str(params["Name"]), str(params["Value"])
+    ps.process.out(f"setting {name}")
+    set_octopus_variable(ps, request, name, value, bool(params.get("Sensitive")))
+    set_octopus_variable(ps, request, name + ".Again", value, False)
+    ps.process.out(f"the value is {value}")
+    return 0
+
+
 def iis_deploy(ps: PowerShell, params: dict[str, Any], request: dict[str, Any]) -> int:
     _need(params, "Project", "Environment", "Package", "Folder", "Journal", "SiteName")
     return IisDeploy(ps, params).run()
@@ -337,6 +363,7 @@ HANDLERS: dict[str, Callable[[PowerShell, dict[str, Any], dict[str, Any]], int |
     "pull-package.ps1": pull_package,
     "iis-deploy.ps1": iis_deploy,
     "echo-parameters": echo_parameters,
+    "set-output": set_output,
 }
 
 

@@ -15,6 +15,7 @@ from tests.standins.windows_lab import PASSWORD, Standin, TestCa, free_port, sta
 from tests.standins.wsman_standin import StandinConfig
 
 ECHO_SCRIPT = Path(__file__).resolve().parents[1] / "standins" / "ps" / "echo-parameters.ps1"
+SET_OUTPUT_SCRIPT = ECHO_SCRIPT.with_name("set-output.ps1")
 
 
 def standin_address(index: int) -> str:
@@ -35,7 +36,7 @@ def winrm_http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Standin]:
     config = StandinConfig(address=address, port=free_port(address),
                            state_dir=str(tmp_path_factory.mktemp("standin-http")),
                            users={"deploy": PASSWORD, "operator": "0perator!"}, admins=["deploy"],
-                           extra_scripts={str(ECHO_SCRIPT): "echo-parameters"})
+                           extra_scripts={str(ECHO_SCRIPT): "echo-parameters", str(SET_OUTPUT_SCRIPT): "set-output"})
     server = start_standin(config)
     try:
         yield server

@@ -22,6 +22,42 @@ if ($request.cwd) {
 }
 # $FerryData is what the Transport protocol promises PowerShell scripts: the step's data document.
 $FerryData = $request.data
+# Output variables (steps/transports/service_messages.py): one line on stdout with the name and value as base64,
+# so no value can break or forge it; ferry takes the line out of the log and, for -sensitive, masks the value from
+# then on. The token (fresh per run, in the environment) tells ferry the line came from this function.
+function Set-OctopusVariable {
+    param(
+        [Parameter(Mandatory = $true)][string]$name,
+        [Parameter(Mandatory = $true)][AllowEmptyString()][AllowNull()][string]$value,
+        [switch]$sensitive
+    )
+    if ([string]::IsNullOrWhiteSpace($name)) {
+        throw 'Set-OctopusVariable: an output variable needs a name'
+    }
+    $token = [Environment]::GetEnvironmentVariable('FERRY_SERVICE_TOKEN')
+    if (-not $token) {
+        throw 'Set-OctopusVariable: output variables can be set only by a step''s script'
+    }
+    $utf8 = New-Object System.Text.UTF8Encoding $false
+    $encodedName = [Convert]::ToBase64String($utf8.GetBytes($name))
+    $encodedValue = [Convert]::ToBase64String($utf8.GetBytes([string]$value))
+    $flag = 'False'
+    if ($sensitive) {
+        $flag = 'True'
+    }
+    [Console]::Out.WriteLine("##ferry[setVariable name='$encodedName' value='$encodedValue' sensitive='$flag' token='$token']")
+    [Console]::Out.Flush()
+}
+# ferry's own spelling, as in bash: ferry_set NAME VALUE [-sensitive]
+function ferry_set {
+    param(
+        [Parameter(Mandatory = $true, Position = 0)][string]$name,
+        [Parameter(Mandatory = $true, Position = 1)][AllowEmptyString()][AllowNull()][string]$value,
+        [switch]$sensitive
+    )
+    Set-OctopusVariable -name $name -value $value -sensitive:$sensitive
+}
+
 $arguments = @{}
 if ($null -ne $request.parameters) {
     foreach ($entry in $request.parameters.PSObject.Properties) {

@@ -13,7 +13,7 @@ import tree_sitter_powershell
 
 from steps.kinds.iis_website import SCRIPTS as KIND_SCRIPTS
 from steps.transports.winrm import SCRIPTS, bootstrap_line, request_payload
-from tests.steps.conftest import ECHO_SCRIPT
+from tests.steps.conftest import ECHO_SCRIPT, SET_OUTPUT_SCRIPT
 
 PARSER = tree_sitter.Parser(tree_sitter.Language(tree_sitter_powershell.language()))
 SHIPPED = sorted([*SCRIPTS.glob("*.ps1"), *KIND_SCRIPTS.glob("*.ps1")], key=lambda p: p.name)
@@ -39,7 +39,7 @@ def test_the_expected_scripts_ship() -> None:
                                          "receive-file.ps1", "runner.ps1", "write-file.ps1"]
 
 
-@pytest.mark.parametrize("script", [*SHIPPED, ECHO_SCRIPT], ids=lambda p: Path(p).name)
+@pytest.mark.parametrize("script", [*SHIPPED, ECHO_SCRIPT, SET_OUTPUT_SCRIPT], ids=lambda p: Path(p).name)
 def test_script_parses_without_errors(script: Path) -> None:
     assert problems(script.read_bytes()) == []
 
