@@ -130,28 +130,6 @@ def test_serve_needs_a_prefect_server(served: ServedProject) -> None:
     assert "ferry serve needs a Prefect server" in proc.stderr
 
 
-@pytest.mark.parametrize(("example", "job", "shell"), [("github-actions.yml", "deploy-over-http", "bash"),
-                                                        ("gitlab-ci.yml", "deploy-test-over-http", "sh")])
-def test_the_ci_examples_http_only_job_deploys(served: ServedProject, example: str, job: str, shell: str) -> None:
-    """The worked examples' curl + jq jobs, run as written against the served project (its name and
-    environment substituted for OctoFX and Test)."""
-    import yaml
-
-    from tests.conftest import EXAMPLES
-
-    doc = yaml.safe_load((EXAMPLES / "ci" / example).read_text())
-    steps = doc["jobs"][job]["steps"] if "jobs" in doc else [{"run": "\n".join(doc[job]["script"])}]
-    script = "\n".join(step["run"] for step in steps if "run" in step)
-    script = (script.replace("deploy-release/OctoFX", f"deploy-release/{served.name}")
-              .replace('\\"Test\\"', '\\"Dev\\"').replace("${{ github.run_attempt }}", "1"))
-    env = {**served.env, "VERSION": "1.0.0", "CI_JOB_ID": "42"}
-    proc = subprocess.run([shell, "-c", script], env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "deployed" in proc.stdout
-    run_id = proc.stdout.split("flow run ", 1)[1].split(":", 1)[0]
-    assert served.record_of(run_id)["state"] == "Success"
-
-
 def test_create_release_promote_and_rollback_deployments(served: ServedProject) -> None:
     """The other three served deployments, called the way CI calls deploy-release."""
     created = served.create_run({"version": "2.0.0", "notes": "from the API"}, flow="create-release")
