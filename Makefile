@@ -23,19 +23,20 @@ system:
 demo: venv system
 	$(VENV)/bin/python -m flows.lab.demo
 
-test: venv system
-	$(VENV)/bin/ruff check .
+test: lint system
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 # Everything but the slow end-to-end tests (they still run in `make test` and CI).
 test-fast: venv system
 	$(VENV)/bin/pytest -m "not slow" $(PYTEST_ARGS)
 
+# ruff, then mypy over flows, steps and snapshots ([tool.mypy] in pyproject.toml).
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 benchmarks: venv system
 	$(VENV)/bin/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
