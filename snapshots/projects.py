@@ -26,7 +26,7 @@ from snapshots.model.documents import (
     problem_error,
     project_document,
 )
-from snapshots.model.references import Problem, project_problems
+from snapshots.model.references import Problem, TemplateValue, project_problems, template_problems
 from snapshots.store import audit, now
 from snapshots.store.crypto import Vault
 from snapshots.store.tables import infrastructure_revisions, project_revisions
@@ -128,6 +128,8 @@ def apply(conn: Connection, files: list[Path], vault: Vault, actor: str) -> list
             raise problem_error(item.doc, problem)
         for problem in variable_problems(item.model.variables, infra, item.model.step_names()):
             raise problem_error(item.doc, problem)
+        for problem in template_problems(item.model.model_dump(mode="json")["process"], _template_values(item)):
+            raise problem_error(item.doc, problem)
     if infra_files:
         _check_stored_projects(conn, infra_files[0], {p.model.name for p in projects})
     results = []
@@ -135,6 +137,13 @@ def apply(conn: Connection, files: list[Path], vault: Vault, actor: str) -> list
         results.append(_store_infrastructure(conn, infra_files[0], current, actor))
     results.extend(_store_project(conn, item, vault, actor) for item in projects)
     return results
+
+
+def _template_values(item: LoadedProject) -> list[TemplateValue]:
+    """Each variable's value as text (a from_env / from_file source as read) for the template checks."""
+    return [TemplateValue(("variables", i, "value"), var.name,
+                          item.values.get(i, var.value if isinstance(var.value, str) else None), var.sensitive)
+            for i, var in enumerate(item.model.variables)]
 
 
 def _check_stored_projects(conn: Connection, new_infra: LoadedInfrastructure, replaced: set[str]) -> None:

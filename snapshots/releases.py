@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from snapshots.canonical import canonical_json, digest_text
 from snapshots.errors import ConfigError, ConflictError, NotFoundError, SnapshotIntegrityError
+from snapshots.model.references import TemplateValue, template_problems
 from snapshots.projects import (
     ProjectRevision,
     latest_infrastructure,
@@ -147,6 +148,7 @@ def create(conn: Connection, feed: Feed, project: str, actor: str, *, vault: Vau
             raise ConflictError(f"release {version} of {project} already exists "
                                 "(use another --version, or --ignore-existing)")
     _check_variables(conn, revision)
+    _check_templates(revision, vault)
     packages = _pin_packages(conn, feed, revision, package_pins or {})
     if version is None:
         version = next_release_version(revision.document, packages, versions(conn, project))
@@ -195,6 +197,20 @@ def _check_variables(conn: Connection, revision: ProjectRevision) -> None:
     infra = latest_infrastructure(conn)
     problems = variable_problems(revision.document["variables"], infra[1] if infra else None,
                                  step_names(revision.document["process"]))
+    if problems:
+        raise ConfigError(f"project {revision.project} (revision {revision.revision}): {problems[0].message}")
+
+
+def _check_templates(revision: ProjectRevision, vault: Vault) -> None:
+    """Parse every template and look for variable cycles in what is about to be frozen (a project stored by an
+    older ferry was never checked), so a release never fails per target at deploy time for its own text."""
+    values = []
+    for index, var in enumerate(revision.document["variables"]):
+        text = var.get("value")
+        if text is None and var.get("ciphertext"):
+            text = vault.decrypt(var["ciphertext"])
+        values.append(TemplateValue(("variables", index, "value"), var["name"], text, bool(var.get("sensitive"))))
+    problems = template_problems(revision.document["process"], values)
     if problems:
         raise ConfigError(f"project {revision.project} (revision {revision.revision}): {problems[0].message}")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 
 class Model(BaseModel):
@@ -27,7 +27,16 @@ def _one_or_many(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+def _no_control_characters(value: str) -> str:
+    """A name reaches log lines, tables and file paths: a newline in a target's name could forge a log line."""
+    bad = next((ch for ch in value if ord(ch) < 32 or 127 <= ord(ch) < 160 or ch in "\u2028\u2029"), None)
+    if bad is not None:
+        raise ValueError(f"a name may not contain control characters (found {bad!r})")
+    return value
+
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+                 AfterValidator(_no_control_characters)]
 ScalarText = Annotated[str, BeforeValidator(_scalar_to_str)]
 NameList = Annotated[list[Name], BeforeValidator(_one_or_many)]
 

@@ -5,12 +5,16 @@ Each problem carries the path of the offending field so the loader can point at 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from snapshots.errors import TemplateError
 from snapshots.model.infrastructure import Infrastructure
 from snapshots.model.project import DeployLatestTrigger, Project, PromoteTrigger, ReleaseOnPushTrigger
 from snapshots.model.steps import LoadBalancerStep, ParentStep, Step
+from snapshots.octostache import referenced_names
 
 Path = tuple[str | int, ...]
 
@@ -167,3 +171,114 @@ def _trigger_references(project: Project, infra: Infrastructure) -> list[Problem
                 problems.append(Problem(("triggers", i, "to"), f"promotes backwards: {trigger.to} comes before "
                                                                f"{trigger.from_} in lifecycle {lifecycle.name!r}"))
     return problems
+
+
+# -- templates: every #{...} parsed, variable cycles found, before anything is stored or frozen ---------------
+
+_SCRIPT_REFERENCE = re.compile(r"(?<!#)#\{\s*([^}\s|]*)[^}]*\}")
+_NOT_TEMPLATES = {"name", "kind", "steps", "script", "syntax"}
+"""Step fields that are never rendered (a script body is sent as written; its values arrive as data)."""
+
+
+@dataclass(frozen=True)
+class TemplateValue:
+    """A variable's value as text, with the path of its YAML field (``("variables", 3, "value")``)."""
+
+    path: Path
+    name: str
+    text: str | None
+    sensitive: bool = False
+
+
+def template_problems(process: list[dict[str, Any]], values: list[TemplateValue]) -> list[Problem]:
+    """Every ``#{...}`` in variable values and step fields parsed (a malformed block, an unknown filter), variable
+    cycles (``#{A}`` → ``#{B}`` → ``#{A}``) found, and ``#{...}`` in a script body refused with the way a script
+    reads a value. ``process`` is the dumped process (the stored form), so a release checks what it freezes."""
+    problems: list[Problem] = []
+    graph: dict[str, set[str]] = {}
+    first_path: dict[str, tuple[Path, str]] = {}
+    for value in values:
+        key = value.name.lower()
+        first_path.setdefault(key, (value.path, value.name))
+        if not value.text or "#{" not in value.text:
+            continue
+        try:
+            names = referenced_names(value.text, include_optional=True)
+        except TemplateError as exc:
+            detail = "its sensitive value does not parse as a template (its text is not shown)" if value.sensitive \
+                else f"its value does not parse as a template: {exc}"
+            problems.append(Problem(value.path, f"variable {value.name!r}: {detail}"))
+            continue
+        graph.setdefault(key, set()).update(n.lower() for n in names)
+    cycle = _first_cycle(graph)
+    if cycle:
+        path, name = first_path[cycle[0]]
+        shown = " -> ".join(first_path[k][1] for k in cycle) + f" -> {name}"
+        problems.append(Problem(path, f"variable {name!r} refers to itself ({shown})"))
+    for index, item in enumerate(process):
+        problems += _step_template_problems(("process", index), item)
+        for child_index, child in enumerate(item.get("steps") or []):
+            problems += _step_template_problems(("process", index, "steps", child_index), child)
+    return problems
+
+
+def _first_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """The first cycle in a name → referenced names graph (iterative depth-first search), or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    for start in sorted(graph):
+        if state.get(start):
+            continue
+        path = [start]
+        iterators = [iter(sorted(graph.get(start, ())))]
+        state[start] = 1
+        while iterators:
+            nxt = next(iterators[-1], None)
+            if nxt is None:
+                state[path.pop()] = 2
+                iterators.pop()
+                continue
+            if state.get(nxt) == 1:
+                return path[path.index(nxt):]
+            if nxt in graph and not state.get(nxt):
+                state[nxt] = 1
+                path.append(nxt)
+                iterators.append(iter(sorted(graph[nxt])))
+    return None
+
+
+def _step_template_problems(path: Path, step: dict[str, Any]) -> list[Problem]:
+    problems: list[Problem] = []
+    name = step.get("name", "?")
+    script = step.get("script")
+    if isinstance(script, str) and (match := _SCRIPT_REFERENCE.search(script)):
+        variable = match.group(1) or "NAME"
+        how = f"$OctopusParameters['{variable}']" if step.get("syntax") == "powershell" else f"ferry_var {variable}"
+        line = script.count("\n", 0, match.start()) + 1
+        problems.append(Problem((*path, "script"), f"step {name!r}: {match.group(0)} in the script body (line {line}) "
+                                                   f"is not substituted: read the value as data with {how} "
+                                                   "(or write ##{ for a literal #{)"))
+    for field_path, text in _strings(step, ()):
+        if "#{" not in text:
+            continue
+        try:
+            referenced_names(text, include_optional=True)
+        except TemplateError as exc:
+            dotted = ".".join(str(p) for p in field_path).replace(".[", "[")
+            problems.append(Problem((*path, *field_path), f"step {name!r} {dotted}: {exc}"))
+    return problems
+
+
+def _strings(value: Any, at: Path) -> list[tuple[Path, str]]:
+    """Every string inside a dumped step, with its path (the step's own name, kind, children and script left out)."""
+    if isinstance(value, str):
+        return [(at, value)]
+    found: list[tuple[Path, str]] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not at and key in _NOT_TEMPLATES:
+                continue
+            found += _strings(item, (*at, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found += _strings(item, (*at, index))
+    return found

@@ -7,6 +7,8 @@ overwrites, are refused.
 
 from __future__ import annotations
 
+import difflib
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from snapshots.errors import ConfigError
 
@@ -173,14 +175,38 @@ def read_yaml(path: Path) -> YamlDocument:
 
 
 def validation_error(doc: YamlDocument, exc: ValidationError) -> ConfigError:
-    """The first pydantic error as one ConfigError line (with a count of the others)."""
+    """The first pydantic error as one ConfigError line (with a count of the others). An unknown field comes
+    first, with the closest known field name suggested; a required field it stands for is not counted again."""
     errors = exc.errors(include_url=False)
-    first = errors[0]
+    unknown = [e for e in errors if e["type"] == "extra_forbidden"]
+    first = unknown[0] if unknown else errors[0]
     line, path = doc.locate(first["loc"])
     message = first["msg"].removeprefix("Value error, ")
+    explained = 0
     if first["type"] == "extra_forbidden":
         message = "unknown field"
-    more = len(errors) - 1
+        parent, field = tuple(first["loc"][:-1]), str(first["loc"][-1])
+        missing = [str(e["loc"][-1]) for e in errors if e["type"] == "missing" and tuple(e["loc"][:-1]) == parent]
+        close = difflib.get_close_matches(field, missing, n=1, cutoff=0.6) or \
+            difflib.get_close_matches(field, sorted(_known_fields()), n=1, cutoff=0.75)
+        if close:
+            message += f" (did you mean {close[0]!r}?)"
+            explained = int(close[0] in missing)
+    more = len(errors) - 1 - explained
     if more:
         message += f" (and {more} more problem{'s' if more > 1 else ''})"
     return ConfigError(message, file=doc.file, line=line, path=path or None)
+
+
+@functools.cache
+def _known_fields() -> set[str]:
+    """Every field name (and alias) of every model in ``snapshots.model``: what a misspelt key was meant to be."""
+    from snapshots.model import common, infrastructure, project, steps
+
+    names: set[str] = set()
+    for module in (common, infrastructure, project, steps):
+        for value in vars(module).values():
+            if isinstance(value, type) and issubclass(value, BaseModel):
+                for name, info in value.model_fields.items():
+                    names.add(info.alias or name)
+    return names
