@@ -40,6 +40,8 @@ class Applied:
     revision: int
     changed: bool
     source: str
+    warnings: tuple[str, ...] = ()
+    """What is valid but probably a mistake (a role no target has): the CLI prints it on stderr."""
 
 
 @dataclass(frozen=True)
@@ -134,9 +136,32 @@ def apply(conn: Connection, files: list[Path], vault: Vault, actor: str) -> list
         _check_stored_projects(conn, infra_files[0], {p.model.name for p in projects})
     results = []
     if infra_files:
-        results.append(_store_infrastructure(conn, infra_files[0], current, actor))
-    results.extend(_store_project(conn, item, vault, actor) for item in projects)
+        stored = [require_project(conn, name).model() for name in project_names(conn) if name not in seen]
+        applied = _store_infrastructure(conn, infra_files[0], current, actor)
+        results.append(Applied(**{**applied.__dict__, "warnings": tuple(
+            warning for project in stored for warning in unused_roles(project, infra_files[0].model))}))
+    for item in projects:
+        applied = _store_project(conn, item, vault, actor)
+        results.append(Applied(**{**applied.__dict__, "warnings": tuple(unused_roles(item.model, infra))}))
     return results
+
+
+def unused_roles(project: Project, infra: Infrastructure | None) -> list[str]:
+    """One warning per step whose roles no target of any environment has (a typo such as ``webb``): its
+    deployments would fail with "no target has role(s) …" unless the step or project allows no targets."""
+    if infra is None or project.allow_no_targets:
+        return []
+    known = {role for target in infra.targets for role in target.roles}
+    warnings = []
+    for item in project.process:
+        if not item.roles or item.allow_no_targets or set(item.roles) & known:
+            continue
+        if getattr(item, "run_on", "target") == "worker" or getattr(item, "kind", None) == "manual":
+            continue
+        warnings.append(f"project {project.name}: step {item.name!r}: no target in any environment has role(s) "
+                        f"{', '.join(item.roles)} (known roles: {', '.join(sorted(known)) or 'none'}); its "
+                        "deployments will fail unless it sets allow_no_targets: true")
+    return warnings
 
 
 def _template_values(item: LoadedProject) -> list[TemplateValue]:

@@ -173,6 +173,8 @@ def create(conn: Connection, feed: Feed, project: str, actor: str, *, vault: Vau
         "packages": [{"id": p.package_id, "version": p.version, "sha256": p.sha256, "size": p.size,
                       "filename": p.filename} for p in packages],
     }
+    if doc.get("allow_no_targets"):  # only when set: releases that do not use it keep their former shape
+        snapshot["allow_no_targets"] = True
     text = canonical_json(snapshot)
     try:
         release_id = inserted_id(conn.execute(insert(releases).values(

@@ -2,6 +2,12 @@
 
 It lives on the target itself (``~/.ferry/journal.json``), as Octopus's Tentacle keeps its deployment
 journal: a re-run skips targets already at the release's digest, and rollback knows what was there.
+
+While a unit (a rolling step's children) runs on a target, its entry also carries an ``in_progress``
+marker — which release, which unit, which of its steps are done — written before the first step and after
+each one, and removed when the unit ends well. A run killed between "remove from the load balancer" and
+"add back" leaves the marker behind, so the next run knows the unit is unfinished even when the installed
+release is already current (a ``--force`` redeploy or a rollback that was cut off), and runs what is left.
 """
 
 from __future__ import annotations
@@ -32,11 +38,44 @@ def read(transport: Transport, project: str, environment: str) -> dict[str, Any]
     return _load(transport).get(journal_key(project, environment))
 
 
+def _save(transport: Transport, journal: dict[str, Any]) -> None:
+    transport.write_file(JOURNAL_FILE, json.dumps(journal, indent=1, sort_keys=True).encode())
+
+
 def write(transport: Transport, project: str, environment: str, entry: dict[str, Any]) -> None:
-    """Record what is installed now, keeping the previous entries as history (newest first)."""
+    """Record what is installed now, keeping the previous entries as history (newest first). Any
+    ``in_progress`` marker goes: the unit it described has finished."""
     journal = _load(transport)
     key = journal_key(project, environment)
-    previous = journal.get(key)
-    history = [{k: v for k, v in previous.items() if k != "history"}, *previous.get("history", [])] if previous else []
-    journal[key] = {**entry, "history": history[:HISTORY]}
-    transport.write_file(JOURNAL_FILE, json.dumps(journal, indent=1, sort_keys=True).encode())
+    previous = journal.get(key) or {}
+    installed = {k: v for k, v in previous.items() if k not in ("history", IN_PROGRESS)}
+    history = [installed] if installed.get("release") else []
+    journal[key] = {**entry, "history": [*history, *previous.get("history", [])][:HISTORY]}
+    _save(transport, journal)
+
+
+IN_PROGRESS = "in_progress"
+
+
+def mark(transport: Transport, project: str, environment: str, marker: dict[str, Any]) -> None:
+    """Record (or update) the unit running now on this target: ``{"deployment_id", "release", "digest",
+    "variables_revision", "unit", "done": [step indices]}``. The installed release's fields stay as they are."""
+    journal = _load(transport)
+    key = journal_key(project, environment)
+    journal[key] = {**(journal.get(key) or {}), IN_PROGRESS: marker}
+    _save(transport, journal)
+
+
+def clear(transport: Transport, project: str, environment: str) -> None:
+    """The unit ended well: remove its ``in_progress`` marker."""
+    journal = _load(transport)
+    key = journal_key(project, environment)
+    entry = journal.get(key)
+    if entry is None or IN_PROGRESS not in entry:
+        return
+    entry.pop(IN_PROGRESS)
+    if entry:
+        journal[key] = entry
+    else:
+        journal.pop(key)
+    _save(transport, journal)

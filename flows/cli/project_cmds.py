@@ -24,6 +24,9 @@ def apply(files: list[Path] = typer.Argument(..., help="project and/or infrastru
     ctx = Workspace()
     with ctx.store.begin() as conn:
         results = apply_files(conn, files, ctx.vault, ctx.actor)
+    for r in results:
+        for warning in r.warnings:
+            typer.echo(f"warning: {warning}", err=True)
     if as_json:
         print_json([r.__dict__ for r in results])
         return

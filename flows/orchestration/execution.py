@@ -33,7 +33,8 @@ from snapshots.variables.scopes import ScopeContext, VariableSet, system_variabl
 from steps import journal
 from steps.context import StepContext
 from steps.kinds import executor
-from steps.kinds.load_balancer import DEFAULT_SERVER
+from steps.kinds.haproxy import LoadBalancerError
+from steps.kinds.load_balancer import DEFAULT_SERVER, balancer_client
 from steps.transports.pool import TransportPool
 from steps.transports.protocol import Transport
 
@@ -78,7 +79,8 @@ class Engine:
     errors: list[str] = field(default_factory=list)
     summary: list[dict[str, Any]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _journal: dict[str, bool] = field(default_factory=dict)
+    _journal: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    """target → its journal entry when it is already at this release (None: it is not), as this run found it."""
     _progress: UUID | None = None
     _units_total: int = 0
     _units_done: int = 0
@@ -137,9 +139,7 @@ class Engine:
             return
         targets = self._targets_for(unit)
         if not targets:
-            self.log(f"step {item.name!r}: no target in {self.plan.environment.name} has role(s) "
-                     f"{', '.join(unit.roles)}; nothing to do")
-            self._record(item.name, None, SKIPPED, 0, "no matching targets")
+            self._no_targets(unit)
             return
         rolling = resolve_rolling(release, item, self.plan.environment.name) \
             if isinstance(item, ParentStep) and item.rolling else None
@@ -175,18 +175,40 @@ class Engine:
                            if result.outcomes.get(i, Outcome(FAILED)).status == SUCCESS]
                 self._rollback(unit, updated)
 
+    def _no_targets(self, unit: Unit) -> None:
+        """A step that finds no target fails the deployment (as Octopus does) unless the step or the project
+        allows it: a role typo or an over-eager --exclude-target must not pass for a deployment."""
+        item, env = unit.item, self.plan.environment.name
+        with_role = [t.name for t in self.plan.environment_targets if set(t.roles) & set(unit.roles)]
+        if with_role:
+            why = (f"every target in {env} with role(s) {', '.join(unit.roles)} was left out of this deployment "
+                   f"(--target/--exclude-target): {', '.join(with_role)}")
+        else:
+            why = f"no target in {env} has role(s) {', '.join(unit.roles)}"
+        if item.allow_no_targets or self.plan.current.release.snapshot.get("allow_no_targets", False):
+            self.log(f"step {item.name!r}: {why}; nothing to do (allow_no_targets)")
+            self._record(item.name, None, SKIPPED, 0, f"{why} (allow_no_targets)")
+            return
+        self.logger.error(f"step {item.name!r}: {why}")
+        self._record(item.name, None, FAILED, 0, f"{why}; set allow_no_targets: true to allow it")
+        self.failed = True
+        self.errors.append(f"{item.name}: {why} (allow_no_targets: true on the step or project allows it)")
+
     def _chain(self, index: int, unit: Unit, target: Target, start: int, release: ReleasePlan,
                rolling_back: bool = False) -> Outcome:
         """The unit's steps in order on one target (holding that target's concurrency slot)."""
         try:
             current = not rolling_back and self._already_current(target)
+            done, why = self._unfinished(index, unit, target, release) if current else ({}, None)
+            if not current or why is not None:
+                self._mark(target, release, index, unit, done)
         except FerryError as exc:  # e.g. the target is unreachable: say so, as a failure of its first step
             message = self.plan.current.masker.mask(f"{type(exc).__name__}: {exc}")
             self.logger.error(message)
             self._record(unit.children[start].name, target.name, FAILED, 1, message)
             self._unit_done()
             return Outcome(FAILED, start, f"{unit.children[start].name} failed on {target.name}: {message}")
-        if current:
+        if current and why is None:
             for child in unit.children[start:]:
                 self._record(child.name, target.name, SKIPPED, 0,
                              f"already at {release.release.version} (journal); use --force to redeploy")
@@ -195,6 +217,9 @@ class Engine:
         failed_at: int | None = None
         for i in range(start, len(unit.children)):
             child = unit.children[i]
+            if i in done:
+                self._record(child.name, target.name, SKIPPED, 0, done[i])
+                continue
             reason = self._skip_reason(child, target)
             if reason:
                 self._record(child.name, target.name, SKIPPED, 0, reason)
@@ -205,10 +230,16 @@ class Engine:
             if not self._condition_holds(child, failed, variables):
                 self._record(child.name, target.name, SKIPPED, 0, f"condition {child.condition!r} not met")
                 continue
-            if not self._leaf(child, target, release) and failed_at is None:
-                failed_at = i
-        if failed_at is None and self._last_unit.get(target.name) == index:
-            self._write_journal(target, release)
+            if not self._leaf(child, target, release):
+                failed_at = i if failed_at is None else failed_at
+            elif failed_at is None:
+                done[i] = f"done in deployment #{self.deployment_id}, which stopped before the unit ended"
+                self._mark(target, release, index, unit, done)
+        if failed_at is None:
+            if self._last_unit.get(target.name) == index:
+                self._write_journal(target, release)
+            else:
+                journal.clear(self.pool.get(target), self.plan.project, self.plan.environment.name)
         self._unit_done()
         if failed_at is not None:
             cause = self._causes.get(target.name)
@@ -387,16 +418,71 @@ class Engine:
             return False
         with self._lock:
             if target.name in self._journal:
-                return self._journal[target.name]
+                return self._journal[target.name] is not None
         entry = journal.read(self.pool.get(target), self.plan.project, self.plan.environment.name)
         current = bool(entry and entry.get("digest") == self.plan.current.release.digest
                        and entry.get("variables_revision") == self.plan.current.variables_revision)
-        with self._lock:
-            self._journal[target.name] = current
-        if current and entry:
-            self.log(f"{target.name}: already at {self.plan.current.release.version} "
-                     f"(deployment #{entry.get('deployment_id')}); skipping it")
+        with self._lock:  # the entry as this run found it: an unfinished unit's marker is read from here
+            self._journal[target.name] = entry if current else None
         return current
+
+    def _unfinished(self, index: int, unit: Unit, target: Target, release: ReleasePlan
+                    ) -> tuple[dict[int, str], str | None]:
+        """For a target whose journal is current: the unit's steps already done and why the rest must run —
+        an earlier run stopped inside this unit (its ``in_progress`` marker), or the target is out of its
+        load balancer although the journal says it is finished. ``({}, None)``: nothing left, skip it."""
+        with self._lock:
+            entry = self._journal.get(target.name) or {}
+        marker = entry.get(journal.IN_PROGRESS) or {}
+        if (marker.get("unit") == index and marker.get("digest") == release.release.digest
+                and marker.get("variables_revision") == release.variables_revision):
+            done = {int(i): f"done in deployment #{marker.get('deployment_id')}, which stopped before the unit ended"
+                    for i in marker.get("done", []) if int(i) < len(unit.children)}
+            left = [c.name for i, c in enumerate(unit.children) if i not in done]
+            why = (f"{target.name}: deployment #{marker.get('deployment_id')} stopped inside {unit.item.name!r} "
+                   f"on this target; running its remaining steps: {', '.join(left)}")
+            self.log(why)
+            return done, why
+        out = self._out_of_balancer(unit, target, release)
+        if out is None:
+            self.log(f"{target.name}: already at {release.release.version} (deployment #{entry.get('deployment_id')})"
+                     "; skipping it")
+            return {}, None
+        first_add = next(i for i, c in enumerate(unit.children)
+                         if isinstance(c, LoadBalancerStep) and c.enabled and c.action == "add")
+        done = {i: f"already at {release.release.version} (journal)" for i in range(first_add)}
+        left = [c.name for c in unit.children[first_add:]]
+        why = (f"{target.name}: already at {release.release.version} but {out}; running {', '.join(left)} "
+               "to put it back")
+        self.log(why)
+        return done, why
+
+    def _out_of_balancer(self, unit: Unit, target: Target, release: ReleasePlan) -> str | None:
+        """How the target is out of the balancer its unit takes it out of (MAINT or DRAIN on a node), or None.
+        Only a unit that both removes and adds back asks."""
+        steps = [c for c in unit.children if isinstance(c, LoadBalancerStep) and c.enabled]
+        remove = next((c for c in steps if c.action == "remove"), None)
+        if remove is None or not any(c.action == "add" for c in steps):
+            return None
+        model, haproxy = balancer_client(self.shared, remove.balancer, step=remove.name, target=target.name)
+        server = self._server_of(remove, target, release)
+        try:
+            rows = haproxy.server_rows(model.backend, server)
+        except LoadBalancerError as exc:
+            raise FerryError(f"cannot check whether {target.name} is in service in {model.name}: {exc}") from exc
+        out = {url: row.get("status", "") for url, row in rows.items()
+               if row.get("status", "").startswith(("MAINT", "DRAIN", "NOLB"))}
+        if not out:
+            return None
+        return f"{model.backend}/{server} is {', '.join(sorted(set(out.values())))} in {model.name}"
+
+    def _mark(self, target: Target, release: ReleasePlan, index: int, unit: Unit, done: dict[int, str]) -> None:
+        """The target's journal says this unit is running (and which of its steps are done), so a run that
+        is killed before the unit ends leaves that behind for the next one."""
+        journal.mark(self.pool.get(target), self.plan.project, self.plan.environment.name, {
+            "deployment_id": self.deployment_id, "release": release.release.version,
+            "digest": release.release.digest, "variables_revision": release.variables_revision,
+            "unit": index, "unit_name": unit.item.name, "done": sorted(done), "since": now()})
 
     def _write_journal(self, target: Target, release: ReleasePlan) -> None:
         journal.write(self.pool.get(target), self.plan.project, self.plan.environment.name, {

@@ -139,6 +139,9 @@ class Project(Model):
     packages: list[Name] = Field(default_factory=list, description="Package ids a release pins")
     versioning: Versioning = Versioning()
     strict_variables: bool = Field(True, description="An unknown #{Name} fails the step (False: warn, leave it)")
+    allow_no_targets: bool = Field(
+        False, description="A deployment in which a step finds no target (no target has its roles, or all were "
+                           "excluded) skips that step instead of failing (a step may also allow it on its own)")
     process: list[ProcessItem] = Field(default_factory=list)
     variables: list[Variable] = Field(default_factory=list)
     triggers: list[Trigger] = Field(

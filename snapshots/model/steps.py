@@ -32,6 +32,9 @@ class StepBase(Model):
     retries: int = Field(0, ge=0, le=100)
     retry_delay: Seconds = 5
     timeout: Seconds | None = Field(None, gt=0, description="Seconds before the step is failed")
+    allow_no_targets: bool = Field(
+        False, description="No target in the environment has the step's roles (or all were excluded): skip the "
+                           "step instead of failing the deployment")
 
     @field_validator("condition")
     @classmethod
@@ -266,6 +269,9 @@ class ParentStep(Model):
     required: bool = False
     enabled: bool = True
     environments: NameList = Field(default_factory=list)
+    allow_no_targets: bool = Field(
+        False, description="No target in the environment has the step's roles (or all were excluded): skip the "
+                           "step instead of failing the deployment")
     steps: list[Step] = Field(min_length=1)
 
     @field_validator("condition")

@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -34,6 +35,23 @@ from steps.transports.protocol import LineSink, RunResult
 
 TAIL_LINES = 20
 MAX_INLINE = 64 * 1024  # bytes of script passed as `bash -c` (one argument may hold 128 KiB)
+LINGER = 1.0  # seconds of silence after a script exits before we stop reading what its background processes print
+
+WRAPPER = r"""
+exec {pipe}<&0
+( read -r -u "$pipe" _ || kill -KILL -- "-$$" ) </dev/null >/dev/null 2>&1 &
+watch=$!
+exec {pipe}<&- 0</dev/null
+if [ "$1" = -c ]; then bash -c "$2" </dev/null; else bash "$2" </dev/null; fi
+rc=$?
+exec 2>/dev/null  # bash's own "Killed" notice about the watcher is not the script's output
+kill -KILL "$watch"
+exit $rc
+"""
+"""Runs the script in its own process group with a watcher that reads the pipe only ferry holds open: when
+ferry dies (SIGKILL included) the pipe reaches end-of-file and the watcher kills the whole group, so a killed
+deployment leaves no script running. When the script ends the watcher goes; what the script started in the
+background on purpose (a daemon) keeps running, as it does over SSH."""
 
 
 class LocalTransport:
@@ -63,11 +81,12 @@ class LocalTransport:
             if data is not None:
                 child_env["FERRY_DATA"] = self._private(json.dumps(data).encode(), "ferry-data", fds, scratch)
             # short scripts go on the command line (no file to write); long ones through a private file
-            args = ["bash", "-c", source] if len(source) < MAX_INLINE else \
-                ["bash", self._private(source.encode(), "ferry-script", fds, scratch)]
+            script_args = ["-c", source] if len(source) < MAX_INLINE else \
+                ["-f", self._private(source.encode(), "ferry-script", fds, scratch)]
             try:
-                proc = subprocess.Popen(args, cwd=workdir, env=child_env, stdin=subprocess.DEVNULL, pass_fds=fds,
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+                proc = subprocess.Popen(["bash", "-c", WRAPPER, "bash", *script_args], cwd=workdir, env=child_env,
+                                        stdin=subprocess.PIPE, pass_fds=fds, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
             except OSError as exc:
                 raise TransportError(str(exc), target=self.target, operation="run") from exc
             finally:
@@ -178,17 +197,48 @@ def _stream(proc: subprocess.Popen[bytes], target: str, timeout: float | None, o
         timer.daemon = True
         timer.start()
     started = time.monotonic()
+
+    def emit(raw: bytes) -> None:
+        line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+        tail.append(line)
+        if on_line:
+            on_line(line)
+
+    assert proc.stdout is not None and proc.stdin is not None
+    fd = proc.stdout.fileno()
+    os.set_blocking(fd, False)
+    pending, heard, exited = b"", 0.0, 0.0
     try:
-        assert proc.stdout is not None
-        for raw in proc.stdout:
-            line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-            tail.append(line)
-            if on_line:
-                on_line(line)
+        while True:
+            ready, _, _ = select.select([fd], [], [], 0.1)
+            if ready:
+                try:
+                    chunk = os.read(fd, 65536)
+                except BlockingIOError:
+                    chunk = None
+                if chunk == b"":  # end of file: nothing holds the output any more
+                    break
+                if chunk:
+                    heard = time.monotonic()
+                    pending += chunk
+                    *lines, pending = pending.split(b"\n")
+                    for raw in lines:
+                        emit(raw)
+                    continue
+            # The script has exited but something it started in the background still holds its output open
+            # (a daemon without redirection): stop after a moment of silence, as the SSH transport does.
+            if not exited and proc.poll() is not None:
+                exited = time.monotonic()
+            if exited and time.monotonic() - max(heard, exited) >= LINGER:
+                break
+        if pending:
+            emit(pending)
         code = proc.wait()
     finally:
         if timer:
             timer.cancel()
+        proc.stdout.close()
+        proc.stdin.close()  # the watcher has gone with the script; nothing reads this end any more
     if timed_out.is_set():
         raise TransportError(f"timed out after {time.monotonic() - started:.0f}s (limit {timeout:g}s); "
                              "the script was killed", target=target, operation="run")
