@@ -22,6 +22,9 @@ FORBIDDEN = [
     ("flows.lab", "flows.cli"),
     ("flows.client", "prefect"), ("flows.client", "flows.orchestration"), ("flows.client", "flows.engine"),
     ("flows.client", "flows.cli"), ("flows.client", "sqlalchemy"),
+    # the server sits beside the CLI: above orchestration (it starts deployments through it), below nothing
+    ("flows.engine", "flows.server"), ("flows.orchestration", "flows.server"), ("flows.server", "flows.cli"),
+    ("flows.server", "flows.client"), ("flows.server", "flows.lab"),
 ]
 
 
