@@ -56,8 +56,12 @@ class Case:
     env: dict[str, str | None] = field(default_factory=dict)
     cleanup: list[Any] = field(default_factory=list)
 
+    def expand(self, text: Any) -> str:
+        """``{dir}`` and ``{home}`` in a path, value or argument (literally: ``#{...}`` stays as written)."""
+        return str(text).replace("{dir}", str(self.dir)).replace("{home}", str(self.home))
+
     def path(self, name: str) -> Path:
-        return self.dir / name.format(dir=self.dir, home=self.home)
+        return self.dir / self.expand(name)
 
 
 # -- the prepared FERRY_HOMEs, built once per session ---------------------------------------------------------
@@ -128,14 +132,17 @@ def _prepare(root: Path, kind: str) -> Path:
                        check=True, capture_output=True)
     env = {**BASE_ENV, "FERRY_HOME": str(home)}
     steps = {"empty": [], "applied": [["apply", "infrastructure.yaml", "project.yaml"]],
-             "released": [["apply", "infrastructure.yaml", "project.yaml"], ["package", "push", "OctoFX.Web.1.0.0.tar.gz"],
+             "released": [["apply", "infrastructure.yaml", "project.yaml"],
+                          ["package", "push", "OctoFX.Web.1.0.0.tar.gz"],
                           ["release", "create", "OctoFX", "--version", "1.0.0"]]}[kind]
     with contextlib.chdir(sample):
         for args in steps:
             outcome = _run_inprocess(args, env)
             assert outcome.code == 0, (args, outcome)
-        if kind == "empty":
-            assert _run_inprocess(["package", "list"], env).code == 0  # creates the store
+        if kind == "empty":  # the store, and the master key a first command generates for an empty store
+            assert _run_inprocess(["package", "list"], env).code == 0
+            assert _run_inprocess(["apply", "project.yaml"], env).code == 1  # no infrastructure: refused
+            assert (home / "master.key").is_file()
     return root
 
 
@@ -264,8 +271,7 @@ def setup(case: Case, actions: list[dict[str, Any]]) -> None:
         elif kind == "archive":
             _archive(case, spec)
         elif kind == "env":
-            case.env.update({k: (None if v is None else str(v).format(dir=case.dir, home=case.home))
-                             for k, v in spec.items()})
+            case.env.update({k: (None if v is None else case.expand(v)) for k, v in spec.items()})
         elif kind == "home":  # replace FERRY_HOME's store or the whole of it
             if spec == "file":
                 shutil.rmtree(case.home)
@@ -318,7 +324,7 @@ TRACEBACK = re.compile(r"Traceback \(most recent call last\)|^\s+File \"", re.MU
 
 @pytest.mark.parametrize("spec", CASES, ids=_ids())
 def test_bad_input(spec: dict[str, Any], case: Case) -> None:
-    args = [str(a).format(dir=case.dir, home=case.home) for a in spec["args"]]
+    args = [case.expand(a) for a in spec["args"]]
     before = state(case.home)
     with contextlib.chdir(case.dir):
         if spec.get("subprocess") or spec.get("prlimit"):
