@@ -67,6 +67,16 @@ class TransportError(FerryError):
         super().__init__(f"{target}: {operation}: {message}")
 
 
+class ConnectionLost(TransportError):
+    """The connection to a target dropped while a script ran there (the remote wrapper ends the script's
+    process group when it notices). The engine names the step: "connection to T lost during S"."""
+
+    def __init__(self, detail: str = "", *, target: str) -> None:
+        self.detail = detail
+        super().__init__(f"connection lost while the script ran{': ' + detail if detail else ''}", target=target,
+                         operation="run")
+
+
 class StepFailed(FerryError):
     """A step failed on a target; carries the script's exit code and the last lines of output.
 

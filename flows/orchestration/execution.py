@@ -22,7 +22,7 @@ from flows.engine.rolling import FAILED, SKIPPED, SUCCESS, Outcome, check_min_he
 from flows.orchestration import artifacts
 from flows.orchestration.pauses import FailureAnswer, ManualAnswer, ask_failure, ask_manual
 from snapshots import releases
-from snapshots.errors import FerryError
+from snapshots.errors import ConnectionLost, FerryError
 from snapshots.model import ParentStep, ProcessItem, Target
 from snapshots.model.steps import LoadBalancerStep, ManualStep, Rolling, Step
 from snapshots.octostache import evaluate_condition, render
@@ -271,7 +271,13 @@ class Engine:
             try:
                 executor(step.kind)(ctx)
             except Exception as exc:
-                message = masker.mask(str(exc) if isinstance(exc, FerryError) else f"{type(exc).__name__}: {exc}")
+                lost = exc if isinstance(exc, ConnectionLost) else exc.__cause__
+                if isinstance(lost, ConnectionLost):
+                    message = masker.mask(f"connection to {lost.target} lost during {step.name}"
+                                          + (f" ({lost.detail})" if lost.detail else ""))
+                else:
+                    message = masker.mask(str(exc) if isinstance(exc, FerryError)
+                                          else f"{type(exc).__name__}: {exc}")
                 tail = getattr(exc, "output_tail", [])
                 if tail:
                     message += " | last output: " + masker.mask(" / ".join(tail[-5:]))

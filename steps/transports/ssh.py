@@ -39,7 +39,7 @@ from typing import Any
 import paramiko
 from paramiko.sftp import CMD_EXTENDED, CMD_EXTENDED_REPLY, CMD_STATUS, CMD_WRITE, SFTP_OK
 
-from snapshots.errors import SnapshotIntegrityError, TransportError
+from snapshots.errors import ConnectionLost, SnapshotIntegrityError, TransportError
 from snapshots.model.common import FromEnv, FromFile
 from snapshots.model.infrastructure import SshTransport as SshSpec
 from snapshots.model.infrastructure import Target
@@ -467,12 +467,22 @@ class SshTransport:
         # The preamble is sourced on the script's own first line, so bash's "line N" messages stay true.
         self._put_bytes(base + ".sh", f". {q(self._preamble())}; {script}".encode())
         enter_cwd = f"cd -- {q(cwd)} || exit 1\n" if cwd else ""
+        # The watcher reads the channel's stdin, which ferry keeps open: when the connection drops (ferry
+        # killed, network cut) sshd closes it, and the watcher removes the run's files and ends the script's
+        # whole process group (TERM, then KILL) instead of leaving it running on its own.
         wrapper = (
             f"echo $$ > {q(base + '.pid')}\n"
+            "exec {pipe}<&0\n"
+            f"( read -r -u \"$pipe\" _ || {{ trap '' TERM; rm -f -- {q(base)}.*; kill -TERM -- \"-$$\"; sleep 2; "
+            "kill -KILL -- \"-$$\"; } ) </dev/null >/dev/null 2>&1 &\n"
+            "watch=$!\n"
+            "exec {pipe}<&- 0</dev/null\n"
             f". {q(base + '.env')}\n"
             f"{enter_cwd}"
             f"bash --noprofile --norc {q(base + '.sh')} < /dev/null 2>&1\n"
             "rc=$?\n"
+            "exec 2>/dev/null\n"
+            'kill -KILL "$watch"\n'
             f"rm -f -- {q(base)}.*\n"
             "exit $rc\n"
         )
@@ -491,8 +501,7 @@ class SshTransport:
         try:
             channel = self.transport.open_session(timeout=self.spec.connect_timeout)
             channel.set_combine_stderr(True)
-            channel.exec_command(command)
-            channel.shutdown_write()
+            channel.exec_command(command)  # stdin stays open: its end of file tells the wrapper ferry is gone
             channel.settimeout(0.25)
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise self._error(f"cannot start the script: {exc}", "run") from exc
@@ -532,14 +541,26 @@ class SshTransport:
                 if not self.transport.is_active():
                     break
                 time.sleep(0.01)
-            if not channel.exit_status_ready():
-                raise self._error("connection lost while the script ran", "run")
             code = channel.recv_exit_status()
+            if code == -1 and self._dropped():  # closed without an exit status because the connection died
+                raise ConnectionLost(target=self.target)
         except (paramiko.SSHException, OSError, EOFError) as exc:
-            raise self._error(f"connection lost while the script ran: {exc}", "run") from exc
+            raise ConnectionLost(str(exc), target=self.target) from exc
         finally:
             channel.close()
         return RunResult(exit_code=code, output_tail=list(tail))
+
+    def _dropped(self, wait: float = 1.0) -> bool:
+        """Whether the connection itself is gone. paramiko closes a dead connection's channels a moment before
+        it marks the connection inactive; a script killed by a signal (exit-signal, no exit status) leaves the
+        connection up."""
+        deadline = time.monotonic() + wait
+        while True:
+            if self._transport is None or not self._transport.is_active():
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
 
     def _kill(self, base: str) -> str:
         """Kill the process group of a timed-out run (TERM, then KILL after 2 s) and remove its files."""
