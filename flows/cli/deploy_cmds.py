@@ -291,7 +291,10 @@ def show(deployment_id: int, as_json: bool = typer.Option(False, "--json")) -> N
         with ctx.store.read() as conn:
             found = records.get(conn, deployment_id)
             results = records.results(conn, deployment_id)
-        data = {**found.as_dict(), "results": [r.as_dict() for r in results]}
+            from snapshots.store.outputs import for_deployment
+            outputs = for_deployment(conn, deployment_id, ctx.vault)
+        data = {**found.as_dict(), "results": [r.as_dict() for r in results],
+                "outputs": [o.as_dict() for o in outputs]}
     if as_json:
         print_json(data)
         return
@@ -303,6 +306,9 @@ def show(deployment_id: int, as_json: bool = typer.Option(False, "--json")) -> N
     print_table(None, ["step", "target", "result", "attempts", "finished", "message"],
                 [(r["step"], r["target"] or "—", r["state"], r["attempts"], r["finished_at"], r["message"])
                  for r in d["results"]])
+    if d.get("outputs"):
+        print_table("output variables", ["step", "target", "name", "value"],
+                    [(o["step"], o["target"] or "—", o["name"], o["value"]) for o in d["outputs"]])
 
 
 ANSWERS = ("retry", "skip", "ignore", "abort", "proceed")

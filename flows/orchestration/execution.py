@@ -16,6 +16,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import FlowPauseTimeout
 
 from flows.engine.balancer_guard import guard_for
+from flows.engine.outputs import DeploymentOutputs
 from flows.engine.plan import DeploymentPlan, ReleasePlan, release_plan, resolve_rolling
 from flows.engine.results import ResultWriter
 from flows.engine.rolling import FAILED, SKIPPED, SUCCESS, Outcome, check_min_healthy, roll
@@ -37,6 +38,7 @@ from steps.kinds.haproxy import LoadBalancerError
 from steps.kinds.load_balancer import DEFAULT_SERVER, balancer_client
 from steps.transports.pool import TransportPool
 from steps.transports.protocol import Transport
+from steps.transports.service_messages import capture
 
 PAUSE_TIMEOUT = 3600
 PROGRESS_EVERY = 1.0
@@ -95,6 +97,7 @@ class Engine:
         self.shared["ssh_for"] = self._ssh_for
         self.logger = get_run_logger()
         self.writer = ResultWriter(self.store, self.deployment_id)
+        self.outputs = DeploymentOutputs(self.store, self.vault, self.deployment_id, self.plan.current.masker)
         self._progress_at = 0.0
 
     # ----------------------------------------------------------------------------------------- driving
@@ -259,6 +262,10 @@ class Engine:
         started = now()
         variables = self._variables(release, step, target)
         transport = self.pool.get(target) if step.run_on == "target" and target is not None else self.pool.worker()
+        # values the script sets (set_octopusvariable) leave its output here, before anything logs a line
+        transport = capture(transport, self.outputs.receiver(step.name, target.name if target else None,
+                                                             lambda line: logger.info(masker.mask(line))),
+                            lambda line: logger.warning(masker.mask(line)))
         ctx = StepContext(
             deployment_id=self.deployment_id, project=self.plan.project, release=release.release.version,
             environment=self.plan.environment.name, step=step, target=target, transport=transport,
@@ -397,7 +404,8 @@ class Engine:
             machine_roles=target.roles if target else None, deployment_id=self.deployment_id,
             deployment_created_by=self.created_by, step_name=step.name, packages=release.release.packages)
         system["Deployment.Error"] = system["Octopus.Deployment.Error"] = "; ".join(self.errors) if self.failed else ""
-        return release.index.resolve(context).overlay(system)
+        outputs, sensitive = self.outputs.variables(target.name if target else None)
+        return release.index.resolve(context).overlay(system).overlay(outputs, sensitive=sensitive)
 
     def _skip_reason(self, step: Step | ParentStep, target: Target | None) -> str | None:
         if not step.enabled:

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict
 
 from flows.server.auth import authorize, authorize_read, current_key, workspace
 from flows.server.routes_projects import DeployOptions
+from snapshots.store import outputs as output_store
 from snapshots.store import records
 from snapshots.store.api_keys import ALL, ApiKey
 
@@ -72,9 +73,11 @@ def _deployment(request: Request, key: ApiKey, deployment_id: int) -> records.De
 def show(deployment_id: int, request: Request, key: ApiKey = Depends(current_key)) -> dict[str, Any]:
     """As ``ferry deployment show --json``, plus ``finished``."""
     found = _deployment(request, key, deployment_id)
-    with workspace(request).store.read() as conn:
+    ctx = workspace(request)
+    with ctx.store.read() as conn:
         results = records.results(conn, deployment_id)
-    return {**found.as_dict(), "results": [r.as_dict() for r in results],
+        outputs = output_store.for_deployment(conn, deployment_id, ctx.vault)  # sensitive ones masked
+    return {**found.as_dict(), "results": [r.as_dict() for r in results], "outputs": [o.as_dict() for o in outputs],
             "finished": found.state in records.FINISHED}
 
 

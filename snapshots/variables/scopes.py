@@ -467,6 +467,34 @@ def system_variables(*, project: str | None = None, release_number: str | None =
     return result
 
 
+def output_variables(outputs: Iterable[Any], target: str | None) -> tuple[dict[str, str], set[str]]:
+    """The output variables earlier steps set (``set_octopusvariable``), as a step on ``target`` reads them.
+
+    ``outputs`` (objects with ``step``, ``target``, ``name``, ``value``, ``sensitive``) come in the order they
+    were set. Each value is ``Octopus.Action[<step>].Output[<target>].<name>`` for the target that set it, and
+    ``Octopus.Action[<step>].Output.<name>`` is this target's own value when its step set one here, else the one
+    set last (Octopus leaves that choice open; ferry makes it the newest). Each also without ``Octopus.``.
+    Returns the values and the names of sensitive ones."""
+    values: dict[str, str] = {}
+    sensitive: set[str] = set()
+    own: dict[str, Any] = {}
+    for out in outputs:
+        base = f"Action[{out.step}].Output"
+        names = [f"{base}.{out.name}"] if out.target is None else [f"{base}[{out.target}].{out.name}"]
+        if out.target is None or out.target == target or variable_key(f"{base}.{out.name}") not in own:
+            names.append(f"{base}.{out.name}")
+            if out.target is not None and out.target == target:
+                own[variable_key(f"{base}.{out.name}")] = out
+        for name in names:
+            for spelling in (name, f"Octopus.{name}"):
+                values[spelling] = out.value
+                if out.sensitive:
+                    sensitive.add(spelling)
+                else:
+                    sensitive.discard(spelling)
+    return values, sensitive
+
+
 # ------------------------------------------------------------------------------------------------ prompted
 
 
