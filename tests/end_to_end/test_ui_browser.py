@@ -275,7 +275,7 @@ def fill_prompted_form_v1(page: Any, ui: str, served: ServedProject, secret: str
     typed), but what is typed still goes through ferry's proxy like any field."""
     open_run_form(page, ui, served)
     field = page.locator(".schema-form-property", has=page.get_by_text("Database password (Optional)", exact=True))
-    field.locator("textarea, input").first.fill(secret)
+    field.last.locator("textarea, input").first.fill(secret)  # the innermost: the whole prompted object matches too
     fill_and_submit(page, "Dev", release)
 
 
@@ -284,7 +284,8 @@ def fill_prompted_form_v2(page: Any, ui: str, served: ServedProject, secret: str
     deployment_id = served.deployment()["id"]
     page.goto(f"{ui}/v2/deployments/deployment/{deployment_id}/run?parameters=%7B%7D", wait_until="networkidle")
     password = page.locator("input[type=password]")
-    assert password.count() == 1
+    password.wait_for(state="visible")
+    assert password.count() == 1  # the project's one sensitive prompted variable
     password.fill(secret)
     page.get_by_role("button", name="Select environment").click()
     page.get_by_role("option", name="Dev", exact=True).click()
