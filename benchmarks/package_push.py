@@ -4,7 +4,8 @@
 
 Set-up (not timed): a Prefect server (SQLite), an executor ``FERRY_HOME`` (SQLite store, feed, master key)
 with one project applied, ``ferry serve --api-port 0`` running with its API on loopback, an API key that may
-push (``ferry api-key create``), and a file of random bytes.
+push (``ferry api-key create``), and a package: a .tar.gz of random bytes (incompressible, so as big as asked;
+the feed opens it and reads it to its end on both paths).
 
 Each push is the whole command a person or a CI job runs, process start included:
   - API:   ``ferry package push FILE`` in remote mode — an environment with only ``FERRY_SERVER`` and
@@ -29,6 +30,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -41,10 +43,16 @@ FERRY = str(Path(sys.executable).parent / "ferry")
 PACKAGE = "Bench.Payload"
 
 
-def _random_file(path: Path, megabytes: int) -> None:
-    with open(path, "wb") as out:
+def _random_package(path: Path, megabytes: int) -> None:
+    """A .tar.gz holding one file of random bytes: incompressible, so the archive is as big as asked (the feed
+    opens every archive and reads it to its end, on both paths)."""
+    raw = path.with_name("payload.bin")
+    with open(raw, "wb") as out:
         for _ in range(megabytes):
             out.write(os.urandom(1_000_000))
+    with tarfile.open(path, "w:gz", compresslevel=1) as tar:
+        tar.add(raw, arcname="payload.bin")
+    raw.unlink()
 
 
 def _write_project(root: Path) -> None:
@@ -127,8 +135,8 @@ def run(megabytes: int, pairs: int, root: Path, verbose: bool = True) -> dict[st
     from tests.servers.prefect_server import PrefectServer
 
     _write_project(root)
-    payload = root / "payload.bin"
-    _random_file(payload, megabytes)
+    payload = root / "payload.tar.gz"
+    _random_package(payload, megabytes)
     size = payload.stat().st_size
     prefect = PrefectServer().start()
     serve: Serve | None = None
@@ -147,7 +155,7 @@ def run(megabytes: int, pairs: int, root: Path, verbose: bool = True) -> dict[st
                      "FERRY_SERVER": serve.url, "FERRY_API_KEY": key}
         for i, env in enumerate((requester, executor), 1):  # untimed: a fresh server's first request imports more
             warm_up = root / f"{PACKAGE}.0.0.{i}.tar.gz"
-            _random_file(warm_up, 1)
+            _random_package(warm_up, 1)
             _push(env, warm_up, None)
             warm_up.unlink()
         results: dict[str, list[dict[str, float]]] = {"api": [], "local": []}
