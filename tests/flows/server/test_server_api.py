@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import io
 import ipaddress
 import json
 import os
 import ssl
 import subprocess
+import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,6 +51,16 @@ def make_certificate(directory: Path) -> tuple[Path, Path]:
                                            serialization.NoEncryption()))
     key_file.chmod(0o600)
     return cert_file, key_file
+
+
+def archive(size: int) -> bytes:
+    """A real .tar.gz package (the feed opens every archive) holding ``size`` random bytes."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=1) as tar:
+        member = tarfile.TarInfo("site/app.bin")
+        member.size = size
+        tar.addfile(member, io.BytesIO(os.urandom(size)))
+    return buffer.getvalue()
 
 
 class Lab:
@@ -198,7 +210,7 @@ def test_a_dev_and_test_key_is_refused_production_recorded_and_nothing_deployed(
 
 def test_push_same_bytes_other_bytes_bad_sha(lab: Lab, tmp_path: Path) -> None:
     feed = Path(lab.served.env["FERRY_HOME"]) / "feed" / "Shop.Web"
-    data = os.urandom(3 << 20)
+    data = archive(3 << 20)
     good = hashlib.sha256(data).hexdigest()
 
     def push(key: str, name: str, body: bytes, sha: str) -> httpx.Response:
@@ -213,7 +225,7 @@ def test_push_same_bytes_other_bytes_bad_sha(lab: Lab, tmp_path: Path) -> None:
     assert (feed / "Shop.Web.1.0.0.tar.gz").read_bytes() == data
     again = push("ci", "Shop.Web.1.0.0.tar.gz", data, good)
     assert again.status_code == 200 and again.json()["created"] is False
-    other = data[:-1] + b"x"
+    other = archive(1000)
     conflict = push("ci", "Shop.Web.1.0.0.tar.gz", other, hashlib.sha256(other).hexdigest())
     assert conflict.status_code == 409 and "already in the feed with different content" in conflict.json()["error"]
     bad = push("ci", "Shop.Web.1.0.1.tar.gz", data, "0" * 64)
