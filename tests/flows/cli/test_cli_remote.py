@@ -125,3 +125,27 @@ def test_remote_mode_loads_neither_prefect_nor_the_store(remote: tuple[Api, dict
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "deployment #7 succeeded" in proc.stdout
     assert proc.stderr.strip().splitlines()[-1] == "LOADED []"
+
+
+def test_tls_with_a_private_ca(tmp_path: Path) -> None:
+    """An https ferry server whose certificate comes from a private CA: trusted through FERRY_CA_BUNDLE,
+    refused in one line without it."""
+    import ssl
+
+    from tests.flows.server.test_server_api import make_certificate
+
+    cert, key = make_certificate(tmp_path)
+    with serve_api() as api:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(str(cert), str(key))
+        api.socket = context.wrap_socket(api.socket, server_side=True)
+        url = api.url.replace("http://", "https://")
+        env = {"PATH": os.environ["PATH"], "FERRY_SERVER": url, "FERRY_API_KEY": KEY,
+               "FERRY_HOME": str(tmp_path / "none")}
+        trusted = run({**env, "FERRY_CA_BUNDLE": str(cert)}, "status", "Octo FX", "--json")
+        assert trusted.exit_code == 0, trusted.output
+        assert json.loads(trusted.stdout)["environments"] == ["Dev"]
+        untrusted = run(env, "status", "Octo FX")
+    assert untrusted.exit_code == 1
+    assert untrusted.stderr.startswith(f"error: cannot reach the ferry server at {url}: ")
+    assert "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr and len(untrusted.stderr.strip().splitlines()) == 1
