@@ -157,6 +157,7 @@ def create(conn: Connection, feed: Feed, project: str, actor: str, *, vault: Vau
             if ignore_existing:
                 return existing, False
             raise ConflictError(f"release {version} of {project} already exists (use --version)")
+    _refuse_same_precedence(conn, project, version)
     created_at = now()
     doc = revision.document
     snapshot = {
@@ -191,6 +192,16 @@ def create(conn: Connection, feed: Feed, project: str, actor: str, *, vault: Vau
     release = find(conn, project, version)
     assert release is not None
     return release, True
+
+
+def _refuse_same_precedence(conn: Connection, project: str, version: str) -> None:
+    """``1.0.0+b1`` beside ``1.0.0``: build metadata does not order versions (SemVer 2 §10), so "latest" and
+    promotion could not tell the two releases apart."""
+    wanted = sort_key(version)
+    same = next((v for v in versions(conn, project) if v != version and sort_key(v).compare(wanted) == 0), None)
+    if same is not None:
+        raise ConflictError(f"release {version} of {project} has the same SemVer precedence as release {same} "
+                            "(build metadata after + does not order versions): use another --version")
 
 
 def _check_variables(conn: Connection, revision: ProjectRevision) -> None:
