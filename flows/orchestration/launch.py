@@ -240,6 +240,8 @@ def _task_name(client: Any, task_run_id: UUID | None) -> str | None:
         return None
     key = str(task_run_id)
     if key not in _task_names:
+        if len(_task_names) > 10_000:  # ferry serve runs for months: forget old runs' tasks now and then
+            _task_names.clear()
         try:
             _task_names[key] = client.read_task_run(task_run_id).name
         except Exception:  # a task run not readable (yet): the line is shown without its name
