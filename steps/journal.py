@@ -28,9 +28,10 @@ def journal_key(project: str, environment: str) -> str:
 
 def _load(transport: Transport) -> dict[str, Any]:
     try:
-        return json.loads(transport.read_file(JOURNAL_FILE) or b"{}")
-    except json.JSONDecodeError:  # a damaged journal is treated as empty: the target gets redeployed
+        journal = json.loads(transport.read_file(JOURNAL_FILE) or b"{}")
+    except (json.JSONDecodeError, UnicodeDecodeError):  # damaged: treated as empty, the target gets redeployed
         return {}
+    return {k: v for k, v in journal.items() if isinstance(v, dict)} if isinstance(journal, dict) else {}
 
 
 def read(transport: Transport, project: str, environment: str) -> dict[str, Any] | None:

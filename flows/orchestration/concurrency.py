@@ -12,7 +12,7 @@ instead of silent parallelism.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from prefect.client.orchestration import get_client
@@ -72,10 +72,38 @@ def holders(name: str) -> int:
 
 
 @contextmanager
-def slot(*names: str) -> Iterator[None]:
-    """Hold one slot of every limit in ``names`` at once (waiting as long as it takes)."""
+def slot(*names: str, on_lease: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Hold one slot of every limit in ``names`` at once (waiting as long as it takes). ``on_lease`` gets the
+    lease's id as soon as it is held, so the deployment record can name it: a run that finds this process
+    dead (no heartbeat) frees the slots at once with ``release_lease`` instead of waiting out the lease."""
     if not names:
         yield
         return
-    with concurrency(list(names), occupy=1, strict=True, lease_duration=LEASE_SECONDS):
-        yield
+    if on_lease is None:
+        with concurrency(list(names), occupy=1, strict=True, lease_duration=LEASE_SECONDS):
+            yield
+        return
+    from prefect.concurrency._leases import maintain_concurrency_lease
+    from prefect.concurrency._sync import acquire_concurrency_slots_with_lease, release_concurrency_slots_with_lease
+
+    acquired = acquire_concurrency_slots_with_lease(list(names), 1, strict=True, lease_duration=LEASE_SECONDS)
+    try:
+        on_lease(str(acquired.lease_id))
+        with maintain_concurrency_lease(acquired.lease_id, LEASE_SECONDS, raise_on_lease_renewal_failure=True):
+            yield
+    finally:
+        release_concurrency_slots_with_lease(acquired.lease_id)
+
+
+def release_lease(lease_id: str) -> bool:
+    """Free the slots a dead process held (False when the lease is already gone: expired or released)."""
+    from uuid import UUID
+
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.release_concurrency_slots_with_lease(UUID(lease_id))
+        except ObjectNotFound:
+            return False
+    return True

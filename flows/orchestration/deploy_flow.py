@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -9,7 +10,7 @@ from prefect.runtime import flow_run as current_flow_run
 
 from flows.engine.plan import DeploymentPlan, prepare
 from flows.orchestration import artifacts
-from flows.orchestration.concurrency import ensure_limits, environment_limit, slot, target_limit
+from flows.orchestration.concurrency import ensure_limits, environment_limit, release_lease, slot, target_limit
 from flows.orchestration.execution import Engine
 from snapshots import releases
 from snapshots.errors import DeploymentFailed, FerryError, StepOutcome
@@ -93,17 +94,29 @@ def deploy_release(project: str, environment: str, release: str = "latest", targ
 
 
 def _run(plan: DeploymentPlan, deployment_id: int, ctx: Any, logger: Any) -> dict[str, Any]:
-    version = plan.current.release.version
     limit = environment_limit(plan.project, plan.environment.name)
     target_limits = [target_limit(t.name) for t in plan.targets]
     ensure_limits([limit, *target_limits])
+    with Heartbeat(ctx, deployment_id, logger):
+        return _run_alive(plan, deployment_id, ctx, logger, limit, target_limits)
+
+
+def _run_alive(plan: DeploymentPlan, deployment_id: int, ctx: Any, logger: Any, limit: str,
+               target_limits: list[str]) -> dict[str, Any]:
+    version = plan.current.release.version
+    _reclaim_dead(ctx, plan, deployment_id, logger)
     with ctx.store.read() as conn:
         others = [d for d in records.list_deployments(conn, plan.project, plan.environment.name)
                   if d.id != deployment_id and d.state in (records.RUNNING, records.PAUSED)]
     if others:
         logger.info(f"waiting for deployment #{others[0].id} ({plan.project} {others[0].version} → "
                     f"{plan.environment.name}, {others[0].state.lower()}) to finish: concurrency limit {limit}")
-    with slot(limit), slot(*target_limits):
+
+    def held(lease_id: str) -> None:
+        with ctx.store.begin() as conn:
+            records.add_lease(conn, deployment_id, lease_id)
+
+    with slot(limit, on_lease=held), slot(*target_limits, on_lease=held):
         with ctx.store.begin() as conn:
             for other in records.list_deployments(conn, plan.project, plan.environment.name):
                 if other.id != deployment_id and other.state in (records.RUNNING, records.PAUSED):
@@ -138,6 +151,69 @@ def _run(plan: DeploymentPlan, deployment_id: int, ctx: Any, logger: Any) -> dic
     _auto_deploy(ctx, plan.project, version, logger)
     return {"deployment_id": deployment_id, "project": plan.project, "release": version,
             "environment": plan.environment.name, "state": records.SUCCESS}
+
+
+HEARTBEAT_EVERY = 2.0
+"""Seconds between two stamps of the running deployment's record."""
+DEAD_AFTER = 10.0
+"""A record silent this long belongs to a process that is gone (killed, crashed, its machine off)."""
+
+
+class Heartbeat:
+    """Stamps the deployment record every ``HEARTBEAT_EVERY`` seconds while this process works on it, so a
+    later deployment knows within seconds that a Running record is dead (the Prefect lease alone takes 60 s)."""
+
+    def __init__(self, ctx: Any, deployment_id: int, logger: Any) -> None:
+        self.ctx, self.deployment_id, self.logger = ctx, deployment_id, logger
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"ferry-heartbeat-{deployment_id}", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._stamp()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _stamp(self) -> None:
+        with self.ctx.store.begin() as conn:
+            records.heartbeat(conn, self.deployment_id)
+
+    def _beat(self) -> None:
+        failing = False
+        while not self._stop.wait(HEARTBEAT_EVERY):
+            try:
+                self._stamp()
+                failing = False
+            except Exception as exc:  # the store is briefly unreachable: say so once, keep trying
+                if not failing:
+                    self.logger.warning(f"deployment #{self.deployment_id}: heartbeat failed: {type(exc).__name__}")
+                failing = True
+
+
+def _reclaim_dead(ctx: Any, plan: DeploymentPlan, deployment_id: int, logger: Any) -> None:
+    """Records of this project and environment whose process stopped beating: mark them Failed and free the
+    concurrency slots they held, so this deployment starts now rather than when their leases run out."""
+    dead: list[tuple[int, float, list[str]]] = []
+    with ctx.store.begin() as conn:
+        for other in records.list_deployments(conn, plan.project, plan.environment.name):
+            if other.id == deployment_id or other.state in records.FINISHED:
+                continue
+            leases = records.leases(conn, other.id)
+            if other.state == records.QUEUED and not leases:
+                continue  # waiting for its turn (or never started): it holds nothing
+            silent = records.silent_for(conn, other.id)
+            if silent is None or silent < DEAD_AFTER:
+                continue
+            records.set_state(conn, other.id, records.FAILED,
+                              error=f"abandoned: its process stopped (no heartbeat for {silent:.0f}s)")
+            dead.append((other.id, silent, leases))
+    for other_id, silent, leases in dead:
+        freed = sum(release_lease(lease) for lease in leases)
+        logger.info(f"deployment #{other_id} sent no heartbeat for {silent:.0f}s: its process is gone; marked "
+                    f"Failed and freed {freed} concurrency lease(s)")
 
 
 def _bundle_values(ctx: Any, ref: str, project: str, flow_run_id: str | None,

@@ -237,12 +237,21 @@ class Engine:
                 failed_at = i if failed_at is None else failed_at
             elif failed_at is None:
                 done[i] = f"done in deployment #{self.deployment_id}, which stopped before the unit ended"
-                self._mark(target, release, index, unit, done)
+                try:
+                    self._mark(target, release, index, unit, done)
+                except FerryError as exc:  # e.g. the connection dropped: the next step says so itself
+                    self.logger.warning(self.plan.current.masker.mask(f"{target.name}: journal not updated: {exc}"))
         if failed_at is None:
-            if self._last_unit.get(target.name) == index:
-                self._write_journal(target, release)
-            else:
-                journal.clear(self.pool.get(target), self.plan.project, self.plan.environment.name)
+            try:
+                if self._last_unit.get(target.name) == index:
+                    self._write_journal(target, release)
+                else:
+                    journal.clear(self.pool.get(target), self.plan.project, self.plan.environment.name)
+            except FerryError as exc:  # the unit ran, but the next run could not know it: it is not finished
+                failed_at = len(unit.children) - 1
+                self._causes[target.name] = self.plan.current.masker.mask(f"the journal could not be written: {exc}")
+                self.logger.error(self._causes[target.name])
+                self.failed = True
         self._unit_done()
         if failed_at is not None:
             cause = self._causes.get(target.name)
@@ -447,11 +456,15 @@ class Engine:
         load balancer although the journal says it is finished. ``({}, None)``: nothing left, skip it."""
         with self._lock:
             entry = self._journal.get(target.name) or {}
-        marker = entry.get(journal.IN_PROGRESS) or {}
+        marker = entry.get(journal.IN_PROGRESS)
+        marker = marker if isinstance(marker, dict) else {}
+        steps_done = marker.get("done")
+        if not (isinstance(steps_done, list) and all(isinstance(i, int) for i in steps_done)):
+            steps_done = []  # a damaged marker: the whole unit runs again, as for a damaged journal
         if (marker.get("unit") == index and marker.get("digest") == release.release.digest
                 and marker.get("variables_revision") == release.variables_revision):
-            done = {int(i): f"done in deployment #{marker.get('deployment_id')}, which stopped before the unit ended"
-                    for i in marker.get("done", []) if int(i) < len(unit.children)}
+            done = {i: f"done in deployment #{marker.get('deployment_id')}, which stopped before the unit ended"
+                    for i in steps_done if 0 <= i < len(unit.children)}
             left = [c.name for i, c in enumerate(unit.children) if i not in done]
             why = (f"{target.name}: deployment #{marker.get('deployment_id')} stopped inside {unit.item.name!r} "
                    f"on this target; running its remaining steps: {', '.join(left)}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Select, and_, insert, select, update
@@ -103,7 +104,7 @@ def set_state(conn: Connection, deployment_id: int, state: str, *, error: str | 
               flow_run_id: str | None = None) -> None:
     values: dict[str, Any] = {"state": state}
     if state == RUNNING:
-        values["started_at"] = now()
+        values["started_at"] = values["heartbeat_at"] = now()
     if state in FINISHED:
         values["finished_at"] = now()
     if error is not None:
@@ -111,6 +112,33 @@ def set_state(conn: Connection, deployment_id: int, state: str, *, error: str | 
     if flow_run_id is not None:
         values["flow_run_id"] = flow_run_id
     conn.execute(update(deployments).where(deployments.c.id == deployment_id).values(**values))
+
+
+def heartbeat(conn: Connection, deployment_id: int) -> str:
+    """The running process is alive: stamp the record (and return its state, which another process may have
+    changed, e.g. to Failed when it took this one for dead)."""
+    conn.execute(update(deployments).where(deployments.c.id == deployment_id).values(heartbeat_at=now()))
+    return str(conn.execute(select(deployments.c.state).where(deployments.c.id == deployment_id)).scalar_one())
+
+
+def add_lease(conn: Connection, deployment_id: int, lease_id: str) -> None:
+    """Remember a Prefect concurrency lease the running process holds (freed by whoever finds it dead)."""
+    held = leases(conn, deployment_id)
+    conn.execute(update(deployments).where(deployments.c.id == deployment_id)
+                 .values(leases=json.dumps([*held, lease_id])))
+
+
+def leases(conn: Connection, deployment_id: int) -> list[str]:
+    text = conn.execute(select(deployments.c.leases).where(deployments.c.id == deployment_id)).scalar()
+    return list(json.loads(text)) if text else []
+
+
+def silent_for(conn: Connection, deployment_id: int) -> float | None:
+    """Seconds since the record's last heartbeat (None: it never had one — written by an older ferry)."""
+    stamp = conn.execute(select(deployments.c.heartbeat_at).where(deployments.c.id == deployment_id)).scalar()
+    if not stamp:
+        return None
+    return (datetime.fromisoformat(now()) - datetime.fromisoformat(stamp)).total_seconds()
 
 
 def record_result(conn: Connection, deployment_id: int, result: StepResult) -> None:

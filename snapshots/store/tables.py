@@ -99,6 +99,8 @@ deployments = Table(
     Column("created_by", String(200), nullable=False),
     Column("started_at", Timestamp),
     Column("finished_at", Timestamp),
+    Column("heartbeat_at", Timestamp),  # stamped every few seconds by the process running the deployment
+    Column("leases", Text),  # JSON list of the Prefect concurrency lease ids that process holds
     Index("ix_deployments_project_env", "project", "environment"),
 )
 
