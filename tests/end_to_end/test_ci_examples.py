@@ -174,3 +174,48 @@ def test_the_ci_example_runs_as_written_with_only_a_scoped_key(executor: tuple[S
     assert not job.home.exists(), "a CI job in remote mode created a FERRY_HOME"
     assert not (tmp_path / "home" / ".ferry").exists()
     assert os.listdir(tmp_path / "checkout" / "dist") == [f"OctoFX.Web.{version}.tar.gz"]
+
+
+def test_remote_mode_reads_as_the_executor_and_promotes_and_cancels(executor: tuple[ServedProject, str],
+                                                                     tmp_path: Path) -> None:
+    """The other remote commands, with the same CI key: ``status``, ``deployment list`` and ``show`` print
+    the executor's own --json documents; ``promote --wait`` streams and succeeds; ``deployment cancel``
+    stops a running deployment and the record says who cancelled it."""
+    served, key = executor
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "FERRY_HOME": str(tmp_path / "none"),
+           "FERRY_SERVER": served.api_url, "FERRY_API_KEY": key}
+
+    def remote(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["ferry", *args], env=env, capture_output=True, text=True, timeout=STEP_SECONDS)
+
+    version = "2.0.0"
+    (tmp_path / "dist").mkdir()
+    package = subprocess.run([sys.executable, str(EXAMPLES / "octofx" / "build_package.py"), version,
+                              str(tmp_path / "dist")], capture_output=True, text=True, check=True).stdout.strip()
+    for args in (["package", "push", package], ["release", "create", served.name, "--version", version],
+                 ["deploy", served.name, version, "--to", "Development", "--wait"]):
+        proc = remote(*args)
+        assert proc.returncode == 0, f"{args}: {proc.stdout}{proc.stderr}"
+
+    promoted = remote("promote", served.name, "--from", "Development", "--to", "Test", "--wait")
+    assert promoted.returncode == 0, promoted.stdout + promoted.stderr
+    assert promoted.stdout.splitlines()[0] == f"deployment #{served.records()[0]['id']}: {served.name} {version} → Test"
+    assert promoted.stdout.splitlines()[-1].endswith("succeeded")
+
+    latest = str(served.records()[0]["id"])
+    for args in (["status", served.name, "--json"], ["deployment", "list", served.name, "--json"],
+                 ["deployment", "show", latest, "--json"]):
+        here, there = served.ferry(*args), remote(*args)
+        assert there.returncode == 0, there.stdout + there.stderr
+        assert json.loads(there.stdout) == json.loads(here.stdout), args
+
+    started = remote("deploy", served.name, version, "--to", "Development", "--force", "--variable", "Sleep=60")
+    assert started.returncode == 0, started.stdout + started.stderr
+    deployment_id = re.match(r"deployment #(\d+):", started.stdout).group(1)  # type: ignore[union-attr]
+    served.wait_state(served.records()[0]["flow_run_id"], "RUNNING")
+    cancelled = remote("deployment", "cancel", deployment_id)
+    assert cancelled.returncode == 0, cancelled.stdout + cancelled.stderr
+    assert cancelled.stdout.strip() == f"deployment #{deployment_id}: cancel requested (cancelled by key:ci)"
+    run = served.wait_final(served.records()[0]["flow_run_id"], timeout=120)
+    assert run["state"]["type"] == "CANCELLED"
+    assert not (tmp_path / "none").exists()
