@@ -197,14 +197,19 @@ def test_served_prompted_secret_found_nowhere(served_secret: Any, prefect_server
     assert report.looked_at["samples"] > 20, str(report)
 
 
-def test_secret_straight_to_prefect_is_refused(served_secret: Any) -> None:
+def test_secret_straight_to_prefect_is_refused(served_secret: Any, prefect_server: Any) -> None:
     """The form's ``prompted`` object sent to Prefect itself (not through ferry's proxy) is in Prefect's
-    database already: the run refuses to use it and says so, rather than working silently."""
+    database already: the run refuses to use it and says so, rather than working silently. (Also the scan's
+    positive control: the same scan that finds 0 above finds this value in Prefect's database and API.)"""
     lab, _proxy, out, _store = served_secret
-    created = lab.create_run({"environment": "Dev", "prompted": {"Sec.Prompt": "leaked"}})
+    leaked = make_secret()
+    created = lab.create_run({"environment": "Dev", "prompted": {"Sec.Prompt": leaked}})
     assert created.status_code == 201, created.text
     run = lab.wait_final(created.json()["id"])
     assert run["state"]["type"] == "FAILED"
     logs = lab.api.post("/logs/filter", json={"logs": {"flow_run_id": {"any_": [run["id"]]}}}).json()
     assert any("is sensitive but arrived as a plain Prefect parameter" in entry["message"] for entry in logs), logs
     assert not out.exists()
+    found = scan_bytes(leaked, pg_dump(prefect_server.database_url), "Prefect database (pg_dump)")
+    found.merge(scan_json(leaked, prefect_api_responses(lab.api, run["id"])))
+    assert found.total > 0 and any(place == "Prefect database (pg_dump)" for place, _ in found.hits), str(found)
