@@ -91,6 +91,8 @@ CASES = {
     "different FERRY_MASTER_KEY, apply": (_env_key, PROJECT, WRONG_ENV),
     "different FERRY_MASTER_KEY, update-variables": (_env_key, UPDATE, WRONG_ENV),
     "different FERRY_MASTER_KEY, release create": (_env_key, CREATE, WRONG_ENV),
+    "different FERRY_MASTER_KEY, key rotate": (_env_key, ("key", "rotate"), WRONG_ENV),
+    "missing key file, key rotate": (_no_key_file, ("key", "rotate"), NO_KEY),
     "different key file": (_key_file(new_key() + "\n"), PROJECT,
                            r"error: the master key file .*master\.key does not match this store \(fingerprint "
                            r"[0-9a-f]{16}, the store's key is [0-9a-f]{16}\); restore this store's key file, or set "

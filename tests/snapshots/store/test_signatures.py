@@ -156,7 +156,7 @@ def shop(tmp_path: Path, ferry, prefect_env) -> LocalProject:  # type: ignore[no
     project = LocalProject(tmp_path / "shop", ferry, environments={"Dev": 1})
     marker = tmp_path / "deployed"
     project.write([{"name": "Install", "kind": "script", "roles": ["web"],
-                    "script": f'echo "#{{App.Greeting}}" > {marker}'}],
+                    "script": f"ferry_var App.Greeting > {marker}"}],
                   variables=[{"name": "App.Greeting", "value": "hello"}])
     project.apply()
     project.release("1.0.0")
