@@ -4,11 +4,14 @@ target, and — key files — the key itself)."""
 
 from __future__ import annotations
 
+import errno
 import getpass
 import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+
+from snapshots.errors import StoreError
 
 
 @dataclass(frozen=True)
@@ -32,7 +35,12 @@ class Settings:
 
     def ensure_home(self) -> Path:
         """Create FERRY_HOME 0700 (and tighten one an older ferry made 0755)."""
-        return private_dir(self.home)
+        if self.home.exists() and not self.home.is_dir():
+            raise StoreError(f"FERRY_HOME {self.home} is not a directory")
+        try:
+            return private_dir(self.home)
+        except OSError as exc:
+            raise StoreError(f"FERRY_HOME {self.home}: {exc.strerror or exc}") from None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -57,12 +65,20 @@ def _tighten(path: Path, mode: int) -> None:
     except FileNotFoundError:
         return
     if info.st_uid == os.getuid() and stat.S_IMODE(info.st_mode) & ~mode:
-        os.chmod(path, stat.S_IMODE(info.st_mode) & mode)
+        try:
+            os.chmod(path, stat.S_IMODE(info.st_mode) & mode)
+        except OSError as exc:
+            if exc.errno != errno.EROFS:  # a read-only file system: nobody can loosen it either
+                raise
 
 
 def private_dir(path: Path) -> Path:
     """A directory only this user can enter (0700)."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError:
+        if not path.is_dir():  # a read-only file system answers EROFS even for a directory that exists
+            raise
     _tighten(path, 0o700)
     return path
 
@@ -73,6 +89,10 @@ def private_file(path: Path) -> Path:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     except FileExistsError:
         _tighten(path, 0o600)
+    except OSError:
+        if not path.exists():
+            raise
+        _tighten(path, 0o600)  # read-only file system: it exists, nothing to create
     return path
 
 

@@ -94,9 +94,28 @@ def _usage_error(exc: Exception) -> bool:
 
     if not isinstance(exc, TyperException | click.ClickException):
         return False
-    ctx = getattr(exc, "ctx", None)
+    ctx = getattr(exc, "ctx", None) or _context_from_argv(sys.argv[1:])
     if ctx is not None:
         err_console.print(ctx.get_usage(), markup=False)
     message = " ".join(exc.format_message().replace("Value error, ", "").split())
     err_console.print(f"error: {message}", markup=False)
     return True
+
+
+def _context_from_argv(argv: list[str]) -> typer.Context | None:
+    """The context of the command ``argv`` names, for its usage line: the parser raises some usage errors
+    (``--to`` without a value, ``--json=yes``) with no context attached."""
+    try:
+        group = typer.main.get_command(app)
+        ctx = group.make_context("ferry", [], resilient_parsing=True)
+        for arg in argv:
+            if arg.startswith("-"):
+                continue
+            command = (getattr(group, "commands", None) or {}).get(arg)
+            if command is None:
+                break
+            ctx = command.make_context(arg, [], parent=ctx, resilient_parsing=True)
+            group = command
+        return ctx  # type: ignore[return-value]
+    except Exception:  # best effort: the error line is what matters
+        return None

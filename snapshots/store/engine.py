@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -10,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Connection, CursorResult, Engine, create_engine, event
 from sqlalchemy.engine.interfaces import DBAPIConnection
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 
 from snapshots.errors import StoreError
@@ -57,9 +58,38 @@ def open_engine(url: str) -> Engine:
         migrate.upgrade(engine)
     except ArgumentError as exc:
         raise StoreError(f"invalid FERRY_DATABASE_URL: {exc}") from exc
-    except OperationalError as exc:
-        raise StoreError(f"cannot open the store: {str(exc.orig).strip().splitlines()[0]}") from exc
+    except DBAPIError as exc:  # the driver's own message only: never the SQL or its parameters
+        reason = _reason(exc)
+        if url.startswith("sqlite") and _read_only(Path(_where(url)).parent):
+            reason = "its file system is read-only (SQLite writes beside the store even to read it)"
+        raise StoreError(f"cannot open the store ({_where(url)}): {reason}") from None
+    except OSError as exc:
+        raise StoreError(f"cannot open the store ({_where(url)}): {exc.strerror or exc}") from None
     return engine
+
+
+def _read_only(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def _reason(exc: DBAPIError) -> str:
+    lines = str(exc.orig).strip().splitlines()
+    return lines[0] if lines else type(exc.orig).__name__
+
+
+def _where(url: str) -> str:
+    """The store's file, or its URL without the password."""
+    if url.startswith("sqlite"):
+        return url.split("///", 1)[-1]
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "FERRY_DATABASE_URL"
 
 
 def now() -> str:
@@ -83,9 +113,14 @@ class Store:
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
-        """One transaction: everything in it lands, or nothing does."""
-        with self.engine.begin() as conn:
-            yield conn
+        """One transaction: everything in it lands, or nothing does. A database error the code did not handle
+        (a read-only or full store) becomes one line without the SQL or its parameters."""
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except DBAPIError as exc:
+            raise StoreError(f"the store ({_where(self.url)}) refused the change: {_reason(exc)}; nothing was "
+                             "stored") from None
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
