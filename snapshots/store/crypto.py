@@ -175,12 +175,3 @@ def read_retired_keys(key_file: Path) -> list[bytes]:
         except (OSError, UnicodeDecodeError):
             raise MasterKeyError(f"the retired key file {path} is malformed or unreadable") from None
     return keys
-
-
-def load_master_key(key_file: Path) -> bytes:
-    """The master key (FERRY_MASTER_KEY, else the key file) without checking it against a store or
-    generating one; ``snapshots.store.keys.open_vault`` is what commands use."""
-    found = read_master_key(key_file)
-    if found is None:
-        raise MasterKeyError(f"no master key: FERRY_MASTER_KEY is not set and {key_file} does not exist")
-    return found.key
