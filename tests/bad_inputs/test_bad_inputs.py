@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import importlib
 import io
+import json
 import os
 import re
 import shutil
@@ -243,6 +244,27 @@ def _mount_tmpfs(case: Case, where: Path, size: str, readonly: bool = False) -> 
         subprocess.run(["mount", "-o", "remount,ro", str(where)], check=True)
 
 
+def _store_revision_with(db: Path, variables: list[dict[str, str]]) -> None:
+    """Append a revision of OctoFX with these extra variables straight into the store (revisions are append-only:
+    an INSERT, as an older ferry would have done it)."""
+    conn = sqlite3.connect(db)
+    try:
+        row = conn.execute("SELECT * FROM project_revisions WHERE project='OctoFX' ORDER BY revision DESC LIMIT 1")
+        names = [d[0] for d in row.description]
+        latest = dict(zip(names, row.fetchone(), strict=True))
+        document = json.loads(latest["document"])
+        document["variables"] += [{"name": v["name"], "value": v["value"], "sensitive": False, "description": "",
+                                   "prompt": None, "scope": {"environment": [], "role": [], "target": [], "step": [],
+                                                             "channel": []}} for v in variables]
+        latest.update(id=None, revision=latest["revision"] + 1, document=json.dumps(document, sort_keys=True),
+                      content_digest="0" * 64)
+        conn.execute(f"INSERT INTO project_revisions ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
+                     [latest[n] for n in names])
+        conn.commit()
+    finally:
+        conn.close()
+
+
 def setup(case: Case, actions: list[dict[str, Any]]) -> None:
     for action in actions:
         (kind, spec), = action.items()
@@ -289,6 +311,8 @@ def setup(case: Case, actions: list[dict[str, Any]]) -> None:
         elif kind == "tmpfs":  # {path: home|feed, size: 1m, readonly: bool}
             where = case.home if spec["path"] == "home" else case.home / spec["path"]
             _mount_tmpfs(case, where, str(spec.get("size", "4m")), bool(spec.get("readonly", False)))
+        elif kind == "stored-variables":  # a project revision stored by an older ferry, never template-checked
+            _store_revision_with(case.home / "ferry.db", spec)
         elif kind == "partial":  # a dead push's partial file in the feed
             folder = case.home / "feed" / spec["package"]
             folder.mkdir(parents=True, exist_ok=True)
@@ -355,3 +379,79 @@ def test_the_catalogue_is_big_enough() -> None:
     assert len(CASES) >= 150, len(CASES)
     assert {"yaml", "references", "packages", "archives", "releases", "deploy", "usage", "environment",
             "master-key", "store"} <= groups, groups
+
+
+# -- beside the table: what one row cannot say ------------------------------------------------------------------
+
+def _fresh(templates: dict[str, Path], tmp_path: Path, kind: str) -> Case:
+    shutil.copytree(templates[kind] / "dir", tmp_path / "dir")
+    shutil.copytree(templates[kind] / "home", tmp_path / "home")
+    return Case(tmp_path / "dir", tmp_path / "home", {**BASE_ENV, "FERRY_HOME": str(tmp_path / "home")})
+
+
+def test_nothing_is_stored_when_one_of_several_files_is_bad(templates: dict[str, Path], tmp_path: Path) -> None:
+    """A valid infrastructure beside a bad project: the infrastructure is not stored either (one transaction)."""
+    case = _fresh(templates, tmp_path, "empty")
+    before = state(case.home)
+    project = case.dir / "project.yaml"
+    project.write_text(project.read_text().replace("kind: http-check", "kind: nope") + "bogus: 1\n")
+    with contextlib.chdir(case.dir):
+        outcome = _run_inprocess(["apply", "infrastructure.yaml", "project.yaml"], case.env)
+    assert outcome.code == 1 and outcome.stderr.startswith("error: project.yaml:"), outcome
+    assert state(case.home) == before
+
+
+def test_debug_shows_the_traceback(templates: dict[str, Path], tmp_path: Path) -> None:
+    case = _fresh(templates, tmp_path, "released")
+    outcome = _run_subprocess(["--debug", "release", "show", "OctoFX", "9.9.9"], case.env)
+    assert outcome.code != 0 and "Traceback" in outcome.stderr and "NotFoundError" in outcome.stderr
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_dead_pushs_partial_file_is_swept_by_the_next_push(templates: dict[str, Path], tmp_path: Path) -> None:
+    """Partial files of a push that died (its process is gone) go at the next push into that package's folder;
+    a live push's partial file stays."""
+    from snapshots.store.feed import _host
+
+    case = _fresh(templates, tmp_path, "released")
+    folder = case.home / "feed" / "OctoFX.Web"
+    dead = folder / f".push-{_host()}-{_dead_pid()}-abc123"
+    live = folder / f".push-{_host()}-{os.getpid()}-def456"
+    for partial in (dead, live):
+        partial.write_bytes(b"half a package")
+    with contextlib.chdir(case.dir):
+        outcome = _run_inprocess(["package", "push", "OctoFX.Web.2.0.0.tar.gz"], case.env)
+    assert outcome.code == 0, outcome
+    assert not dead.exists() and live.exists()
+
+
+@pytest.mark.slow
+def test_a_killed_push_leaves_no_partial_file_after_the_next_push(templates: dict[str, Path], tmp_path: Path) -> None:
+    """SIGKILL of ``ferry package push`` while it copies a large file: its partial file is left (nothing can
+    clean up after SIGKILL), and the next push into the same package's folder removes it."""
+    import signal
+    import time
+
+    case = _fresh(templates, tmp_path, "released")
+    big = case.dir / "OctoFX.Web.9.0.0.tar.gz"
+    with open(big, "wb") as fh:
+        fh.truncate(400 << 20)  # sparse: cheap to make, slow enough to copy and hash
+    env = {k: v for k, v in {**os.environ, **case.env}.items() if v is not None}
+    proc = subprocess.Popen([str(FERRY), "package", "push", str(big)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    folder = case.home / "feed" / "OctoFX.Web"
+    deadline = time.monotonic() + 60
+    while not list(folder.glob(".push-*")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert list(folder.glob(".push-*")), "the push was not caught while copying"
+    with contextlib.chdir(case.dir):
+        outcome = _run_inprocess(["package", "push", "OctoFX.Web.2.0.0.tar.gz"], case.env)
+    assert outcome.code == 0, outcome
+    assert not list(folder.glob(".push-*"))
