@@ -183,6 +183,13 @@ def open_vault(store: Store, key_file: Path, actor: str) -> Vault:
     return _open(store, key_file, actor)[0]
 
 
+def is_current(store: Store, vault: Vault) -> bool:
+    """Whether ``vault``'s key is still the store's key (one small query)."""
+    with store.read() as conn:
+        current = conn.execute(select(master_keys.c.fingerprint).order_by(master_keys.c.id.desc()).limit(1)).scalar()
+    return current == vault.key_id
+
+
 @dataclass(frozen=True)
 class Rotation:
     old: str

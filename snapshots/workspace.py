@@ -28,14 +28,20 @@ class Workspace:
         self.settings.ensure_home()
         return Store(self.settings.database_url)
 
-    @cached_property
+    @property
     def vault(self) -> Vault:
         """The master key, checked against the store's fingerprint (a wrong or missing key is refused before
-        anything is written; a key is generated only for an empty store)."""
-        from snapshots.keys import open_vault
+        anything is written; a key is generated only for an empty store). A long-lived workspace (``ferry
+        serve``) re-checks it on each use, one small query, so a ``ferry key rotate`` meanwhile is followed
+        rather than signing and encrypting under the retired key."""
+        from snapshots.keys import is_current, open_vault
 
+        cached: Vault | None = self.__dict__.get("_vault")
+        if cached is not None and is_current(self.store, cached):
+            return cached
         self.settings.ensure_home()
-        return open_vault(self.store, self.settings.key_file, self.actor)
+        self.__dict__["_vault"] = vault = open_vault(self.store, self.settings.key_file, self.actor)
+        return vault
 
     @cached_property
     def feed(self) -> Feed:

@@ -266,3 +266,16 @@ def test_ferry_home_store_logs_and_key_files_are_private(ferry, sample, ferry_ho
     log = ferry_home / "logs" / "deployment-1.log"
     os.close(open_private_log(log))
     assert _mode(log.parent) == 0o700 and _mode(log) == 0o600
+
+
+def test_a_long_lived_workspace_follows_a_rotation(base, ferry, ferry_home: Path) -> None:  # type: ignore[no-untyped-def]
+    """``ferry serve`` keeps one workspace: after `ferry key rotate` it signs and encrypts under the new key."""
+    from snapshots.workspace import Workspace
+
+    workspace = Workspace()
+    before = workspace.vault.key_id
+    assert workspace.vault.key_id == before  # cached while current
+    assert ferry("key", "rotate").exit_code == 0
+    new = base64.urlsafe_b64decode((ferry_home / "master.key").read_text().strip())
+    assert workspace.vault.key_id == key_fingerprint(new) != before
+    workspace.store.dispose()
