@@ -97,3 +97,20 @@ def test_filters_apply_on_either_side_of_a_condition() -> None:
     for strict in (True, False):
         with pytest.raises(TemplateError, match="Substring"):
             render('#{if Hello | Substring 99 == "x"}yes#{/if}', variables, strict=strict)
+
+
+@pytest.mark.parametrize("template", ['#{A | Replace "(a|aa)+$" b}', '#{A | Match "(a|aa)+$"}'])
+def test_a_catastrophic_regex_is_bounded_and_names_the_filter(template: str) -> None:
+    """Issue 13: such a pattern on a short value spun 40 s of CPU, unbounded by the step's timeout; now it stops
+    after 1 CPU-second with one line naming the filter and the pattern."""
+    import time
+
+    started = time.process_time()
+    with pytest.raises(TemplateError, match=r"(Replace|Match): the regular expression '\(a\|aa\)\+\$' took more "
+                                            r"than 1 s of CPU"):
+        render(template, {"A": "a" * 40 + "!"}, where="step 'S' url")
+    assert time.process_time() - started < 3
+
+
+def test_replace_still_reads_dotnet_named_groups() -> None:
+    assert render('#{A | Replace "(?<word>o+)" "[${word}]"}', {"A": "foo boo"}) == "f[oo] b[oo]"
