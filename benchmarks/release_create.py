@@ -43,8 +43,8 @@ def make_project(root: Path, n_vars: int, n_steps: int, package_ids: list[str]) 
             steps.append({"name": f"Deploy {i}", "kind": "package", "package": package_ids[i % len(package_ids)],
                           "roles": ["web"], "substitute": {"files": ["config/*.conf"]}})
         else:
-            steps.append({"name": f"Script {i}", "kind": "script", "roles": ["web"],
-                          "script": f"echo step {i} for $(ferry_var Environment.Name) on $(ferry_var Machine.Name)\n" * 3})
+            line = f"echo step {i} for $(ferry_var Environment.Name) on $(ferry_var Machine.Name)\n"
+            steps.append({"name": f"Script {i}", "kind": "script", "roles": ["web"], "script": line * 3})
     variables = []
     for i in range(n_vars):
         var: dict = {"name": f"App.Setting{i % 2000}.Key{i // 2000}", "value": f"value-{i}-#{{Environment.Name}}"}
