@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 
 import yaml
@@ -66,7 +67,9 @@ def make_packages(root: Path, total_mb: int, ids: list[str]) -> list[Path]:
     each = total_mb * (1 << 20) // len(ids)
     for package_id in ids:
         path = root / f"{package_id}.1.0.0.zip"
-        with open(path, "wb") as fh:
+        # a real (stored, uncompressed) zip: package push opens and lists every archive
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive, \
+                archive.open("payload.bin", "w", force_zip64=True) as fh:
             block = os.urandom(1 << 20)
             for _ in range(each >> 20):
                 fh.write(block)
