@@ -158,6 +158,15 @@ def pg_dump(url: str) -> bytes:
     return subprocess.run([exe, "--no-owner", plain], check=True, capture_output=True, timeout=120).stdout
 
 
+def postgres_checkpoint(admin_url: str) -> None:
+    """Write every dirty page of a PostgreSQL cluster to its files, so a scan of the data directory (tables,
+    indexes, TOAST, WAL: also rows since deleted or updated) sees everything committed."""
+    import psycopg
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+
+
 class ProcSampler:
     """Reads ``/proc/*/cmdline`` and ``/proc/*/environ`` of every process it may read, every ``interval``
     seconds, in a thread, until stopped; each distinct (pid, start time) is scanned every time it is seen."""

@@ -296,14 +296,23 @@ def fill_prompted_form_v2(page: Any, ui: str, served: ServedProject, secret: str
 @pytest.mark.parametrize(("ui_version", "release"), [("v2", "1.1.0"), ("v1", "1.2.0")])
 def test_prompted_secret_typed_into_the_form_never_reaches_prefect(page: Any, served: ServedProject,
                                                                     ui_server: PrefectServer, ui_version: str,
-                                                                    release: str) -> None:
+                                                                    release: str, postgres: Any) -> None:
     """The form's field for the project's sensitive prompted variable: the run uses the value, and the value
     is found 0 times in Prefect's database (pg_dump), its API answers about the run, the files of the Prefect
     server and of ferry, or any process's command line and environment while it runs."""
     import hashlib
     import uuid
 
-    from tests.secret_scan import Report, pg_dump, prefect_api_responses, sampling, scan_bytes, scan_files, scan_json
+    from tests.secret_scan import (
+        Report,
+        pg_dump,
+        postgres_checkpoint,
+        prefect_api_responses,
+        sampling,
+        scan_bytes,
+        scan_files,
+        scan_json,
+    )
 
     secret = f"Pa#{{ss W0rd}}/+=Ünï&%-{uuid.uuid4().hex}"
     used = served.root / "used.sha256"
@@ -327,7 +336,8 @@ def test_prompted_secret_typed_into_the_form_never_reaches_prefect(page: Any, se
     assert ui_server.database_url is not None
     report.merge(scan_bytes(secret, pg_dump(ui_server.database_url), "Prefect database (pg_dump)", "database dumps"))
     report.merge(scan_json(secret, prefect_api_responses(served.api, run_id)))
-    report.merge(scan_files(secret, [ui_server.home, served.root / "ferry-home"]))
+    postgres_checkpoint(postgres.admin_url)  # then the cluster's raw files: pages, TOAST, WAL
+    report.merge(scan_files(secret, [ui_server.home, served.root / "ferry-home", postgres.data]))
     report.merge(scan_bytes(secret, served.serve_log().encode(), "ferry serve output", "outputs"))
     report.merge(processes)
     print(report)

@@ -17,7 +17,16 @@ import httpx
 import pytest
 
 from tests.flows.local_project import LocalProject
-from tests.secret_scan import Report, pg_dump, prefect_api_responses, sampling, scan_bytes, scan_files, scan_json
+from tests.secret_scan import (
+    Report,
+    pg_dump,
+    postgres_checkpoint,
+    prefect_api_responses,
+    sampling,
+    scan_bytes,
+    scan_files,
+    scan_json,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -40,9 +49,13 @@ def hashing_project(project: LocalProject, out: Path) -> None:
 
 
 def scan_everything(secret: str, *, api: httpx.Client, flow_run_ids: list[str], prefect_database_url: str,
-                    homes: list[Path]) -> Report:
+                    homes: list[Path], postgres: Any) -> Report:
+    """Prefect's database (a dump, and the raw files of the PostgreSQL cluster after a checkpoint: pages,
+    TOAST, WAL — rows since updated or deleted too), its API about each run, and every file under the homes."""
     report = Report()
     report.merge(scan_bytes(secret, pg_dump(prefect_database_url), "Prefect database (pg_dump)", "database dumps"))
+    postgres_checkpoint(postgres.admin_url)
+    report.merge(scan_files(secret, [postgres.data]))
     for run_id in flow_run_ids:
         report.merge(scan_json(secret, prefect_api_responses(api, run_id)))
     report.merge(scan_files(secret, homes))
@@ -58,7 +71,7 @@ def flow_run_of(project: LocalProject, deployment_id: int) -> str:
 
 @pytest.mark.parametrize("mode", ["timeout-child", "background"])
 def test_cli_prompted_secret_found_nowhere(mode: str, tmp_path: Path, ferry: Any, ferry_home: Path,
-                                           prefect_server: Any, prefect_env: dict[str, str]) -> None:
+                                           prefect_server: Any, prefect_env: dict[str, str], postgres: Any) -> None:
     """``ferry deploy … --variable Sec.Prompt`` (value on stdin), run by this machine's processes: in a child
     bounded by ``--timeout`` (it used to get the value as its argument) or detached in the background."""
     secret = make_secret()
@@ -82,7 +95,7 @@ def test_cli_prompted_secret_found_nowhere(mode: str, tmp_path: Path, ferry: Any
     report = scan_everything(secret, api=httpx.Client(base_url=prefect_env["PREFECT_API_URL"], timeout=30),
                              flow_run_ids=[flow_run_of(project, record["id"])],
                              prefect_database_url=prefect_server.database_url,
-                             homes=[ferry_home, prefect_server.home]).merge(processes)
+                             homes=[ferry_home, prefect_server.home], postgres=postgres).merge(processes)
     report.merge(scan_bytes(secret, (result.stdout + result.stderr).encode(), "ferry deploy output", "outputs"))
     print(report)
     assert report.total == 0, str(report)
@@ -138,7 +151,7 @@ def served_secret(tmp_path: Path, prefect_server: Any, prefect_env: dict[str, st
         lab.forget()
 
 
-def test_served_prompted_secret_found_nowhere(served_secret: Any, prefect_server: Any) -> None:
+def test_served_prompted_secret_found_nowhere(served_secret: Any, prefect_server: Any, postgres: Any) -> None:
     """Through ``ferry serve``: ``ferry deploy --variable Sec.Prompt`` (value on stdin) and the Prefect API
     through ferry's proxy with the form's ``prompted`` object (what the UI sends). Both deployments use the
     value; a copy of a run's parameters gets nothing; the secret is found 0 times anywhere."""
@@ -187,7 +200,8 @@ def test_served_prompted_secret_found_nowhere(served_secret: Any, prefect_server
     run_ids = [r["flow_run_id"] for r in records if r["flow_run_id"]] + [copy.json()["id"]]
     report = scan_everything(secret, api=lab.api, flow_run_ids=run_ids,
                              prefect_database_url=prefect_server.database_url,
-                             homes=[lab.root / "ferry-home", prefect_server.home, Path(lab.env["PREFECT_HOME"])])
+                             homes=[lab.root / "ferry-home", prefect_server.home, Path(lab.env["PREFECT_HOME"])],
+                             postgres=postgres)
     report.merge(scan_bytes(secret, pg_dump(store_url), "ferry store (pg_dump)", "database dumps"))
     report.merge(scan_bytes(secret, (cli.stdout + cli.stderr).encode(), "ferry deploy output", "outputs"))
     report.merge(scan_bytes(secret, lab.serve_log().encode(), "ferry serve output", "outputs"))
@@ -197,7 +211,7 @@ def test_served_prompted_secret_found_nowhere(served_secret: Any, prefect_server
     assert report.looked_at["samples"] > 20, str(report)
 
 
-def test_secret_straight_to_prefect_is_refused(served_secret: Any, prefect_server: Any) -> None:
+def test_secret_straight_to_prefect_is_refused(served_secret: Any, prefect_server: Any, postgres: Any) -> None:
     """The form's ``prompted`` object sent to Prefect itself (not through ferry's proxy) is in Prefect's
     database already: the run refuses to use it and says so, rather than working silently. (Also the scan's
     positive control: the same scan that finds 0 above finds this value in Prefect's database and API.)"""
@@ -212,4 +226,9 @@ def test_secret_straight_to_prefect_is_refused(served_secret: Any, prefect_serve
     assert not out.exists()
     found = scan_bytes(leaked, pg_dump(prefect_server.database_url), "Prefect database (pg_dump)")
     found.merge(scan_json(leaked, prefect_api_responses(lab.api, run["id"])))
-    assert found.total > 0 and any(place == "Prefect database (pg_dump)" for place, _ in found.hits), str(found)
+    postgres_checkpoint(postgres.admin_url)
+    found.merge(scan_files(leaked, [postgres.data]))
+    places = {place for place, _ in found.hits}
+    assert "Prefect database (pg_dump)" in places, str(found)
+    assert any(place.startswith(str(postgres.data)) for place in places), str(found)  # the raw files too
+    assert any(place.startswith("GET /flow_runs/") for place in places), str(found)
