@@ -22,6 +22,7 @@ from snapshots.store import Store
 from snapshots.store.crypto import Vault
 from snapshots.store.feed import Feed
 from tests.flows.local_project import LocalProject
+from tests.snapshots.store import test_keys as keys_tests
 
 KEY = b"s" * 32
 
@@ -181,10 +182,12 @@ def test_cli_verify_and_deploy_refuse_a_re_digested_release(shop: LocalProject, 
     conn.commit()
     conn.close()
     expected = "error: release Shop 1.0.0 was tampered with: the release snapshot does not match its signature"
+    before = keys_tests.store_state(ferry_home)
     verify = ferry("release", "verify", "Shop", "1.0.0")
     assert verify.exit_code == 1 and verify.stderr.strip() == expected, verify.output
     deploy = shop.deploy("1.0.0", "Dev")
     assert deploy.exit_code != 0 and deploy.stderr.strip().splitlines()[-1] == expected, deploy.output
+    assert keys_tests.store_state(ferry_home) == before  # not even a deployment record
     assert not (tmp_path / "injected").exists() and not (tmp_path / "deployed").exists()
     assert shop.deployments() == []
 
@@ -205,10 +208,12 @@ def test_cli_verify_and_deploy_refuse_a_forged_variable_revision(shop: LocalProj
     conn.close()
     expected = ("error: release Shop 1.0.0 was tampered with: variable snapshot revision 2 is not signed by the "
                 "executor's key")
+    before = keys_tests.store_state(ferry_home)
     verify = ferry("release", "verify", "Shop", "1.0.0")
     assert verify.exit_code == 1 and verify.stderr.strip() == expected, verify.output
     deploy = shop.deploy("1.0.0", "Dev")
     assert deploy.exit_code != 0 and deploy.stderr.strip().splitlines()[-1] == expected, deploy.output
+    assert keys_tests.store_state(ferry_home) == before  # not even a deployment record
     assert not (tmp_path / "injected").exists() and not (tmp_path / "deployed").exists()
     assert shop.deployments() == []
     assert re.search(r"variable snapshot revision 2", ferry("release", "update-variables", "Shop", "1.0.0").stderr)
