@@ -158,22 +158,24 @@ def _inspect_zip(path: Path, name: str) -> int:
 
 
 def _inspect_tar(path: Path, name: str) -> int:
+    """One sequential pass: the tar stream read through gzip (member data skipped by reading it), then the rest
+    of the gzip stream, whose CRC and length are checked only at its end."""
     count = 0
-    with tarfile.open(path, "r:gz") as archive:
-        for member in archive:
-            count += 1
-            why = _unsafe_member(member.name)
-            if why:
-                raise ConfigError(f"{name!r}: entry {member.name!r} has {why}; refused")
-            if member.issym() or member.islnk():
-                base = member.name if member.issym() else "./"
-                if _link_escapes(base, member.linkname):
-                    raise ConfigError(f"{name!r}: entry {member.name!r} is a link to {member.linkname!r}, outside "
-                                      "the package; refused")
-            elif not (member.isfile() or member.isdir()):
-                raise ConfigError(f"{name!r}: entry {member.name!r} is a device, FIFO or other special file; "
-                                  "refused")
-    with gzip.open(path, "rb") as stream:  # to the end: the gzip CRC and length are checked only there
+    with gzip.open(path, "rb") as stream:
+        with tarfile.open(fileobj=stream, mode="r|") as archive:
+            for member in archive:
+                count += 1
+                why = _unsafe_member(member.name)
+                if why:
+                    raise ConfigError(f"{name!r}: entry {member.name!r} has {why}; refused")
+                if member.issym() or member.islnk():
+                    base = member.name if member.issym() else "./"
+                    if _link_escapes(base, member.linkname):
+                        raise ConfigError(f"{name!r}: entry {member.name!r} is a link to {member.linkname!r}, "
+                                          "outside the package; refused")
+                elif not (member.isfile() or member.isdir()):
+                    raise ConfigError(f"{name!r}: entry {member.name!r} is a device, FIFO or other special file; "
+                                      "refused")
         while stream.read(CHUNK):
             pass
     return count
