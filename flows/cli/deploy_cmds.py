@@ -194,9 +194,25 @@ def deploy(project: str, release: str = typer.Argument(..., help="A version, or 
                                                    "(+N counts from --at)"),
            local: bool = typer.Option(False, "--local",
                                       help="Run in this machine's processes even when ferry serve serves the "
-                                           "project")) -> None:
+                                           "project"),
+           plan: bool = typer.Option(False, "--plan", help="Only show what the deployment would do: phases, "
+                                                           "windows, steps per target, variables (masked); "
+                                                           "nothing is recorded or touched"),
+           check_targets: bool = typer.Option(False, "--check-targets",
+                                              help="With --plan: connect to each target and read its journal "
+                                                   "(read-only) to tell which are already current"),
+           as_json: bool = typer.Option(False, "--json", help="With --plan: the plan as JSON")) -> None:
     """Deploy a release to an environment (a Prefect flow run; through `ferry serve` when it serves the
     project)."""
+    if plan or check_targets or as_json:
+        from flows.cli.plan_output import show_plan
+
+        show_plan(project, release, to, plan=plan, check_targets=check_targets, as_json=as_json,
+                  targets=list(target), exclude_targets=list(exclude_target), skip_steps=list(skip),
+                  variables=_variables(variable), guided_failure=guided_failure, force=force,
+                  conflicting={"--wait": wait, "--timeout": timeout, "--cancel-on-timeout": cancel_on_timeout,
+                               "--at": at, "--expires": expires, "--local": local})
+        return
     from snapshots.errors import ConfigError
 
     if cancel_on_timeout and timeout is None:
