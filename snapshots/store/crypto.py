@@ -151,11 +151,24 @@ def write_key_file(path: Path, key: bytes, *, exclusive: bool) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         if exclusive:
-            os.link(tmp, path)  # fails with FileExistsError when another process created it first
+            try:
+                os.link(tmp, path)  # fails with FileExistsError when another process created it first
+            except FileExistsError:
+                raise
+            except OSError:  # a file system without hard links: create it in place, exclusively
+                _write_exclusive(path, text)
         else:
             os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _write_exclusive(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def generate_master_key() -> bytes:
