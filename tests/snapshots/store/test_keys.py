@@ -279,3 +279,37 @@ def test_a_long_lived_workspace_follows_a_rotation(base, ferry, ferry_home: Path
     new = base64.urlsafe_b64decode((ferry_home / "master.key").read_text().strip())
     assert workspace.vault.key_id == key_fingerprint(new) != before
     workspace.store.dispose()
+
+
+@pytest.mark.postgres
+def test_key_checks_on_a_postgresql_store(ferry, sample, postgres, monkeypatch, ferry_home: Path) -> None:  # type: ignore[no-untyped-def]
+    """The same refusals through the CLI when the store is PostgreSQL (the executor's shared store)."""
+    import sqlalchemy as sa
+
+    url = postgres.create_database()
+    monkeypatch.setenv("FERRY_DATABASE_URL", url)
+    for args in (("apply", str(sample.infrastructure), str(sample.project)),
+                 ("package", "push", str(sample.package("1.0.0"))),
+                 ("release", "create", "OctoFX", "--version", "1.0.0", "--no-auto-deploy")):
+        assert ferry(*args).exit_code == 0
+
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+
+    def rows() -> dict[str, list]:
+        with engine.connect() as conn:
+            return {t: sorted(map(tuple, conn.execute(sa.text(f"SELECT * FROM {t}"))))
+                    for t in sa.inspect(conn).get_table_names()}
+
+    try:
+        before = rows()
+        assert re.fullmatch(WRONG_ENV, one_line_error(ferry(*UPDATE, env={"FERRY_MASTER_KEY": new_key()})))
+        (ferry_home / "master.key").rename(ferry_home / "kept.key")
+        assert re.fullmatch(NO_KEY, one_line_error(ferry("apply", str(sample.project))))
+        assert not (ferry_home / "master.key").exists()
+        assert rows() == before
+        (ferry_home / "kept.key").rename(ferry_home / "master.key")
+        assert ferry("key", "rotate").exit_code == 0
+        verified = ferry(*VERIFY)
+        assert verified.exit_code == 0, verified.output
+    finally:
+        engine.dispose()
