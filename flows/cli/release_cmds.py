@@ -306,9 +306,10 @@ def verify(project: str, version: str, as_json: bool = typer.Option(False, "--js
     from snapshots import releases
 
     ctx = Workspace()
+    vault = ctx.vault  # first: a store from before signatures gets its releases signed as the key is adopted
     with ctx.store.read() as conn:
         release = releases.require(conn, project, version)
-    checked = releases.verify(release, ctx.feed, ctx.vault)
+    checked = releases.verify(release, ctx.feed, vault)
     if as_json:
         print_json({"project": project, "version": release.version, "ok": True, "checked": checked})
         return

@@ -313,3 +313,23 @@ def test_key_checks_on_a_postgresql_store(ferry, sample, postgres, monkeypatch, 
         assert verified.exit_code == 0, verified.output
     finally:
         engine.dispose()
+
+
+def test_releases_made_before_signing_are_signed_when_the_key_is_adopted(base, ferry, ferry_home: Path) -> None:  # type: ignore[no-untyped-def]
+    """A store from before signatures (no fingerprint, unsigned releases): the first command with the key that
+    decrypts it records the fingerprint and signs the releases whose digests hold; a release edited meanwhile
+    without its digest stays unsigned and is reported."""
+    assert ferry("release", "create", "OctoFX", "--version", "1.0.1", "--no-auto-deploy").exit_code == 0
+    conn = sqlite3.connect(ferry_home / "ferry.db")
+    for table in ("signatures", "master_keys"):
+        conn.execute(f"DROP TRIGGER {table}_no_delete")
+        conn.execute(f"DELETE FROM {table}")
+    conn.execute("DROP TRIGGER releases_no_update")
+    conn.execute("UPDATE releases SET snapshot = replace(snapshot, 'Smoke test', 'Smoke tost') WHERE version = '1.0.1'")
+    conn.commit()
+    conn.close()
+    assert ferry(*VERIFY).exit_code == 0
+    assert [r[0] for r in query(ferry_home, "SELECT reason FROM master_keys")] == ["adopted"]
+    error = one_line_error(ferry("release", "verify", "OctoFX", "1.0.1"))
+    assert error.startswith("error: release OctoFX 1.0.1 was tampered with: the release snapshot does not match its "
+                            "digest"), error
