@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import hashlib
 import importlib
 import io
 import json
@@ -33,6 +32,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.bad_inputs.state import state
 from tests.conftest import EXAMPLES
 from tests.sample import SECRET
 
@@ -151,35 +151,6 @@ def _prepare(root: Path, kind: str) -> Path:
 def templates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("bad-input-templates")
     return {kind: _prepare(base / kind, kind) for kind in ("empty", "applied", "released")}
-
-
-# -- what must not change --------------------------------------------------------------------------------------
-
-def state(home: Path) -> dict[str, Any]:
-    """Every row of every store table, and the sha256 of every other file under FERRY_HOME (the feed, the key).
-    A FERRY_HOME that is not a directory is itself hashed."""
-    if not home.exists():
-        return {"missing": True}
-    if not home.is_dir():
-        return {"file": hashlib.sha256(home.read_bytes()).hexdigest()}
-    rows: list[Any] = []
-    db = home / "ferry.db"
-    if db.is_file():
-        try:
-            conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-            try:
-                tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY 1")]
-                rows = [(t, conn.execute(f'SELECT * FROM "{t}" ORDER BY 1').fetchall()) for t in tables]
-            finally:
-                conn.close()
-        except sqlite3.DatabaseError:
-            rows = [("unreadable", hashlib.sha256(db.read_bytes()).hexdigest())]
-    files = {}
-    for path in sorted(home.rglob("*")):
-        rel = path.relative_to(home).as_posix()
-        if path.is_file() and not rel.startswith("ferry.db") and not rel.startswith("logs/"):
-            files[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return {"rows": rows, "files": files}
 
 
 # -- setup actions ---------------------------------------------------------------------------------------------

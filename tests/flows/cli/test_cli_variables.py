@@ -19,7 +19,7 @@ from snapshots.store import Store, now
 from snapshots.store.crypto import Vault
 from snapshots.store.feed import Feed
 from snapshots.store.tables import infrastructure_revisions
-from tests.flows.cli.test_cli_bad_input import store_state
+from tests.bad_inputs.state import state as store_state
 from tests.sample import SECRET
 
 
