@@ -64,6 +64,24 @@ def list_keys(include_revoked: bool = typer.Option(False, "--all", help="Also re
                   k.created_at, k.created_by, k.expires_at or "never") for k in found])
 
 
+@api_key_app.command("expire")
+def expire(name: str, days: float = typer.Option(0, "--in", min=0, help="Expire in DAYS (default: now)"),
+           as_json: bool = typer.Option(False, "--json")) -> None:
+    """Set when a key expires (now by default): after that it is refused (401) but still listed."""
+    from datetime import UTC, datetime, timedelta
+
+    from snapshots.store import api_keys
+
+    when = (datetime.now(UTC) + timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    ctx = Workspace()
+    with ctx.store.begin() as conn:
+        key = api_keys.expire(conn, name, ctx.actor, when)
+    if as_json:
+        print_json(key.as_dict())
+        return
+    say(f"api key {key.name!r} ({key.key_id}) expires {key.expires_at}")
+
+
 @api_key_app.command("revoke")
 def revoke(name: str, as_json: bool = typer.Option(False, "--json")) -> None:
     """Revoke a key: every request with it is refused (401) from now on."""
