@@ -49,6 +49,18 @@ class YamlDocument:
         return node.start_mark.line + 1, "".join(parts).lstrip(".")
 
 
+    def resolves(self, loc: Sequence[str | int]) -> bool:
+        """Does a pydantic error location end at a value written in the file (union tags between skipped)?"""
+        node = self.root
+        for index, element in enumerate(loc):
+            child = _child(node, element)
+            if child is not None:
+                node = child
+            elif isinstance(element, int) or index == len(loc) - 1:
+                return False
+        return True
+
+
 def _is_tag(node: yaml.Node, element: str) -> bool:
     if element in ("step", "parent"):
         return True
@@ -179,7 +191,14 @@ def validation_error(doc: YamlDocument, exc: ValidationError) -> ConfigError:
     first, with the closest known field name suggested; a required field it stands for is not counted again."""
     errors = exc.errors(include_url=False)
     unknown = [e for e in errors if e["type"] == "extra_forbidden"]
-    first = unknown[0] if unknown else errors[0]
+    # Only when every problem is an unknown or a missing field: in a union (a value that may be text, from_env or
+    # from_file) the other branches' complaints would make a valid key look unknown.
+    if any(e["type"] not in ("extra_forbidden", "missing") for e in errors):
+        unknown = []
+    # Else the first complaint about a value that is in the file (in a union, the branch the value was written
+    # for: ``from_env`` with a bad name, not "should be a valid string").
+    present = [e for e in errors if e["type"] not in ("extra_forbidden", "missing") and doc.resolves(e["loc"])]
+    first = unknown[0] if unknown else present[0] if present else errors[0]
     line, path = doc.locate(first["loc"])
     message = first["msg"].removeprefix("Value error, ")
     explained = 0
