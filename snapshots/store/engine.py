@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Connection, CursorResult, Engine, create_engine, event
 from sqlalchemy.engine.interfaces import DBAPIConnection
-from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 
 from snapshots.errors import StoreError
@@ -118,6 +118,8 @@ class Store:
         try:
             with self.engine.begin() as conn:
                 yield conn
+        except IntegrityError:
+            raise  # a concurrent writer won a race: callers handle it (release versions, the first key)
         except DBAPIError as exc:
             raise StoreError(f"the store ({_where(self.url)}) refused the change: {_reason(exc)}; nothing was "
                              "stored") from None
