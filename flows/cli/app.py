@@ -9,8 +9,10 @@ from __future__ import annotations
 import gc
 import os
 import sys
+from typing import TYPE_CHECKING, TypeGuard
 
 import typer
+from typer.exceptions import TyperException
 
 from flows.cli import (
     api_key_cmds,
@@ -25,6 +27,10 @@ from flows.cli import (
 )
 from flows.cli.output import err_console
 from flows.cli.remote import activate as activate_remote
+from snapshots.errors import FerryError
+
+if TYPE_CHECKING:
+    import click
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="ferry: releases frozen from a recipe, rolled through environments on Prefect.")
@@ -56,8 +62,6 @@ def main() -> None:
 
 
 def _main() -> None:
-    from snapshots.errors import FerryError
-
     # Prefect's ephemeral server would try to send telemetry; targets' networks are often closed.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
@@ -77,7 +81,7 @@ def _main() -> None:
         sys.exit(exc.exit_code)
     except Exception as exc:  # click usage errors and the unexpected
         if _usage_error(exc):
-            sys.exit(exc.exit_code)  # type: ignore[attr-defined]
+            sys.exit(exc.exit_code)
         if _debug["on"]:
             raise
         err_console.print(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
@@ -85,12 +89,11 @@ def _main() -> None:
         sys.exit(2)
 
 
-def _usage_error(exc: Exception) -> bool:
+def _usage_error(exc: Exception) -> TypeGuard[TyperException | click.ClickException]:
     """Print a command-line usage error as click's usage line plus one ``error:`` line; False if ``exc`` is not
     one. Typer bundles its own click (``typer._click``), whose exceptions derive from ``TyperException``, not
     from ``click.ClickException``: both are recognised."""
-    import click
-    from typer.exceptions import TyperException
+    import click  # typer does not load click itself: only when there is an error to look at
 
     if not isinstance(exc, TyperException | click.ClickException):
         return False

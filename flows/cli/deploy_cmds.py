@@ -1,19 +1,32 @@
 """``ferry deploy``, ``promote``, ``rollback``, ``deployment list|show|answer|cancel`` and ``status``; each
-through the ferry server API in remote mode (``FERRY_SERVER``)."""
+through the ferry server API in remote mode (``FERRY_SERVER``).
+
+The store's records (SQLAlchemy), ``flows.engine``, ``flows.orchestration.launch``, ``local_runs`` and
+``served_flows`` (the recipe models, Prefect) take from half a second to a second to import: the commands
+import them when they run, so ``ferry --help`` and remote mode do not pay for them."""
 
 from __future__ import annotations
 
+import getpass
 import re
 import sys
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
 import typer
 
 from flows.cli import remote
-from flows.cli.output import print_json, print_table, say
+from flows.cli.output import err_console, print_json, print_table, say
 from flows.cli.remote import local_only, remote_client
+from flows.orchestration.served_runs import TIMED_OUT, Served, find_served, follow, run_url
+from snapshots.errors import ConfigError
 from snapshots.workspace import Workspace
+
+if TYPE_CHECKING:
+    from prefect.client.schemas.objects import FlowRun
+
+    from flows.engine.request import DeployRequest
+    from flows.orchestration.launch import Launched
 
 app = typer.Typer()
 """This module's commands; the root app in ``flows.cli.app`` merges them in."""
@@ -25,8 +38,6 @@ app.add_typer(deployment_app, name="deployment")
 def _variables(pairs: list[str]) -> dict[str, str]:
     """``--variable NAME=VALUE``, or ``--variable NAME`` to keep a secret out of the command line (which any
     user can read in ``ps``): asked for on the terminal without echo, else read as one line of stdin."""
-    from snapshots.errors import ConfigError
-
     out: dict[str, str] = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
@@ -37,10 +48,6 @@ def _variables(pairs: list[str]) -> dict[str, str]:
 
 
 def _ask(name: str) -> str:
-    import getpass
-
-    from snapshots.errors import ConfigError
-
     if sys.stdin.isatty():
         return getpass.getpass(f"{name}: ")
     line = sys.stdin.readline()
@@ -49,15 +56,13 @@ def _ask(name: str) -> str:
     return line.rstrip("\r\n")
 
 
-def _start(ctx: Workspace, request: Any, wait: bool, *, at: datetime | None = None, expires: datetime | None = None,
-           timeout: float | None = None, cancel_on_timeout: bool = False, local: bool = False) -> None:
+def _start(ctx: Workspace, request: DeployRequest, wait: bool, *, at: datetime | None = None,
+           expires: datetime | None = None, timeout: float | None = None, cancel_on_timeout: bool = False,
+           local: bool = False) -> None:
     """Check and record the deployment, then run it: through the project's served ``deploy-release``
     deployment when a live ``ferry serve`` has registered one (so it runs where ferry serve / its workers
     run, and shows in the Prefect UI like any other run), else in this machine's processes."""
     from flows.orchestration.launch import record
-    from flows.orchestration.served_runs import find_served
-    from snapshots.errors import ConfigError
-
     wait = wait or timeout is not None
     served = None if local else find_served(request.project)
     if at is not None and served is None:
@@ -75,7 +80,7 @@ def _start(ctx: Workspace, request: Any, wait: bool, *, at: datetime | None = No
         _start_here(ctx, request, deployment_id, wait, timeout, cancel_on_timeout)
 
 
-def _start_here(ctx: Workspace, request: Any, deployment_id: int, wait: bool, timeout: float | None,
+def _start_here(ctx: Workspace, request: DeployRequest, deployment_id: int, wait: bool, timeout: float | None,
                 cancel_on_timeout: bool) -> None:
     from flows.orchestration.local_runs import run_detached, run_here, run_with_timeout
 
@@ -90,11 +95,10 @@ def _start_here(ctx: Workspace, request: Any, deployment_id: int, wait: bool, ti
     _finish(ctx, deployment_id, ok)
 
 
-def _start_served(ctx: Workspace, served: Any, launched: Any, wait: bool, at: datetime | None,
+def _start_served(ctx: Workspace, served: Served, launched: Launched, wait: bool, at: datetime | None,
                   expires: datetime | None, timeout: float | None, cancel_on_timeout: bool) -> None:
     from flows.orchestration.launch import start_served
     from flows.orchestration.served_flows import mark_record
-    from flows.orchestration.served_runs import TIMED_OUT, follow, run_url
     from snapshots.store import records
 
     deployment_id = launched.deployment_id
@@ -112,14 +116,12 @@ def _start_served(ctx: Workspace, served: Any, launched: Any, wait: bool, at: da
         say(f"follow it with `ferry deployment show {deployment_id}` or in the Prefect UI")
         return
 
-    def paused(_run: Any) -> None:
+    def paused(_run: FlowRun) -> None:
         say(f"deployment #{deployment_id} is paused, waiting for a person: answer in the Prefect UI (Resume) or "
             f"with `ferry deployment answer {deployment_id} <action>`")
 
     state, code = follow(run.id, timeout=timeout, cancel_on_timeout=cancel_on_timeout, on_pause=paused)
     if code == TIMED_OUT:
-        from flows.cli.output import err_console
-
         if cancel_on_timeout:
             mark_record(deployment_id, records.CANCELLED, f"timed out after {timeout:g}s (--cancel-on-timeout)")
             err_console.print(f"error: deployment #{deployment_id} timed out after {timeout:g}s and was cancelled "
@@ -134,13 +136,12 @@ def _start_served(ctx: Workspace, served: Any, launched: Any, wait: bool, at: da
 def _finish(ctx: Workspace, deployment_id: int, ok: bool) -> None:
     """One line with the outcome; exit code 1 unless the deployment succeeded."""
     from snapshots.store import records
+
     with ctx.store.read() as conn:
         final = records.get(conn, deployment_id)
     if ok and final.state == records.SUCCESS:
         say(f"deployment #{deployment_id} succeeded")
         return
-    from flows.cli.output import err_console
-
     err_console.print(f"error: deployment #{deployment_id} {final.state.lower()}: {final.error or 'see its log'}",
                       markup=False)
     sys.exit(1)
@@ -149,8 +150,6 @@ def _finish(ctx: Workspace, deployment_id: int, ok: bool) -> None:
 def _when(text: str | None, option: str, base: datetime | None = None) -> datetime | None:
     """``--at`` / ``--expires``: an ISO 8601 date-time (local time unless it says otherwise), ``HH:MM`` (the
     next such time), or ``+90s`` / ``+10m`` / ``+2h`` / ``+1d`` from now (for --expires: from --at)."""
-    from snapshots.errors import ConfigError
-
     if text is None:
         return None
     now = datetime.now().astimezone()
@@ -213,8 +212,6 @@ def deploy(project: str, release: str = typer.Argument(..., help="A version, or 
                   conflicting={"--wait": wait, "--timeout": timeout, "--cancel-on-timeout": cancel_on_timeout,
                                "--at": at, "--expires": expires, "--local": local})
         return
-    from snapshots.errors import ConfigError
-
     if cancel_on_timeout and timeout is None:
         raise ConfigError("--cancel-on-timeout needs --timeout SECONDS")
     if (client := remote_client()) is not None:
@@ -284,6 +281,7 @@ def list_(project: str | None = typer.Argument(None), environment: str | None = 
                  if environment is None or d["environment"].casefold() == environment.casefold()]
     else:
         from snapshots.store import records
+
         ctx = Workspace()
         with ctx.store.read() as conn:
             found = [d.as_dict() for d in records.list_deployments(conn, project, environment, limit)]
@@ -303,6 +301,7 @@ def show(deployment_id: int, as_json: bool = typer.Option(False, "--json")) -> N
         data.pop("finished", None)  # the API's addition for pollers; the document is the local one
     else:
         from snapshots.store import records
+
         ctx = Workspace()
         with ctx.store.read() as conn:
             found = records.get(conn, deployment_id)
@@ -336,8 +335,6 @@ def answer(deployment_id: int,
            action: str = typer.Argument(..., help="retry|skip|ignore|abort (guided failure) or proceed|abort"),
            notes: str = typer.Option("", "--notes", help="Recorded on the deployment")) -> None:
     """Answer a deployment that is paused for a person (guided failure or a manual step)."""
-    from snapshots.errors import ConfigError
-
     if action not in ANSWERS:  # before asking anyone: a typo is not "not waiting"
         raise ConfigError(f"answer {action!r} is not one of {', '.join(ANSWERS)} (retry|skip|ignore|abort for a "
                           "guided failure, proceed|abort for a manual step)")

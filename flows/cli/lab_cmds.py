@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from flows.cli.output import print_json, print_table, say
+
+if TYPE_CHECKING:
+    from flows.lab import Lab
 
 app = typer.Typer()
 """This module's commands; the root app in ``flows.cli.app`` merges them in."""
@@ -15,8 +18,8 @@ lab_app = typer.Typer(no_args_is_help=True, help="The local lab: SSH targets and
 app.add_typer(lab_app, name="lab")
 
 
-def _lab():  # type: ignore[no-untyped-def]
-    from flows.lab import Lab
+def _lab() -> Lab:
+    from flows.lab import Lab  # the lab's modules load only for `ferry lab`
 
     return Lab()
 

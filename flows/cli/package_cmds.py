@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import typer
 
-from flows.cli.output import print_json, print_table, say
+from flows.cli.output import err_console, print_json, print_table, say
 from flows.cli.remote import remote_client
 from snapshots.workspace import Workspace
+
+if TYPE_CHECKING:
+    from flows.client import FerryClient
 
 app = typer.Typer()
 """This module's commands; the root app in ``flows.cli.app`` merges them in."""
@@ -35,7 +38,8 @@ def push(files: list[Path] = typer.Argument(..., help="<Id>.<SemVer>.zip|.tar.gz
         for package, created in results:
             state = "pushed" if created else "already in the feed (same sha256)"
             say(f"{package.package_id} {package.version}: {state}  sha256 {package.sha256}  {package.size} bytes")
-    # Projects with a create-release-on-push trigger for a newly pushed package get a release now.
+    # Projects with a create-release-on-push trigger for a newly pushed package get a release now (the
+    # triggers load the recipe models and the engine: imported here, not when the CLI starts).
     from flows.orchestration.triggers import releases_on_push
 
     messages: list[str] = []
@@ -47,14 +51,12 @@ def push(files: list[Path] = typer.Argument(..., help="<Id>.<SemVer>.zip|.tar.gz
         for message in messages:
             say(message)
     if errors:
-        from flows.cli.output import err_console
-
         for error in errors:
             err_console.print(f"error: {error}", markup=False)
         raise typer.Exit(1)
 
 
-def _push_remote(client: Any, files: list[Path], as_json: bool) -> None:
+def _push_remote(client: FerryClient, files: list[Path], as_json: bool) -> None:
     """``package push`` through the ferry server: each file streamed with its sha256; the same lines and
     JSON as a local push (the server runs the create-release-on-push triggers)."""
     pushed = []
@@ -78,8 +80,6 @@ def _push_remote(client: Any, files: list[Path], as_json: bool) -> None:
         for message in messages:
             say(message)
     if errors:
-        from flows.cli.output import err_console
-
         for error in errors:
             err_console.print(f"error: {error}", markup=False)
         raise typer.Exit(1)
@@ -89,7 +89,7 @@ def _push_remote(client: Any, files: list[Path], as_json: bool) -> None:
 def list_packages(package_id: str | None = typer.Argument(None, metavar="[ID]"),
                   as_json: bool = typer.Option(False, "--json")) -> None:
     """Packages in the feed, newest version first per id."""
-    from snapshots.versions import sort_key
+    from snapshots.versions import sort_key  # semver: a quarter of a second, only for this command
 
     if (client := remote_client()) is not None:
         found = [{"id": p["package_id"], "version": p["version"], "filename": p.get("filename"), "size": p["size"],

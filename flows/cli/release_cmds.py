@@ -1,15 +1,23 @@
-"""``ferry release create|list|show|diff|verify|update-variables``."""
+"""``ferry release create|list|show|diff|verify|update-variables``.
+
+``snapshots.releases`` and what it needs (the recipe models, the template engine) take about half a second
+to import: the commands import them when they run, so ``ferry --help`` and remote mode stay fast."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from flows.cli.output import print_json, print_table, say
 from flows.cli.remote import local_only, remote_client
+from snapshots.errors import ConfigError, NotFoundError, TemplateError
 from snapshots.workspace import Workspace
+
+if TYPE_CHECKING:
+    from flows.client import FerryClient
+    from snapshots.releases import Release
 
 app = typer.Typer()
 """This module's commands; the root app in ``flows.cli.app`` merges them in."""
@@ -32,8 +40,6 @@ def create(project: str,
     """Freeze the project's current process, variables and package versions into a release; then the
     lifecycle's auto-deploy environments get it (when `ferry serve` serves the project)."""
     from snapshots import releases
-    from snapshots.errors import ConfigError
-
     if notes is not None and notes_file is not None:
         raise ConfigError("give --notes or --notes-file, not both")
     text = notes_file.read_text(encoding="utf-8") if notes_file else (notes or "")
@@ -62,11 +68,9 @@ def create(project: str,
         say(message)
 
 
-def _create_remote(client: Any, project: str, version: str | None, package: list[str], notes: str,
+def _create_remote(client: FerryClient, project: str, version: str | None, package: list[str], notes: str,
                    ignore_existing: bool, auto_deploy: bool, as_json: bool) -> None:
     """``release create`` through the ferry server; the same line and JSON document as a local one."""
-    from snapshots.errors import ConfigError
-
     if not auto_deploy:
         local_only("--no-auto-deploy")
     pins: dict[str, str] = {}
@@ -91,7 +95,7 @@ def _create_remote(client: Any, project: str, version: str | None, package: list
         say(str(message))
 
 
-def _summary(release: Any) -> dict[str, Any]:
+def _summary(release: Release) -> dict[str, Any]:
     return {"project": release.project, "version": release.version, "digest": release.digest,
             "created_at": release.created_at, "created_by": release.created_by,
             "project_revision": release.snapshot["project_revision"],
@@ -103,14 +107,14 @@ def _summary(release: Any) -> dict[str, Any]:
 def list_(project: str, as_json: bool = typer.Option(False, "--json")) -> None:
     """Releases of a project, newest version first."""
     if (client := remote_client()) is not None:
-        found = client.list_releases(project)
+        listed = client.list_releases(project)
         if as_json:
-            print_json(found)
+            print_json(listed)
             return
         print_table(None, ["version", "created", "by", "packages", "variables rev"],
                     [(r["version"], r.get("created_at"), r.get("created_by"),
                       ", ".join(f"{p['id']} {p['version']}" for p in r.get("packages") or []),
-                      r.get("variable_revision", "")) for r in found])
+                      r.get("variable_revision", "")) for r in listed])
         return
     from snapshots import releases
 
@@ -173,7 +177,6 @@ def show(project: str, version: str,
 def _show_for_context(ctx: Workspace, project: str, version: str, environment: str | None, target: str | None,
                       step: str | None, as_json: bool) -> None:
     from snapshots import releases
-    from snapshots.errors import ConfigError, NotFoundError, TemplateError
     from snapshots.octostache import variable_key
     from snapshots.projects import require_infrastructure
     from snapshots.variables.scopes import (
@@ -261,8 +264,6 @@ def _show_for_context(ctx: Workspace, project: str, version: str, environment: s
 
 
 def _unknown_step(step: str, steps: list[str]) -> str:
-    from snapshots.errors import NotFoundError
-
     raise NotFoundError(f"unknown step {step!r} (steps: {', '.join(steps) or 'none'})")
 
 

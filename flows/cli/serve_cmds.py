@@ -3,11 +3,14 @@ auto-deploys."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import typer
 
 from flows.cli.output import say
+from flows.orchestration.served_runs import api_url
+from snapshots.errors import ConfigError
 
 app = typer.Typer()
 """This module's commands; the root app in ``flows.cli.app`` merges them in."""
@@ -36,11 +39,7 @@ def serve(project: list[str] = typer.Option([], "--project", help="Serve only th
     """Register each project's Prefect deployments (deploy-release, promote, rollback, create-release) and
     its triggers as schedules, then run them: needs a Prefect server (PREFECT_API_URL). Also serves the
     ferry server API for requesters holding an API key (`ferry api-key create`)."""
-    import asyncio
-
-    from flows.orchestration.served_runs import api_url
-    from flows.orchestration.serving import ServeOptions, run
-    from snapshots.errors import ConfigError
+    from flows.orchestration.serving import ServeOptions, run  # Prefect and the served flows: only for serve
 
     if not api_url():
         raise ConfigError("ferry serve needs a Prefect server: start one (`prefect server start`) and set "

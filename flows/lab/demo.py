@@ -30,7 +30,10 @@ from typing import Any
 
 import httpx
 
-REPO = Path(__file__).resolve().parent.parent
+from flows.lab import Lab
+from flows.lab.load import LoadGenerator
+
+REPO = Path(__file__).resolve().parents[2]  # flows/lab/demo.py → the repository
 SAMPLE = REPO / "examples" / "octofx"
 HOME = Path(os.environ.get("FERRY_DEMO_HOME", REPO / ".demo")).absolute()
 FERRY = str(Path(sys.executable).parent / "ferry")
@@ -141,14 +144,12 @@ def stop_prefect(proc: subprocess.Popen[bytes]) -> None:
 def clean_slate() -> None:
     """Stop the previous run's lab (its processes, not just its files), then wipe the demo's home."""
     if (HOME / "lab").exists():
-        from flows.lab import Lab
-
         Lab(HOME).down()
     shutil.rmtree(HOME, ignore_errors=True)
     HOME.mkdir(parents=True)
 
 
-def report(load: Any, records: list[dict[str, Any]]) -> bool:
+def report(load: LoadGenerator, records: list[dict[str, Any]]) -> bool:
     r = load.report
     print("\n== What the load generator saw (through HAProxy, keep-alive connections) ==")
     print(f"requests: {r.requests}   failed: {r.failures}   {r.rate:.0f} requests/s over {r.seconds:.1f}s "
@@ -162,10 +163,10 @@ def report(load: Any, records: list[dict[str, Any]]) -> bool:
         print(f"  failure: {error}")
     spans = []
     for record in records:
-        starts = [_at(x["started_at"]) for x in record["results"] if x.get("started_at")]
-        ends = [_at(x["finished_at"]) for x in record["results"] if x.get("finished_at")]
+        starts = [t for x in record["results"] if (t := _at(x.get("started_at"))) is not None]
+        ends = [t for x in record["results"] if (t := _at(x.get("finished_at"))) is not None]
         if starts and ends:
-            n, failed, versions = r.between(min(starts), max(ends))  # type: ignore[type-var]
+            n, failed, versions = r.between(min(starts), max(ends))
             spans.append(f"{record['environment']}: {n} requests during its rollout, {failed} failed")
     print("\n".join(spans))
     return r.failures == 0
@@ -173,8 +174,6 @@ def report(load: Any, records: list[dict[str, Any]]) -> bool:
 
 def main() -> None:
     sys.path.insert(0, str(REPO))
-    from flows.lab.load import LoadGenerator
-
     clean_slate()
     os.environ["FERRY_HOME"] = str(HOME)
     os.environ.setdefault("OCTOFX_DB_PASSWORD", "demo-only-" + os.urandom(6).hex())

@@ -36,6 +36,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from flows.lab.configs import SFTP_SERVER, haproxy_config, sshd_config
 from snapshots.errors import LabError
+from snapshots.settings import Settings
+from steps.kinds.haproxy import HAProxy
+from steps.transports.ssh import KnownHosts, fingerprint, parse_host_key
 
 LAB_USER = "ferry"
 LAB_USER_HOME = Path("/var/lib/ferry-lab")
@@ -180,8 +183,6 @@ def _new_ed25519(path: Path, comment: str) -> str:
 
 
 def _fingerprint(public: str) -> str:
-    from steps.transports.ssh import fingerprint, parse_host_key
-
     return fingerprint(parse_host_key(public))
 
 
@@ -190,8 +191,6 @@ class Lab:
 
     def __init__(self, home: Path | None = None) -> None:
         if home is None:
-            from snapshots.settings import Settings
-
             home = Settings.from_env().home
         self.home = Path(home).expanduser().absolute()
         self.dir = self.home / "lab"
@@ -418,8 +417,6 @@ class Lab:
     def _settle(self, state: LabState, timeout: float = 5.0) -> None:
         """Wait for HAProxy's first health checks: it starts every server as UP and only marks the ones without
         an app DOWN after ``fall`` failed checks, so ``status`` and ``count_up`` would lie for a moment."""
-        from steps.kinds.haproxy import HAProxy
-
         haproxy = HAProxy([f"tcp://{state.api}"], timeout=2)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -430,8 +427,6 @@ class Lab:
 
     def _publish(self, state: LabState) -> None:
         """Record the targets' host keys as trusted (the lab made them) and write infrastructure.yaml."""
-        from steps.transports.ssh import KnownHosts, parse_host_key
-
         known = KnownHosts(self.home / "known_hosts")
         for target in state.targets:
             if not target.host_key:
@@ -506,8 +501,6 @@ class Lab:
         lb: dict[str, dict[str, str]] = {}
         if haproxy_up:
             with contextlib.suppress(Exception):
-                from steps.kinds.haproxy import HAProxy
-
                 for row in HAProxy([f"tcp://{state.api}"], timeout=2).stats(BACKEND):
                     lb[row["svname"]] = row
         targets = []
