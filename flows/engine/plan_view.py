@@ -90,7 +90,7 @@ def describe(conn: Connection, plan: DeploymentPlan, *, journals: dict[str, dict
         "variables": {t.name: view.variables(t) for t in plan.targets},
         "touches_nothing": True,
     }
-    return masker.mask_obj(doc)  # type: ignore[no-any-return]
+    return masker.mask_obj(doc)
 
 
 def _lifecycle(conn: Connection, plan: DeploymentPlan) -> dict[str, Any]:

@@ -201,7 +201,7 @@ class PrefectProxy:
             return body
         values = data.get("values") if isinstance(data, dict) else None
         prompted = values.get("prompted") if isinstance(values, dict) else None
-        if isinstance(prompted, dict):
+        if isinstance(values, dict) and isinstance(prompted, dict):
             values["prompted"] = {k: (STAND_IN if isinstance(v, str) and v else v) for k, v in prompted.items()}
             return json.dumps(data).encode()
         return body

@@ -164,9 +164,8 @@ def read_yaml(path: Path) -> YamlDocument:
         data = loader.construct_document(root)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
         what = " ".join(" ".join(p.split()) for p in (exc.context, exc.problem) if p)
-        raise ConfigError(f"malformed YAML: {what}", file=file, line=line) from exc
+        raise ConfigError(f"malformed YAML: {what}", file=file, line=mark.line + 1 if mark else None) from exc
     except yaml.reader.ReaderError as exc:
         line = text.count("\n", 0, max(exc.position, 0)) + 1
         code = exc.character if isinstance(exc.character, int) else ord(exc.character[:1] or b"\0")

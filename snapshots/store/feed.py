@@ -194,7 +194,7 @@ def partial_file(dest_dir: Path) -> tuple[int, Path]:
 
 def sweep_partials(dest_dir: Path) -> list[Path]:
     """Remove partial files a killed push left: this host's whose process is gone, and any older than a day."""
-    removed = []
+    removed: list[Path] = []
     host = _host()
     try:
         candidates = [p for p in dest_dir.iterdir() if p.name.startswith(PARTIAL_PREFIX)]

@@ -141,5 +141,5 @@ class CapturingTransport:
 
 def capture(transport: Transport, on_output: OnOutput, warn: Callable[[str], None]) -> Transport:
     """``transport`` with output-variable messages taken out of its scripts' output (see the module doc)."""
-    wrapped: Transport = CapturingTransport(transport, on_output, warn)  # type: ignore[assignment]
+    wrapped: Transport = CapturingTransport(transport, on_output, warn)
     return wrapped
