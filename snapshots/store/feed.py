@@ -6,6 +6,7 @@ Files live under ``FERRY_HOME/feed/<Id>/<Id>.<version>.<ext>``. Bytes are hashed
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import gzip
 import hashlib
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, Row, insert, select
 
 from snapshots.errors import ConfigError, ConflictError, NotFoundError, SnapshotIntegrityError, StoreError
 from snapshots.store import audit
@@ -293,8 +294,13 @@ class Feed:
         if not source.is_file():
             raise NotFoundError(f"{source}: no such file" if not source.exists() else f"{source}: not a file")
         parsed, dest_dir = self.incoming(source.name)
-        tmp, sha, size = _copy_hashing(source, dest_dir)
-        return self.adopt(conn, parsed, tmp, sha, size, actor)
+        try:
+            tmp, sha, size = _copy_hashing(source, dest_dir)
+            return self.adopt(conn, parsed, tmp, sha, size, actor)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                dest_dir.rmdir()  # only if this push made it and left it empty
+            raise
 
     def incoming(self, name: str) -> tuple[PackageFile, Path]:
         """Where the bytes of a package file of this name are received (a temporary file in this directory,
@@ -389,7 +395,7 @@ class Feed:
         shutil.copyfile(self.path_of(package.package_id, package.filename), dest)
 
 
-def _package(row: Any) -> Package:
+def _package(row: Row[Any]) -> Package:
     m = row._mapping
     return Package(m["package_id"], m["version"], m["filename"], m["size"], m["sha256"], m["pushed_at"],
                    m["pushed_by"])
