@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from snapshots.store.outputs import for_deployment, output_variables
+from tests.flows.local_project import LocalProject
 from tests.flows.local_store import Shop
 from tests.flows.orchestration.test_execution import execute, shop  # noqa: F401  (fixture)
 from tests.flows.prefect_api import prefect_api  # noqa: F401  (fixture)
@@ -80,3 +82,34 @@ def test_a_retried_step_replaces_its_earlier_value(shop: Shop, tmp_path: Path) -
     assert (shop.local.target_dir("dev-01") / "attempt").read_text() == "2"
     with shop.ctx.store.read() as conn:
         assert [(o.name, o.value) for o in for_deployment(conn, deployment_id, shop.ctx.vault)] == [("Attempt", "2")]
+
+
+def test_a_guided_failure_retry_replaces_the_value_and_show_lists_it(tmp_path: Path, ferry: Any,
+                                                                     prefect_env: dict[str, str]) -> None:
+    """Through the real CLI: prod-02's step sets Attempt=1 and fails; a person answers retry; the retried step
+    sets Attempt=2, which the next step reads and `deployment show` lists (one value per target)."""
+    fault = tmp_path / "fault"
+    fault.touch()
+    project = LocalProject(tmp_path / "shop", ferry, environments={"Prod": 2})
+    project.write([{"name": "Roll out", "roles": ["web"], "rolling": {"window": 1}, "steps": [
+        {"name": "Measure", "kind": "script",
+         "script": 'n=$(( $(cat "$HOME/attempts" 2>/dev/null || echo 0) + 1 )); echo $n > "$HOME/attempts"\n'
+                   'ferry_set Attempt "$n"\n'
+                   f'[ "$(ferry_var Machine.Name)" != prod-02 ] || [ ! -e {fault} ]'},
+        {"name": "Read", "kind": "script",
+         "script": 'ferry_var "Octopus.Action[Measure].Output.Attempt" > "$HOME/attempt"'}]}])
+    project.apply()
+    project.release("1.0.0")
+    proc = project.deploy_async("1.0.0", "Prod", "--guided-failure")
+    paused = project.wait_for_state("Paused")
+    fault.unlink()
+    answered = project.run("deployment", "answer", str(paused["id"]), "retry")
+    assert answered.exit_code == 0, answered.output
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    assert (project.target_dir("prod-02") / "attempt").read_text() == "2"
+    shown = project.show(paused["id"])["outputs"]
+    assert [(o["target"], o["name"], o["value"]) for o in shown] == [("prod-01", "Attempt", "1"),
+                                                                      ("prod-02", "Attempt", "2")]
+    text = project.run("deployment", "show", str(paused["id"]))
+    assert "output variables" in text.stdout and "Attempt" in text.stdout
