@@ -27,9 +27,14 @@ def state(home: Path) -> dict[str, Any]:
                 conn.close()
         except sqlite3.DatabaseError:
             rows = [("unreadable", hashlib.sha256(db.read_bytes()).hexdigest())]
-    files = {}
+    files: dict[str, str] = {}
+    folders: list[str] = []
     for path in sorted(home.rglob("*")):
         rel = path.relative_to(home).as_posix()
-        if path.is_file() and not rel.startswith("ferry.db") and not rel.startswith("logs/"):
+        if rel.startswith("ferry.db") or rel == "logs" or rel.startswith("logs/"):
+            continue
+        if path.is_dir():
+            folders.append(rel)
+        elif path.is_file():
             files[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return {"rows": rows, "files": files}
+    return {"rows": rows, "files": files, "folders": folders}
