@@ -73,9 +73,11 @@ def deploy_release(project: str, environment: str, release: str = "latest", targ
                     variable_snapshot_id=plan.current.variable_snapshot_id, actor=actor or ctx.actor,
                     parameters={"targets": targets, "exclude_targets": exclude_targets, "skip_steps": skip_steps,
                                 "prompted": sorted({*direct, *stored}), "force": force})
-                if prompted_ref:
+                if prompted_ref and prompted.bundle_state(conn, prompted_ref) is not None:
                     prompted.claim_bundle(conn, prompted_ref, deployment_id=deployment_id, project=project,
                                           flow_run_id=flow_run_id)
+                elif prompted_ref:  # a retry: the values the first attempt claimed, for this attempt's record
+                    prompted.store_for_deployment(conn, ctx.vault, deployment_id, project, stored, ctx.actor)
             records.set_state(conn, deployment_id, records.QUEUED, flow_run_id=flow_run_id)
     except FerryError as exc:
         if deployment_id is not None:
@@ -230,6 +232,9 @@ def _bundle_values(ctx: Any, ref: str, project: str, flow_run_id: str | None,
         with ctx.store.read() as conn:
             state = prompted.bundle_state(conn, ref)
             if state is None:
+                again = prompted.reclaim(conn, ctx.vault, ref, flow_run_id)
+                if again is not None:  # Prefect's Retry of this same flow run
+                    return again
                 raise NotFoundError("the prompted values this run refers to are gone (already used by another "
                                     "run, or never stored): start the deployment again")
             owner, bound = state

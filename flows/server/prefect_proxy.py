@@ -94,7 +94,8 @@ class PrefectProxy:
                 return await self._create_flow_run(request, path, body)
             if method == "POST" and path == "/api/ui/schemas/validate":
                 return await self._forward(request, path, self._stand_in(body))
-            refused = await self._refuse_stored_prompted(path, body)
+            auth = [(k, v) for k, v in request.headers.items() if k.lower() == "authorization"]
+            refused = await self._refuse_stored_prompted(path, body, auth)
             if refused is not None:
                 return refused
             return await self._forward(request, path, body)
@@ -206,7 +207,7 @@ class PrefectProxy:
             return json.dumps(data).encode()
         return body
 
-    async def _refuse_stored_prompted(self, path: str, body: bytes) -> Response | None:
+    async def _refuse_stored_prompted(self, path: str, body: bytes, auth: list[tuple[str, str]]) -> Response | None:
         """Prompted values in anything Prefect would keep (a deployment's default parameters, a schedule's
         parameters, a bulk of runs) of a ferry deployment: refused, not forwarded."""
         match = _DEPLOYMENT.match(path)
@@ -218,7 +219,7 @@ class PrefectProxy:
             return None
         if not _carries_prompted(data):
             return None
-        if await self._project_of(match.group(1), []) is None:
+        if await self._project_of(match.group(1), auth) is None:
             return None
         return JSONResponse({"detail": "ferry keeps prompted values out of Prefect: give them when you start a "
                                        "run (Run → Custom run), not as saved parameters"}, status_code=422)

@@ -111,7 +111,19 @@ def claim_bundle(conn: Connection, ref: str, *, deployment_id: int, project: str
                             "deployment again")
     conn.execute(update(prompted_values).where(prompted_values.c.bundle == _bundle(ref),
                                                prompted_values.c.deployment_id.is_(None))
-                 .values(deployment_id=deployment_id, bundle=None, flow_run_id=flow_run_id))
+                 .values(deployment_id=deployment_id, flow_run_id=flow_run_id))
+
+
+def reclaim(conn: Connection, vault: Cipher, ref: str, flow_run_id: str | None) -> dict[str, str] | None:
+    """The values of a bundle this same flow run already claimed (Prefect's Retry runs the same flow run
+    again, with the same parameters); None for any other run."""
+    if flow_run_id is None:
+        return None
+    rows = conn.execute(select(prompted_values.c.name, prompted_values.c.ciphertext)
+                        .where(prompted_values.c.bundle == _bundle(ref), prompted_values.c.deployment_id.isnot(None),
+                               prompted_values.c.flow_run_id == flow_run_id)
+                        .order_by(prompted_values.c.id)).all()
+    return {name: vault.decrypt(token) for name, token in rows} or None
 
 
 def read(conn: Connection, vault: Cipher, deployment_id: int) -> dict[str, str]:

@@ -78,6 +78,10 @@ def test_a_bundle_is_claimed_once_by_the_run_it_was_bound_to(store: Store) -> No
         assert prompted.bundle_state(conn, ref) is None
     with store.begin() as conn, pytest.raises(NotFoundError, match="already used"):
         prompted.claim_bundle(conn, ref, deployment_id=_record(conn), project="OctoFX", flow_run_id="run-1")
+    with store.read() as conn:  # Prefect's Retry runs the same flow run again: it, and only it, reads them again
+        assert prompted.reclaim(conn, VAULT, ref, "run-1") == {"Db.Password": SECRET}
+        assert prompted.reclaim(conn, VAULT, ref, "run-2") is None
+        assert prompted.reclaim(conn, VAULT, ref, None) is None
 
 
 def test_a_refused_run_discards_its_bundle_and_rotation_reencrypts(store: Store) -> None:
