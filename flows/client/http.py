@@ -214,6 +214,13 @@ class FerryClient:
         body = {"project": project, "release": release, "environment": environment, **_options(options)}
         return self._call("POST", "/deployments", json=body)
 
+    def plan(self, project: str, release: str, environment: str, *, check_targets: bool = False,
+             **options: Any) -> dict[str, Any]:
+        """What ``deploy`` would do, as ``ferry deploy … --plan --json`` prints it; nothing is started."""
+        body = {"project": project, "release": release, "environment": environment, **_options(options),
+                **({"check_targets": True} if check_targets else {})}
+        return self._call("POST", "/deployments/plan", json=body)
+
     def promote(self, project: str, from_environment: str, to_environment: str, **options: Any) -> dict[str, Any]:
         body = {"from": from_environment, "to": to_environment, **_options(options)}
         return self._call("POST", f"/projects/{_seg(project)}/promote", json=body)

@@ -5,13 +5,12 @@ The document lists the lifecycle check, the targets in scope, each process item 
 for a person; then the variables each target would get, sensitive ones masked. Whether a target is already at
 the release is in its journal, on the target: without ``check_targets`` that is "unknown (not connected)";
 with it each target is opened and only its journal is read. Nothing is written to the store or to a target.
-No Prefect here: the CLI renders this document as text or ``--json``.
+No Prefect here: the CLI (``flows.cli.plan_output``) prints this document as text or ``--json``.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -273,49 +272,3 @@ class _View:
                     value = render(value, everything, where=f"variable {name}", strict=self.strict)
             shown[name] = value
         return shown
-
-
-# ------------------------------------------------------------------------------------------------ text
-
-def render_text(doc: dict[str, Any], say: Callable[[str], None]) -> None:
-    """The document for a person, one line at a time."""
-    life = doc["lifecycle"]
-    say(f"plan: {doc['project']} {doc['release']} → {doc['environment']} (nothing is deployed, recorded or "
-        "changed on any target)")
-    say(f"lifecycle {life['name']}: {doc['environment']} is in phase {life.get('phase')!r} "
-        f"({life.get('phase_number')} of {life.get('phases')}): allowed — {life['reason']}")
-    say(f"guided failure: {'on' if doc['guided_failure'] else 'off'}; force: {'yes' if doc['force'] else 'no'}"
-        + (f"; --skip: {', '.join(doc['skip_steps'])}" if doc["skip_steps"] else ""))
-    left = f" (left out: {', '.join(doc['left_out'])})" if doc["left_out"] else ""
-    say(f"targets ({len(doc['targets'])}){left}:")
-    for t in doc["targets"]:
-        j = t["journal"]
-        say(f"  {t['name']} [{', '.join(t['roles'])}]: journal {j['state']}"
-            + (f" — {j['detail']}" if j.get("detail") else ""))
-    say("process:")
-    for unit in doc["units"]:
-        head = f"  {unit['number']}. {unit['name']} — {unit['runs']}"
-        if unit["action"] != RUN or unit.get("reason"):
-            head += f": {unit['action']}" + (f" ({unit['reason']})" if unit.get("reason") else "")
-        say(head)
-        rolling = unit.get("rolling")
-        if rolling:
-            say(f"     window {rolling['window']} → {' then '.join(str(s) for s in rolling['at_once'])} at once; "
-                f"{rolling['arithmetic']}")
-            say(f"     order: {' | '.join(', '.join(w) for w in rolling['windows'])}")
-        for row in unit.get("steps", []):
-            say(f"     {row['step']}: {row['action']}" + (f" ({row['reason']})" if row.get("reason") else ""))
-        for t in unit.get("targets", []):
-            say(f"     {t['target']}:")
-            for row in t["steps"]:
-                say(f"       {row['step']} [{row['where']}]: {row['action']}"
-                    + (f" — {row['reason']}" if row.get("reason") else ""))
-        if unit.get("journal"):
-            say(f"     journal: {unit['journal']}")
-        if unit.get("on_failure"):
-            say(f"     on failure: {unit['on_failure']}")
-    say("variables per target (sensitive values masked):")
-    for target, values in doc["variables"].items():
-        say(f"  {target}:" + ("" if values else " (none)"))
-        for name, value in values.items():
-            say(f"    {name} = {value}")

@@ -47,6 +47,28 @@ def deploy(body: DeployBody, request: Request, key: ApiKey = Depends(current_key
     return launch(workspace(request), deployment, key.actor, tags=["api", key.actor]).as_dict()
 
 
+class PlanBody(DeployBody):
+    check_targets: bool = False
+
+
+@router.post("/deployments/plan")
+def plan(body: PlanBody, request: Request, key: ApiKey = Depends(current_key)) -> dict[str, Any]:
+    """What ``POST /deployments`` would do (``ferry deploy … --plan --json``): nothing is recorded and no target
+    is touched, except that ``check_targets`` reads each target's journal. Needs the same scope as deploying."""
+    from flows.engine.plan import prepare
+    from flows.engine.plan_view import describe, read_journals
+
+    authorize(request, key, "deploy", body.project, body.environment)
+    ctx = workspace(request)
+    with ctx.store.read() as conn:
+        planned = prepare(conn, ctx.feed, ctx.vault, project=body.project, release=body.release,
+                          environment=body.environment, **body.options())
+        journals = read_journals(planned, ctx.settings.home) if body.check_targets else None
+        doc = describe(conn, planned, journals=journals)
+        conn.rollback()
+    return doc
+
+
 @router.get("/deployments")
 def list_deployments(request: Request, project: str | None = None, environment: str | None = None,
                      limit: int = Query(30, ge=1, le=1000), key: ApiKey = Depends(current_key)) -> dict[str, Any]:

@@ -156,11 +156,3 @@ def test_a_lifecycle_refusal_is_the_plan_s_one_line(shop: LocalProject) -> None:
     assert result.exit_code != 0
     assert result.stderr.strip().startswith("error: release 1.0.0 cannot be deployed to Prod yet")
     assert len(result.stderr.strip().splitlines()) == 1
-
-
-def test_remote_mode_says_not_yet(shop: LocalProject) -> None:
-    result = shop.run("deploy", shop.name, "1.0.0", "--to", "Dev", "--plan",
-                      env={"FERRY_SERVER": "http://127.0.0.1:9", "FERRY_API_KEY": "ferry_00000000_x"})
-    assert result.exit_code != 0
-    assert result.stderr.strip() == ("error: --plan is not available in remote mode yet (http://127.0.0.1:9): run "
-                                     "it where ferry serve keeps the store, or unset FERRY_SERVER")
