@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run as current_flow_run
+from sqlalchemy import Connection
 
 from flows.engine.plan import DeploymentPlan, prepare
 from flows.orchestration import artifacts
 from flows.orchestration.concurrency import ensure_limits, environment_limit, release_lease, slot, target_limit
 from flows.orchestration.execution import Engine
+from flows.orchestration.triggers import auto_deploy
 from snapshots import releases
-from snapshots.errors import DeploymentFailed, FerryError, StepOutcome
+from snapshots.errors import ConfigError, ConflictError, DeploymentFailed, FerryError, NotFoundError, StepOutcome
 from snapshots.store import prompted, records
 from snapshots.variables.masking import install_masking_filter
+from snapshots.variables.scopes import variable_key
 from snapshots.versions import sort_key
+from snapshots.workspace import Workspace
+
+Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
+"""What Prefect's ``get_run_logger`` returns."""
 
 
 def _run_name() -> str:
@@ -49,8 +58,6 @@ def deploy_release(project: str, environment: str, release: str = "latest", targ
         actor: Internal: who asked, for a record this run creates (the served flows name a run that came
             straight from Prefect: ``prefect-ui``, ``prefect-schedule``). Default: this process's user.
     """
-    from snapshots.workspace import Workspace
-
     logger = get_run_logger()
     ctx = Workspace()
     flow_run_id = str(current_flow_run.id) if current_flow_run.id else None
@@ -95,7 +102,7 @@ def deploy_release(project: str, environment: str, release: str = "latest", targ
         remove_filter()
 
 
-def _run(plan: DeploymentPlan, deployment_id: int, ctx: Any, logger: Any) -> dict[str, Any]:
+def _run(plan: DeploymentPlan, deployment_id: int, ctx: Workspace, logger: Logger) -> dict[str, Any]:
     limit = environment_limit(plan.project, plan.environment.name)
     target_limits = [target_limit(t.name) for t in plan.targets]
     ensure_limits([limit, *target_limits])
@@ -103,7 +110,7 @@ def _run(plan: DeploymentPlan, deployment_id: int, ctx: Any, logger: Any) -> dic
         return _run_alive(plan, deployment_id, ctx, logger, limit, target_limits)
 
 
-def _run_alive(plan: DeploymentPlan, deployment_id: int, ctx: Any, logger: Any, limit: str,
+def _run_alive(plan: DeploymentPlan, deployment_id: int, ctx: Workspace, logger: Logger, limit: str,
                target_limits: list[str]) -> dict[str, Any]:
     version = plan.current.release.version
     _reclaim_dead(ctx, plan, deployment_id, logger)
@@ -165,7 +172,7 @@ class Heartbeat:
     """Stamps the deployment record every ``HEARTBEAT_EVERY`` seconds while this process works on it, so a
     later deployment knows within seconds that a Running record is dead (the Prefect lease alone takes 60 s)."""
 
-    def __init__(self, ctx: Any, deployment_id: int, logger: Any) -> None:
+    def __init__(self, ctx: Workspace, deployment_id: int, logger: Logger) -> None:
         self.ctx, self.deployment_id, self.logger = ctx, deployment_id, logger
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"ferry-heartbeat-{deployment_id}", daemon=True)
@@ -195,7 +202,7 @@ class Heartbeat:
                 failing = True
 
 
-def _reclaim_dead(ctx: Any, plan: DeploymentPlan, deployment_id: int, logger: Any) -> None:
+def _reclaim_dead(ctx: Workspace, plan: DeploymentPlan, deployment_id: int, logger: Logger) -> None:
     """Records of this project and environment whose process stopped beating: mark them Failed and free the
     concurrency slots they held, so this deployment starts now rather than when their leases run out."""
     dead: list[tuple[int, float, list[str]]] = []
@@ -218,15 +225,11 @@ def _reclaim_dead(ctx: Any, plan: DeploymentPlan, deployment_id: int, logger: An
                     f"Failed and freed {freed} concurrency lease(s)")
 
 
-def _bundle_values(ctx: Any, ref: str, project: str, flow_run_id: str | None,
+def _bundle_values(ctx: Workspace, ref: str, project: str, flow_run_id: str | None,
                    wait: float = 10.0) -> dict[str, str]:
     """The values ferry's Prefect API proxy stored for this run. The proxy binds the bundle to the flow run
     right after Prefect answers; a run may start a moment before that, so wait for it briefly. A bundle bound
     to another run (these parameters copied into a new run) is refused."""
-    import time
-
-    from snapshots.errors import ConflictError, NotFoundError
-
     deadline = time.monotonic() + wait
     while True:
         with ctx.store.read() as conn:
@@ -255,9 +258,6 @@ def _refuse_plain_secrets(plan: DeploymentPlan, direct: dict[str, str]) -> None:
     """A sensitive prompted value given as a plain flow parameter (straight to the Prefect API, not through
     ferry's API or its Prefect proxy) already sits in Prefect's database: refuse to use it, so the mistake
     is seen and the secret changed, rather than working silently."""
-    from snapshots.errors import ConfigError
-    from snapshots.variables.scopes import variable_key
-
     if not direct:
         return
     given = {variable_key(n) for n in direct} | {n.strip().casefold() for n in direct}
@@ -272,12 +272,10 @@ def _refuse_plain_secrets(plan: DeploymentPlan, direct: dict[str, str]) -> None:
                               "deploy`, the ferry API or the Prefect UI pointed at ferry's Prefect proxy")
 
 
-def _check_record(conn: Any, deployment_id: int, project: str, environment: str) -> None:
+def _check_record(conn: Connection, deployment_id: int, project: str, environment: str) -> None:
     """The record a CLI created must be this deployment's: a mismatch means the CLI and the process running
     the flow (``ferry serve``, a worker) use different ferry stores — refuse rather than write into a
     stranger's record."""
-    from snapshots.errors import NotFoundError
-
     try:
         found = records.get(conn, deployment_id)
     except NotFoundError:
@@ -289,18 +287,16 @@ def _check_record(conn: Any, deployment_id: int, project: str, environment: str)
                          "use different stores (set the same FERRY_DATABASE_URL)")
 
 
-def _auto_deploy(ctx: Any, project: str, version: str, logger: Any) -> None:
+def _auto_deploy(ctx: Workspace, project: str, version: str, logger: Logger) -> None:
     """A success may complete a lifecycle phase: start the next auto-deploy environments (never fails the
     deployment that just succeeded)."""
-    from flows.orchestration.triggers import auto_deploy
-
     try:
         auto_deploy(ctx, project, version, logger.info)
     except Exception as exc:
         logger.warning(f"lifecycle auto-deploy after this deployment failed: {type(exc).__name__}: {exc}")
 
 
-def _notes_artifact(plan: DeploymentPlan, ctx: Any) -> None:
+def _notes_artifact(plan: DeploymentPlan, ctx: Workspace) -> None:
     """Release notes of every release after the environment's previous one, up to this one (by version)."""
     current = plan.current.release
     previous = plan.current.previous_for_environment

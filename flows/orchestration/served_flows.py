@@ -22,11 +22,24 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from prefect import Flow, get_run_logger
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import FlowRun
 from prefect.runtime import flow_run as current_flow_run
 from prefect.states import Cancelled, State
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, WithJsonSchema, create_model
+from pydantic.config import JsonValue
+
+from flows.orchestration.deploy_flow import deploy_release
+from flows.orchestration.triggers import auto_deploy
+from snapshots import releases
+from snapshots.errors import ConfigError, NotFoundError
+from snapshots.model.project import Trigger
+from snapshots.projects import latest_infrastructure, project_names, require_project
+from snapshots.store import records
+from snapshots.workspace import Workspace
 
 KINDS = {"deploy_release": "deploy-release", "promote": "promote", "rollback": "rollback",
          "create_release": "create-release"}
@@ -41,7 +54,7 @@ class ProjectSpec:
 
     name: str
     environments: tuple[str, ...]
-    triggers: tuple[Any, ...] = field(default_factory=tuple)
+    triggers: tuple[Trigger, ...] = field(default_factory=tuple)
     revision: int = 0
     infrastructure_revision: int = 0
     prompted: tuple[PromptedField, ...] = field(default_factory=tuple)
@@ -62,11 +75,8 @@ def attribute_name(kind: str, project: str) -> str:
     return f"{kind}__{project.encode().hex()}"
 
 
-def load_specs(ctx: Any, projects: list[str] | None = None) -> list[ProjectSpec]:
+def load_specs(ctx: Workspace, projects: list[str] | None = None) -> list[ProjectSpec]:
     """Every stored project (or the named ones), with its lifecycle's environments in lifecycle order."""
-    from snapshots.errors import ConfigError
-    from snapshots.projects import latest_infrastructure, project_names, require_project
-
     with ctx.store.read() as conn:
         found = latest_infrastructure(conn)
         if found is None:
@@ -109,10 +119,6 @@ def prompted_model(spec: ProjectSpec) -> Any:
     """The form's ``prompted`` object: one field per prompted variable, a password field (``SecretStr``) for
     a sensitive one. Whatever is typed here is taken out of the request by ferry's Prefect API proxy and kept
     encrypted in the ferry store before Prefect sees it (``flows.server.prefect_proxy``)."""
-    from typing import Annotated
-
-    from pydantic import BeforeValidator, ConfigDict, Field, SecretStr, WithJsonSchema, create_model
-
     if not spec.prompted:
         return None
     fields: dict[str, Any] = {}
@@ -129,12 +135,13 @@ def prompted_model(spec: ProjectSpec) -> Any:
         if words:
             schema["description"] = " ".join(words)
         schema["position"] = i
-        annotation = Annotated[kind | None, WithJsonSchema(schema)]
+        # a type built at run time (pydantic reads it; mypy cannot check a type held in a variable)
+        annotation = Annotated[kind | None, WithJsonSchema(schema)]  # type: ignore[valid-type]
         # Default "", not None: the V1 UI would send a text field's null, and its own validation refuse it.
         fields[f"v{i}"] = (annotation, Field("", alias=item.name))
     # Required in the form (its JSON schema), not when the run starts: by then ferry's proxy has moved the
     # values out of the parameters, and a run from `ferry deploy` never had them there.
-    required = [item.name for item in spec.prompted if item.required]
+    required: list[JsonValue] = [item.name for item in spec.prompted if item.required]
     config = ConfigDict(populate_by_name=True, extra="forbid",
                         json_schema_extra={"required": required} if required else None)
     model = create_model("Prompted", __config__=config, **fields)
@@ -149,8 +156,6 @@ def _none_as_empty(value: Any) -> Any:
 
 def prompted_values(value: Any) -> dict[str, str]:
     """The form object (or a plain mapping) as NAME: VALUE, empty fields left out."""
-    from pydantic import BaseModel, SecretStr
-
     if value is None:
         return {}
     items = value.model_dump(by_alias=True).items() if isinstance(value, BaseModel) else dict(value).items()
@@ -192,8 +197,6 @@ _EXPIRY_DOC = """
 
 def deploy_flow(spec: ProjectSpec) -> Flow[..., Any]:
     """``deploy-release/<project>``: the deploy flow with this project's environments as a choice."""
-    from flows.orchestration.deploy_flow import deploy_release
-
     project = spec.name
     model = prompted_model(spec)
 
@@ -239,10 +242,6 @@ def deploy_flow(spec: ProjectSpec) -> Flow[..., Any]:
 
 def promote_flow(spec: ProjectSpec) -> Flow[..., Any]:
     """``promote/<project>``: what last succeeded in one environment, deployed to another."""
-    from flows.orchestration.deploy_flow import deploy_release
-    from snapshots.errors import NotFoundError
-    from snapshots.store import records
-
     project = spec.name
 
     def promote(from_environment: str, to_environment: str, guided_failure: bool | None = None,
@@ -250,8 +249,6 @@ def promote_flow(spec: ProjectSpec) -> Flow[..., Any]:
         expired = expire_if_late(expires_after, None)
         if expired is not None:
             return expired
-        from snapshots.workspace import Workspace
-
         with Workspace().store.read() as conn:
             last = records.last_successful(conn, project, from_environment)
         if last is None:
@@ -271,7 +268,8 @@ def promote_flow(spec: ProjectSpec) -> Flow[..., Any]:
         to_environment: Deploy it here.
         guided_failure: Pause on a failed step and ask in this UI. Empty: the environment's setting.{_EXPIRY_DOC}
     """
-    envs = Literal[spec.environments]
+    # a Literal of this project's environments, built at run time for Prefect's form (no static type)
+    envs = Literal[spec.environments]  # type: ignore[name-defined]
     annotations = {"from_environment": envs, "to_environment": envs, "guided_failure": bool | None,
                    "expires_after": int | None, "return": Any}
     return _finish(promote, "promote", spec, annotations, doc, run_name,
@@ -280,15 +278,9 @@ def promote_flow(spec: ProjectSpec) -> Flow[..., Any]:
 
 def rollback_flow(spec: ProjectSpec) -> Flow[..., Any]:
     """``rollback/<project>``: the environment's previous successful release, deployed again."""
-    from flows.orchestration.deploy_flow import deploy_release
-    from snapshots.errors import NotFoundError
-    from snapshots.store import records
-
     project = spec.name
 
     def rollback(environment: str, guided_failure: bool | None = None) -> dict[str, Any]:
-        from snapshots.workspace import Workspace
-
         with Workspace().store.read() as conn:
             current = records.last_successful(conn, project, environment)
             previous = current and records.last_successful(conn, project, environment, before_id=current.id,
@@ -319,10 +311,6 @@ def create_release_flow(spec: ProjectSpec) -> Flow[..., Any]:
 
     def create_release(version: str | None = None, packages: list[str] | None = None, notes: str = "",
                        ignore_existing: bool = False) -> dict[str, Any]:
-        from flows.orchestration.triggers import auto_deploy
-        from snapshots import releases
-        from snapshots.workspace import Workspace
-
         ctx = Workspace()
         logger = get_run_logger()
         with ctx.store.begin() as conn:
@@ -367,8 +355,6 @@ def prefect_actor() -> str:
     """Who asked for a run that came straight from Prefect rather than through ferry (which records the
     requester first and passes the record's id): a Prefect schedule (a project trigger), else a person in the
     Prefect UI or a REST call — recorded as ``prefect-schedule`` / ``prefect-ui``."""
-    from prefect.client.orchestration import get_client
-
     try:
         with get_client(sync_client=True) as client:
             if client.read_flow_run(current_flow_run.id).auto_scheduled:
@@ -407,8 +393,6 @@ def expire_if_late(expires_after: int | None, deployment_id: int | None) -> Stat
 
 def mark_record(deployment_id: int, state: str, message: str) -> None:
     """Finish a ferry deployment record that is not finished yet."""
-    from snapshots.store import records
-    from snapshots.workspace import Workspace
     with Workspace().store.begin() as conn:
         try:
             found = records.get(conn, deployment_id)
@@ -418,10 +402,8 @@ def mark_record(deployment_id: int, state: str, message: str) -> None:
             records.set_state(conn, deployment_id, state, error=message)
 
 
-def _record_for(flow_run: Any) -> int | None:
+def _record_for(flow_run: FlowRun) -> int | None:
     """The ferry deployment record of a flow run: its parameter, else the record that names the run."""
-    from snapshots.store import records
-    from snapshots.workspace import Workspace
     deployment_id = (flow_run.parameters or {}).get("deployment_id")
     if deployment_id is not None:
         return int(deployment_id)
@@ -430,7 +412,7 @@ def _record_for(flow_run: Any) -> int | None:
     return found.id if found else None
 
 
-def _record_cancelled(flow: Any, flow_run: Any, state: Any) -> None:
+def _record_cancelled(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]) -> None:
     """Runs in ``ferry serve`` (or the worker) when a flow run is cancelled: its process was stopped, so
     the record must say so rather than stay Running forever."""
     deployment_id = _record_for(flow_run)
@@ -438,7 +420,7 @@ def _record_cancelled(flow: Any, flow_run: Any, state: Any) -> None:
         mark_record(deployment_id, "Cancelled", state.message or "cancelled")
 
 
-def _record_crashed(flow: Any, flow_run: Any, state: Any) -> None:
+def _record_crashed(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]) -> None:
     deployment_id = _record_for(flow_run)
     if deployment_id is not None:
         mark_record(deployment_id, "Failed", f"crashed: {state.message or 'its process ended unexpectedly'}")
@@ -449,8 +431,6 @@ def __getattr__(name: str) -> Flow[..., Any]:
     match = _ATTRIBUTE.match(name)
     if match is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from snapshots.workspace import Workspace
-
     project = bytes.fromhex(match.group(2)).decode()
     specs = load_specs(Workspace(), [project])
     return BUILDERS[match.group(1)](specs[0])

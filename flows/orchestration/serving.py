@@ -28,9 +28,29 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from flows.orchestration.served_flows import ProjectSpec, load_specs, project_flows
+import cloudpickle
+from prefect.client.orchestration import PrefectClient, get_client
+from prefect.client.schemas.actions import DeploymentScheduleCreate, WorkPoolCreate
+from prefect.client.schemas.filters import (
+    DeploymentFilter,
+    DeploymentFilterId,
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
+from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.schedules import CronSchedule
+from prefect.deployments.runner import EntrypointType
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+from prefect.runner import Runner
+from prefect.states import Cancelled, State
+
+import flows.orchestration.served_flows
+from flows.orchestration import warm_pool
+from flows.orchestration.served_flows import ProjectSpec, deadline, load_specs, mark_record, project_flows
 from flows.orchestration.served_runs import deployment_name
 from snapshots.model.project import DeployLatestTrigger, PromoteTrigger
+from snapshots.workspace import Workspace
 
 logger = logging.getLogger("ferry.serve")
 
@@ -84,12 +104,9 @@ def schedules_for(spec: ProjectSpec) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-async def reconcile_schedules(client: Any, deployment_id: UUID, wanted: list[dict[str, Any]]) -> None:
+async def reconcile_schedules(client: PrefectClient, deployment_id: UUID, wanted: list[dict[str, Any]]) -> None:
     """Make the deployment's ferry-owned schedules (slug ``ferry-trigger-…``) exactly ``wanted``; schedules
     someone added by hand in the UI (other slugs) are left alone."""
-    from prefect.client.schemas.actions import DeploymentScheduleCreate
-    from prefect.client.schemas.schedules import CronSchedule
-
     existing = {s.slug: s for s in await client.read_deployment_schedules(deployment_id)
                 if s.slug and s.slug.startswith(SCHEDULE_PREFIX)}
     by_slug = {w["slug"]: w for w in wanted}
@@ -112,9 +129,9 @@ async def reconcile_schedules(client: Any, deployment_id: UUID, wanted: list[dic
 class Server:
     """Registers deployments, keeps them in step with the store, and sweeps expired scheduled runs."""
 
-    def __init__(self, ctx: Any, options: ServeOptions, say: Callable[[str], None]) -> None:
+    def __init__(self, ctx: Workspace, options: ServeOptions, say: Callable[[str], None]) -> None:
         self.ctx, self.options, self.say = ctx, options, say
-        self.runner: Any = None
+        self.runner: Runner | None = None
         self.registered: dict[tuple[str, str], Registered] = {}
         self._signature: dict[str, tuple[int, int]] = {}
 
@@ -129,9 +146,6 @@ class Server:
             self._signature[spec.name] = signature
 
     async def register(self, spec: ProjectSpec) -> None:
-        from prefect.client.orchestration import get_client
-        from prefect.deployments.runner import EntrypointType
-
         flows = project_flows(spec)
         schedules = schedules_for(spec)
         pool = self.options.work_pool
@@ -156,19 +170,6 @@ class Server:
 
     async def sweep_expired(self) -> int:
         """Cancel scheduled runs of ferry's deployments whose ``expires_after`` passed before they started."""
-        from prefect.client.orchestration import get_client
-        from prefect.client.schemas.filters import (
-            DeploymentFilter,
-            DeploymentFilterId,
-            FlowRunFilter,
-            FlowRunFilterState,
-            FlowRunFilterStateType,
-        )
-        from prefect.client.schemas.objects import StateType
-        from prefect.states import Cancelled
-
-        from flows.orchestration.served_flows import deadline, mark_record
-
         ids = [r.deployment_id for r in self.registered.values()]
         if not ids:
             return 0
@@ -187,7 +188,8 @@ class Server:
                     continue
                 message = (f"expired: scheduled for {expected:%Y-%m-%d %H:%M:%S} UTC, not started by "
                            f"{limit:%Y-%m-%d %H:%M:%S} UTC; cancelled instead of running late")
-                result = await client.set_flow_run_state(run.id, Cancelled(message=message), force=True)
+                cancel: State[None] = Cancelled(message=message)
+                result = await client.set_flow_run_state(run.id, cancel, force=True)
                 if str(getattr(result.status, "value", result.status)).upper() != "ACCEPT":
                     continue
                 cancelled += 1
@@ -209,10 +211,6 @@ class Server:
 
 
 async def ensure_work_pool(name: str) -> None:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import WorkPoolCreate
-    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
-
     async with get_client() as client:
         try:
             await client.read_work_pool(name)
@@ -222,8 +220,6 @@ async def ensure_work_pool(name: str) -> None:
 
 
 async def run(options: ServeOptions, say: Callable[[str], None]) -> None:
-    from snapshots.workspace import Workspace
-
     ctx = Workspace()
     server = Server(ctx, options, say)
     api_task = None
@@ -236,17 +232,11 @@ async def run(options: ServeOptions, say: Callable[[str], None]) -> None:
     if options.work_pool:
         await ensure_work_pool(options.work_pool)
     elif not options.once:
-        from prefect.runner import Runner
-
         server.runner = Runner(name=options.name, query_seconds=options.poll_seconds, limit=options.limit,
                                pause_on_shutdown=False)
         # The runner pickles each served flow into its run's process. Looking a flow up by reference would call
         # flows.orchestration.served_flows.__getattr__ — a store query per run — only to find a different
         # object: pickle by value.
-        import cloudpickle
-
-        import flows.orchestration.served_flows
-
         cloudpickle.register_pickle_by_value(flows.orchestration.served_flows)
     await server.sync()
     if not server.registered:
@@ -276,7 +266,6 @@ async def _serve(server: Server, options: ServeOptions, say: Callable[[str], Non
                 f"`prefect worker start --pool {options.work_pool}`; keeping registrations in step")
             await asyncio.Event().wait()
         else:
-            from flows.orchestration import warm_pool
             pool = warm_pool.install(options.warm)
             say(f"serving (poll every {options.poll_seconds:g}s, up to {options.limit} runs at once, "
                 f"{options.warm if pool else 0} warm process(es)); Ctrl-C stops")

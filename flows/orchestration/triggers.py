@@ -12,19 +12,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from flows.engine.request import DeployRequest, check_and_record
+from flows.orchestration.served_runs import create_run, find_served  # Prefect itself loads only to start a run
+from snapshots import releases
 from snapshots.errors import FerryError
+from snapshots.lifecycle import next_auto_deploy
+from snapshots.model.project import ReleaseOnPushTrigger
+from snapshots.projects import project_names, require_infrastructure, require_project
+from snapshots.store import records
+from snapshots.workspace import Workspace
 
 
-def auto_deploy(ctx: Any, project: str, version: str, say: Callable[[str], None]) -> list[dict[str, Any]]:
+def auto_deploy(ctx: Workspace, project: str, version: str, say: Callable[[str], None]) -> list[dict[str, Any]]:
     """Start deployments of ``version`` to the lifecycle's next auto-deploy environments. Returns what was
     started: [{environment, deployment_id, flow_run_id}]. An environment that already has a deployment of
     this release (any state) is not started again: auto-deploy happens once per release and environment."""
-    from flows.engine.request import DeployRequest, check_and_record
-    from snapshots import releases
-    from snapshots.lifecycle import next_auto_deploy
-    from snapshots.projects import require_infrastructure
-    from snapshots.store import records
-
     with ctx.store.read() as conn:
         release = releases.require(conn, project, version)
         infra = require_infrastructure(conn)
@@ -37,11 +39,6 @@ def auto_deploy(ctx: Any, project: str, version: str, say: Callable[[str], None]
     pending = [env for env in next_auto_deploy(lifecycle, reached) if env not in attempted]
     if not pending:
         return []
-    from flows.orchestration.served_runs import (  # imports Prefect: only when there is something to start
-        create_run,
-        find_served,
-    )
-
     served = find_served(project)
     if served is None or not served.live:
         why = "no `ferry serve` serves it" if served is None else f"its `ferry serve` is not running " \
@@ -65,20 +62,16 @@ def auto_deploy(ctx: Any, project: str, version: str, say: Callable[[str], None]
     return started
 
 
-def served_parameters(request: Any, deployment_id: int | None) -> dict[str, Any]:
+def served_parameters(request: DeployRequest, deployment_id: int | None) -> dict[str, Any]:
     """The served ``deploy-release/<project>`` flow's parameters for a request (the project is built in)."""
     params = request.flow_parameters(deployment_id)
     params.pop("project", None)
     return params
 
 
-def releases_on_push(ctx: Any, package_id: str, version: str, say: Callable[[str], None]) -> list[str]:
+def releases_on_push(ctx: Workspace, package_id: str, version: str, say: Callable[[str], None]) -> list[str]:
     """Create a release of every project whose ``create-release-on-push`` trigger names this package, pinned
     to the pushed version. Returns error messages (the push itself already succeeded)."""
-    from snapshots import releases
-    from snapshots.model.project import ReleaseOnPushTrigger
-    from snapshots.projects import project_names, require_project
-
     with ctx.store.read() as conn:
         wanted = []
         for name in project_names(conn):
