@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import Connection, Row, func, insert, select
 
 from snapshots.canonical import canonical_json
 from snapshots.errors import ConfigError, NotFoundError
@@ -100,7 +100,7 @@ def project_names(conn: Connection) -> list[str]:
                                        .order_by(project_revisions.c.project))]
 
 
-def _revision(row: Any) -> ProjectRevision:
+def _revision(row: Row[Any]) -> ProjectRevision:
     return ProjectRevision(row.id, row.project, row.revision, json.loads(row.document), row.created_at)
 
 

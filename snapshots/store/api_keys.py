@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Column, Connection, Index, Integer, String, Table, Text, insert, select, update
+from sqlalchemy import Column, Connection, Index, Integer, Row, String, Table, Text, insert, select, update
 
 from snapshots.errors import AccessDenied, ConfigError, ConflictError, NotFoundError
 from snapshots.store import audit
@@ -99,7 +99,7 @@ def _sha(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def _key(row: Any) -> ApiKey:
+def _key(row: Row[Any]) -> ApiKey:
     m = row._mapping
     return ApiKey(m["key_id"], m["name"], tuple(json.loads(m["projects"])), tuple(json.loads(m["environments"])),
                   tuple(json.loads(m["actions"])), m["created_at"], m["created_by"], m["expires_at"],

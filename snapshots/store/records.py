@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Select, and_, insert, select, update
+from sqlalchemy import Connection, Row, Select, and_, insert, select, update
 
 from snapshots.canonical import canonical_json
 from snapshots.errors import NotFoundError
@@ -59,7 +59,7 @@ def _query() -> Select[Any]:
     return select(deployments, releases.c.version).join(releases, releases.c.id == deployments.c.release_id)
 
 
-def _deployment(row: Any) -> Deployment:
+def _deployment(row: Row[Any]) -> Deployment:
     m = row._mapping
     return Deployment(m["id"], m["project"], m["release_id"], m["version"], m["environment"],
                       m["variable_snapshot_id"], m["flow_run_id"], m["state"], json.loads(m["parameters"]),

@@ -29,11 +29,15 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from snapshots.errors import ConfigError, TemplateError
 from snapshots.octostache import VariableTable, canonical_name, render, variable_key
 from snapshots.variables.masking import Masker
+
+if TYPE_CHECKING:  # annotations only: the functions take stored dicts or these models alike
+    from snapshots.model import Infrastructure
+    from snapshots.model.project import Variable
 
 KINDS = ("step", "target", "role", "environment", "channel")
 """Scope kinds, most specific first (the order of the rank tuple after the kind count)."""
@@ -112,7 +116,7 @@ class ScopeContext:
             object.__setattr__(self, "roles", tuple(self.roles))
 
 
-def scope_of(variable: Mapping[str, Any] | Any) -> dict[str, list[str]]:
+def scope_of(variable: Mapping[str, Any] | Variable) -> dict[str, list[str]]:
     """The scope of a stored variable dict or a ``Variable`` model, as ``{kind: [names]}``."""
     if isinstance(variable, Mapping):
         scope = variable.get("scope") or {}
@@ -120,7 +124,7 @@ def scope_of(variable: Mapping[str, Any] | Any) -> dict[str, list[str]]:
     return {kind: list(getattr(variable.scope, kind)) for kind in KINDS}
 
 
-def _field(variable: Mapping[str, Any] | Any, name: str) -> Any:
+def _field(variable: Mapping[str, Any] | Variable, name: str) -> Any:
     return variable.get(name) if isinstance(variable, Mapping) else getattr(variable, name)
 
 
@@ -152,7 +156,7 @@ class _Candidate:
     scope: dict[str, list[str]] = field(compare=False)
 
     @classmethod
-    def of(cls, index: int, variable: Mapping[str, Any] | Any) -> _Candidate:
+    def of(cls, index: int, variable: Mapping[str, Any] | Variable) -> _Candidate:
         scope = scope_of(variable)
         folded = {kind: frozenset(n.casefold() for n in names) if names else None for kind, names in scope.items()}
         value = _field(variable, "value")
@@ -199,7 +203,7 @@ class VariableIndex:
     target-, role- or step-scoped values are matched per context.
     """
 
-    def __init__(self, variables: Sequence[Mapping[str, Any] | Any]) -> None:
+    def __init__(self, variables: Sequence[Mapping[str, Any] | Variable]) -> None:
         groups: dict[str, list[_Candidate]] = {}
         spelling: dict[str, str] = {}
         for index, variable in enumerate(variables):
@@ -275,7 +279,7 @@ class VariableIndex:
         return shown
 
 
-def resolve(variables: Sequence[Mapping[str, Any] | Any], context: ScopeContext) -> VariableSet:
+def resolve(variables: Sequence[Mapping[str, Any] | Variable], context: ScopeContext) -> VariableSet:
     """The value of every variable for ``context`` (for many contexts, build one ``VariableIndex``)."""
     return VariableIndex(variables).resolve(context)
 
@@ -312,7 +316,7 @@ class _Place:
     label: str
 
 
-def _places(infra: Any | None) -> list[_Place] | None:
+def _places(infra: Infrastructure | None) -> list[_Place] | None:
     if infra is None:
         return None
     places = [_Place(None, None, frozenset(), "every deployment")]  # first: what two unscoped values share
@@ -355,7 +359,7 @@ def _place_matches(c: _Candidate, place: _Place) -> bool:
             and (c.environment is None or place.environment in c.environment))
 
 
-def ambiguities(variables: Sequence[Mapping[str, Any] | Any], infra: Any | None = None,
+def ambiguities(variables: Sequence[Mapping[str, Any] | Variable], infra: Infrastructure | None = None,
                 steps: Iterable[str] | None = None) -> list[tuple[int, int, str]]:
     """Pairs of same-name variables of equal rank that can both apply to one real context.
 
@@ -414,7 +418,7 @@ def is_system_name(name: str) -> bool:
     return _SYSTEM_PATTERN.fullmatch(variable_key(name)) is not None
 
 
-def system_name_clashes(variables: Sequence[Mapping[str, Any] | Any]) -> list[tuple[int, str]]:
+def system_name_clashes(variables: Sequence[Mapping[str, Any] | Variable]) -> list[tuple[int, str]]:
     """Project variables named like a system variable: ``(index, message)``; they would never apply."""
     return [(i, f"variable {_field(v, 'name')!r} is a system variable: ferry sets it for every deployment, "
                 "so a project value would never apply (choose another name)")
