@@ -9,6 +9,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -221,8 +222,14 @@ def test_secret_straight_to_prefect_is_refused(served_secret: Any, prefect_serve
     assert created.status_code == 201, created.text
     run = lab.wait_final(created.json()["id"])
     assert run["state"]["type"] == "FAILED"
-    logs = lab.api.post("/logs/filter", json={"logs": {"flow_run_id": {"any_": [run["id"]]}}}).json()
-    assert any("is sensitive but arrived as a plain Prefect parameter" in entry["message"] for entry in logs), logs
+    refusal = "is sensitive but arrived as a plain Prefect parameter"
+    deadline = time.monotonic() + 20  # the run's last log lines are shipped in batches, after its final state
+    while True:
+        logs = lab.api.post("/logs/filter", json={"logs": {"flow_run_id": {"any_": [run["id"]]}}}).json()
+        if any(refusal in entry["message"] for entry in logs) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert any(refusal in entry["message"] for entry in logs), (run["state"], logs)
     assert not out.exists()
     found = scan_bytes(leaked, pg_dump(prefect_server.database_url), "Prefect database (pg_dump)")
     found.merge(scan_json(leaked, prefect_api_responses(lab.api, run["id"])))
