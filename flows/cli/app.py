@@ -119,6 +119,6 @@ def _context_from_argv(argv: list[str]) -> typer.Context | None:
                 break
             ctx = command.make_context(arg, [], parent=ctx, resilient_parsing=True)
             group = command
-        return ctx  # type: ignore[return-value]
+        return ctx  # type: ignore[return-value]  # a click Context: only its usage line is read
     except Exception:  # best effort: the error line is what matters
         return None

@@ -25,8 +25,9 @@ def _key(*parts: str) -> str:
 
 def start_progress(project: str, environment: str) -> UUID | None:
     # Prefect's async_dispatch types the call as "UUID or coroutine"; called from sync code it is the UUID
-    return create_progress_artifact(0.0, key=_key("ferry", project, environment, "progress"),  # type: ignore[return-value]
-                                    description=f"{project} → {environment}: targets done")
+    artifact = create_progress_artifact(0.0, key=_key("ferry", project, environment, "progress"),
+                                        description=f"{project} → {environment}: targets done")
+    return artifact  # type: ignore[return-value]  # sync call: a UUID (see above)
 
 
 def update_progress(artifact_id: UUID | None, percent: float) -> None:

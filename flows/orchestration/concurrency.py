@@ -14,9 +14,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from uuid import UUID
 
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalConcurrencyLimitUpdate
+from prefect.concurrency._leases import maintain_concurrency_lease
+from prefect.concurrency._sync import acquire_concurrency_slots_with_lease, release_concurrency_slots_with_lease
 from prefect.concurrency.sync import concurrency
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
 LEASE_SECONDS = 60  # Prefect's minimum: a crashed holder frees its slot after at most this long
 _ensured: set[str] = set()
@@ -43,9 +48,6 @@ def ensure_limits(names: list[str]) -> None:
     missing = [n for n in names if n not in _ensured]
     if not missing:
         return
-    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalConcurrencyLimitUpdate
-    from prefect.exceptions import ObjectAlreadyExists
-
     with get_client(sync_client=True) as client:
         existing: dict[str, int] = {}
         offset = 0
@@ -83,9 +85,6 @@ def slot(*names: str, on_lease: Callable[[str], None] | None = None) -> Iterator
         with concurrency(list(names), occupy=1, strict=True, lease_duration=LEASE_SECONDS):
             yield
         return
-    from prefect.concurrency._leases import maintain_concurrency_lease
-    from prefect.concurrency._sync import acquire_concurrency_slots_with_lease, release_concurrency_slots_with_lease
-
     acquired = acquire_concurrency_slots_with_lease(list(names), 1, strict=True, lease_duration=LEASE_SECONDS)
     try:
         on_lease(str(acquired.lease_id))
@@ -97,10 +96,6 @@ def slot(*names: str, on_lease: Callable[[str], None] | None = None) -> Iterator
 
 def release_lease(lease_id: str) -> bool:
     """Free the slots a dead process held (False when the lease is already gone: expired or released)."""
-    from uuid import UUID
-
-    from prefect.exceptions import ObjectNotFound
-
     with get_client(sync_client=True) as client:
         try:
             client.release_concurrency_slots_with_lease(UUID(lease_id))

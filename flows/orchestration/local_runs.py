@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import IO
 
 from flows.engine.request import DeployRequest
 from snapshots.settings import open_private_log
@@ -67,10 +68,11 @@ def run_detached(ctx: Workspace, request: DeployRequest, deployment_id: int) -> 
     return log
 
 
-def _spawn(params: dict[str, object], **streams: object) -> subprocess.Popen[bytes]:
+def _spawn(params: dict[str, object], *, stdout: IO[bytes] | int | None = None,
+           stderr: IO[bytes] | int | None = None) -> subprocess.Popen[bytes]:
     """Start the child in a session of its own and hand it the flow parameters on stdin."""
     child = subprocess.Popen([sys.executable, "-m", ENTRY], stdin=subprocess.PIPE, start_new_session=True,
-                             env=os.environ.copy(), **streams)  # type: ignore[call-overload]
+                             env=os.environ.copy(), stdout=stdout, stderr=stderr)
     assert child.stdin is not None
     try:
         child.stdin.write(json.dumps(params).encode("utf-8"))

@@ -135,8 +135,8 @@ def prompted_model(spec: ProjectSpec) -> Any:
         if words:
             schema["description"] = " ".join(words)
         schema["position"] = i
-        # a type built at run time (pydantic reads it; mypy cannot check a type held in a variable)
-        annotation = Annotated[kind | None, WithJsonSchema(schema)]  # type: ignore[valid-type]
+        # a type built at run time for pydantic: mypy cannot check a type held in a variable
+        annotation = Annotated[kind | None, WithJsonSchema(schema)]  # type: ignore[valid-type]  # run-time type
         # Default "", not None: the V1 UI would send a text field's null, and its own validation refuse it.
         fields[f"v{i}"] = (annotation, Field("", alias=item.name))
     # Required in the form (its JSON schema), not when the run starts: by then ferry's proxy has moved the
@@ -269,7 +269,7 @@ def promote_flow(spec: ProjectSpec) -> Flow[..., Any]:
         guided_failure: Pause on a failed step and ask in this UI. Empty: the environment's setting.{_EXPIRY_DOC}
     """
     # a Literal of this project's environments, built at run time for Prefect's form (no static type)
-    envs = Literal[spec.environments]  # type: ignore[name-defined]
+    envs = Literal[spec.environments]  # type: ignore[name-defined]  # run-time Literal
     annotations = {"from_environment": envs, "to_environment": envs, "guided_failure": bool | None,
                    "expires_after": int | None, "return": Any}
     return _finish(promote, "promote", spec, annotations, doc, run_name,

@@ -228,6 +228,7 @@ class PrefectProxy:
 
     async def websocket(self, ws: WebSocket) -> None:
         import websockets
+        from websockets.typing import Subprotocol
 
         path = ws.url.path
         root = ws.scope.get("root_path", "")
@@ -236,10 +237,11 @@ class PrefectProxy:
         target = self.upstream.replace("http://", "ws://", 1).replace("https://", "wss://", 1) + path
         if ws.url.query:
             target += "?" + ws.url.query
-        protocols = [p.strip() for p in ws.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
+        protocols = [Subprotocol(p.strip()) for p in ws.headers.get("sec-websocket-protocol", "").split(",")
+                     if p.strip()]
         headers = {k: v for k, v in ws.headers.items() if k.lower() in ("authorization", "cookie", "origin")}
         try:
-            upstream = await websockets.connect(target, subprotocols=protocols or None,  # type: ignore[arg-type]
+            upstream = await websockets.connect(target, subprotocols=protocols or None,
                                                 additional_headers=headers, open_timeout=10, max_size=None)
         except Exception as exc:
             logger.warning(f"websocket {path}: Prefect refused: {type(exc).__name__}: {exc}")

@@ -223,7 +223,9 @@ def parse_date(text: str) -> When | None:
         if tz and tz.upper() in ("Z", "GMT", "UTC"):
             offset = timedelta(0)
         elif tz:
-            sign, hours, minutes = re.fullmatch(r"([+-])(\d{1,2}):?(\d{2})?", tz).groups()  # type: ignore[union-attr]
+            tz_match = re.fullmatch(r"([+-])(\d{1,2}):?(\d{2})?", tz)
+            assert tz_match is not None, tz  # the date pattern only lets such offsets through
+            sign, hours, minutes = tz_match.groups()
             offset = (-1 if sign == "-" else 1) * timedelta(hours=int(hours), minutes=int(minutes or 0))
         return When(wall, ticks, "unspecified", offset)
     return None

@@ -96,7 +96,7 @@ class Runtime:
         if self.stack and (secret := self._sensitive_in_stack()) is not None:
             variable = secret
         err = TemplateError(self.message(tok, text), variable=variable, line=at.line or None, column=at.col or None)
-        err.where = self.where  # type: ignore[attr-defined]
+        err.where = self.where  # type: ignore[attr-defined]  # extra context, not a TemplateError field
         return err
 
     def fail(self, tok: Tok, text: str) -> Sentinel:

@@ -207,7 +207,7 @@ def sweep_partials(dest_dir: Path) -> list[Path]:
             age = time.time() - path.stat().st_mtime
         except OSError:
             continue
-        dead = bool(m) and m.group(1) == host and not _alive(int(m.group(2)))  # type: ignore[union-attr]
+        dead = m is not None and m.group(1) == host and not _alive(int(m.group(2)))
         if dead or age > STALE_SECONDS:
             try:
                 path.unlink()

@@ -191,7 +191,7 @@ def run(ctx: StepContext) -> None:
     else:
         url = ctx.render(step.feed_url or "", f"{ctx.where} feed_url").rstrip("/") + "/" + ref.filename
         # WinRM-only: the invoke check above let only a WinRM transport through
-        pulled = transport.pull(url, plan.package_file, ref.sha256)  # type: ignore[attr-defined]
+        pulled = transport.pull(url, plan.package_file, ref.sha256)  # type: ignore[attr-defined]  # WinRM
         ctx.log(f"the target downloaded {url} (sha256 verified)" if pulled
                 else f"{ref.filename} is already on the target (same sha256)")
     result_line: list[str] = []

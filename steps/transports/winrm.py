@@ -257,7 +257,7 @@ class WinRmTransport:
                 self.endpoint, transport=_AUTH_METHODS[spec.auth],
                 username=spec.username, password=self._password, server_cert_validation=validation,
                 # None (requests' own bundle) is a value pywinrm handles but leaves out of its annotation
-                ca_trust_path=ca if ca is not None else None,  # type: ignore[arg-type]
+                ca_trust_path=ca if ca is not None else None,  # type: ignore[arg-type]  # None is accepted
                 read_timeout_sec=int(spec.read_timeout), operation_timeout_sec=int(spec.operation_timeout),
                 # over HTTP the body must be sealed with the auth session key; "always" refuses auth that can't
                 message_encryption="always" if spec.scheme == "http" else "auto",
