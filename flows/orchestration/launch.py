@@ -7,15 +7,32 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 from flows.engine.request import DeployRequest, check_and_record
-from flows.orchestration.served_runs import Served, create_run, find_served, run_url
+from flows.orchestration.served_runs import Served, client_or_new, create_run, find_served, run_url
 from snapshots.errors import ConfigError, ConflictError, NotFoundError
 from snapshots.store import audit, records
+
+_local = threading.local()
+
+
+def prefect_client() -> Any:
+    """A started Prefect client for this thread, kept for the next request: ``ferry serve``'s API answers from
+    a pool of threads, and building a client (an httpx client and its TLS context) costs ~0.3 s on a loaded
+    machine — more than the requests it then makes (~20 ms each)."""
+    client = getattr(_local, "client", None)
+    if client is None:
+        from prefect.client.orchestration import get_client
+
+        client = get_client(sync_client=True)
+        client.__enter__()
+        _local.client = client
+    return client
 
 
 class Acting:
@@ -59,7 +76,7 @@ def record(ctx: Any, request: DeployRequest, actor: str | None = None) -> Launch
 
 
 def start_served(ctx: Any, served: Served, launched: Launched, *, at: datetime | None = None,
-                 expires: datetime | None = None, tags: list[str] | None = None) -> Launched:
+                 expires: datetime | None = None, tags: list[str] | None = None, client: Any = None) -> Launched:
     """A flow run of the served deployment for a recorded deployment (now, or scheduled ``at``). If Prefect
     refuses the run, the record says so (Failed, not started) and the error goes on."""
     from flows.orchestration.served_flows import mark_record
@@ -69,7 +86,7 @@ def start_served(ctx: Any, served: Served, launched: Launched, *, at: datetime |
     if expires is not None:
         params["expires_after"] = max(1, int((expires - (at or datetime.now(UTC))).total_seconds()))
     try:
-        run = create_run(served, params, at=at, tags=tags)
+        run = create_run(served, params, at=at, tags=tags, client=client)
     except Exception as exc:
         mark_record(launched.deployment_id, records.FAILED, f"not started: {exc}")
         raise
@@ -78,24 +95,25 @@ def start_served(ctx: Any, served: Served, launched: Launched, *, at: datetime |
     return replace(launched, served=served, flow_run=run)
 
 
-def require_served(project: str) -> Served:
+def require_served(project: str, client: Any = None) -> Served:
     """The project's served deploy-release deployment; refused when ``ferry serve`` does not serve it (yet)."""
-    served = find_served(project)
+    served = find_served(project, client=client)
     if served is None:
         raise ConflictError(f"{project} is not served yet: ferry serve registers a project within its "
                             "--sync-seconds of `ferry apply`")
     return served
 
 
-def launch(ctx: Any, request: DeployRequest, actor: str, *, tags: list[str] | None = None) -> Launched:
+def launch(ctx: Any, request: DeployRequest, actor: str, *, tags: list[str] | None = None,
+           client: Any = None) -> Launched:
     """What the API does for a deploy / promote / rollback: record as ``actor``, then start a flow run of the
     project's served deployment. Checked before anything is recorded: a project nobody serves is refused."""
     from snapshots.projects import require_project
 
     with ctx.store.read() as conn:
         require_project(conn, request.project)
-    served = require_served(request.project)
-    return start_served(ctx, served, record(ctx, request, actor), tags=tags)
+    served = require_served(request.project, client)
+    return start_served(ctx, served, record(ctx, request, actor), tags=tags, client=client)
 
 
 def promote_request(ctx: Any, project: str, from_env: str, to_env: str, **options: Any) -> DeployRequest:
@@ -130,12 +148,10 @@ def answer(ctx: Any, deployment_id: int, action: str, notes: str, actor: str) ->
     return message
 
 
-def cancel(ctx: Any, deployment_id: int, actor: str) -> str:
-    """Cancel a deployment: its flow run is cancelled (a queued one outright, a running one stops) and the
-    record says who cancelled it."""
-    from prefect.client.orchestration import get_client
-
-    from flows.orchestration.served_runs import _cancel
+def cancel(ctx: Any, deployment_id: int, actor: str, client: Any = None) -> str:
+    """Cancel a deployment: its flow run is cancelled (one that has not started running outright, a running
+    one stops) and the record says who cancelled it."""
+    from prefect.states import Cancelled, Cancelling
 
     with ctx.store.read() as conn:
         found = records.get(conn, deployment_id)
@@ -143,8 +159,15 @@ def cancel(ctx: Any, deployment_id: int, actor: str) -> str:
         raise ConflictError(f"deployment #{deployment_id} has already finished ({found.state})")
     reason = f"cancelled by {actor}"
     if found.flow_run_id:
-        with get_client(sync_client=True) as client:
-            _cancel(client, UUID(found.flow_run_id), reason)
+        run_id = UUID(found.flow_run_id)
+        with client_or_new(client) as prefect:
+            state = prefect.read_flow_run(run_id).state
+            if state is None or not state.is_final():
+                # Scheduled or Pending: no process runs its code yet. Cancelling would wait for a runner to stop
+                # a process; one that is only starting exits on its own and leaves the run Cancelling forever.
+                waiting = state is None or state.is_scheduled() or state.is_pending()
+                prefect.set_flow_run_state(run_id, Cancelled(message=reason) if waiting
+                                           else Cancelling(message=reason), force=True)
     with ctx.store.begin() as conn:
         current = records.get(conn, deployment_id)
         if current.state not in records.FINISHED and (not found.flow_run_id or current.state == records.QUEUED):
@@ -174,13 +197,13 @@ _task_names: dict[str, str] = {}
 """task run id → name: log lines name their task; the names never change, so ask Prefect once each."""
 
 
-def read_log(ctx: Any, deployment_id: int, after: str | None = None, limit: int = 200) -> dict[str, Any]:
+def read_log(ctx: Any, deployment_id: int, after: str | None = None, limit: int = 200,
+             client: Any = None) -> dict[str, Any]:
     """Log lines of a deployment's flow run after ``after`` (an opaque cursor from the last call), the cursor
     for the next call, the flow run's state, and whether the deployment has finished and succeeded (from the
     ferry record, which is the deployment's truth)."""
     from logging import getLevelName
 
-    from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId, LogFilterTimestamp
     from prefect.client.schemas.sorting import LogSort
 
@@ -195,8 +218,8 @@ def read_log(ctx: Any, deployment_id: int, after: str | None = None, limit: int 
         since = datetime.fromisoformat(cursor["after"]) if cursor else None
         seen = set(cursor.get("seen", []))
         ended = bool(cursor.get("ended"))
-        with get_client(sync_client=True) as client:
-            logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id]),
+        with client_or_new(client) as prefect:
+            logs = prefect.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id]),
                                               timestamp=LogFilterTimestamp(after_=since) if since else None),
                                     limit=limit, sort=LogSort.TIMESTAMP_ASC)
             for log in logs:
@@ -205,7 +228,7 @@ def read_log(ctx: Any, deployment_id: int, after: str | None = None, limit: int 
                 if log.task_run_id is None and log.message.startswith("Finished in state"):
                     ended = True
                 lines.append({"at": log.timestamp.isoformat(), "level": getLevelName(log.level),
-                              "task": _task_name(client, log.task_run_id), "message": log.message})
+                              "task": _task_name(prefect, log.task_run_id), "message": log.message})
             if logs:
                 last = logs[-1].timestamp
                 same = [str(log.id) for log in logs if log.timestamp == last]
@@ -214,7 +237,7 @@ def read_log(ctx: Any, deployment_id: int, after: str | None = None, limit: int 
                 cursor = {"after": last.isoformat(), "seen": sorted(set(same))}
             if cursor:
                 cursor["ended"] = ended
-            run = client.read_flow_run(run_id)
+            run = prefect.read_flow_run(run_id)
         if run.state is not None:
             state = run.state.name or str(run.state.type.value)
         # Log lines reach Prefect in batches, some after the final state: the log is complete once the

@@ -12,6 +12,7 @@ import re
 import sys
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -69,16 +70,26 @@ def run_url(flow_run_id: UUID) -> str:
     return f"{str(ui).rstrip('/')}/runs/flow-run/{flow_run_id}" if ui else ""
 
 
-def find_served(project: str, flow: str = "deploy-release") -> Served | None:
+def client_or_new(client: SyncPrefectClient | None) -> AbstractContextManager[SyncPrefectClient]:
+    """The caller's started client (kept open: ``ferry serve``'s API reuses one per thread, as building one
+    costs ~0.3 s on a loaded machine), else a new one for this call."""
+    if client is not None:
+        return nullcontext(client)
+    from prefect.client.orchestration import get_client
+
+    return get_client(sync_client=True)
+
+
+def find_served(project: str, flow: str = "deploy-release", *,
+                client: SyncPrefectClient | None = None) -> Served | None:
     """The project's served deployment, or None when no Prefect API is configured or none is registered."""
     if not api_url():
         return None
-    from prefect.client.orchestration import get_client
     from prefect.exceptions import ObjectNotFound
 
     try:
-        with get_client(sync_client=True) as client:
-            found = client.read_deployment_by_name(f"{flow}/{deployment_name(project)}")
+        with client_or_new(client) as prefect:
+            found = prefect.read_deployment_by_name(f"{flow}/{deployment_name(project)}")
     except ObjectNotFound:
         return None
     except Exception as exc:  # the API is configured but not answering: running locally would fail too
@@ -87,16 +98,16 @@ def find_served(project: str, flow: str = "deploy-release") -> Served | None:
 
 
 def create_run(served: Served, parameters: dict[str, Any], *, at: datetime | None = None,
-               name: str | None = None, tags: list[str] | None = None) -> FlowRun:
+               name: str | None = None, tags: list[str] | None = None,
+               client: SyncPrefectClient | None = None) -> FlowRun:
     """A flow run of the served deployment, scheduled now or at ``at``; returns Prefect's FlowRun."""
-    from prefect.client.orchestration import get_client
     from prefect.exceptions import PrefectHTTPStatusError
     from prefect.states import Scheduled
 
     state: State[Any] = Scheduled(scheduled_time=at) if at is not None else Scheduled()
     try:
-        with get_client(sync_client=True) as client:
-            return client.create_flow_run_from_deployment(served.id, parameters=parameters, state=state, name=name,
+        with client_or_new(client) as prefect:
+            return prefect.create_flow_run_from_deployment(served.id, parameters=parameters, state=state, name=name,
                                                           tags=["ferry", *(tags or [])])
     except PrefectHTTPStatusError as exc:
         detail = exc.response.json().get("detail", exc.response.text) if exc.response.content else str(exc)

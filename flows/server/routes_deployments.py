@@ -40,11 +40,12 @@ def whoami(key: ApiKey = Depends(current_key)) -> dict[str, Any]:
 def deploy(body: DeployBody, request: Request, key: ApiKey = Depends(current_key)) -> dict[str, Any]:
     """Check, record (as ``key:<name>``) and start a flow run of the project's served deploy-release."""
     from flows.engine.request import DeployRequest
-    from flows.orchestration.launch import launch
+    from flows.orchestration.launch import launch, prefect_client
 
     authorize(request, key, "deploy", body.project, body.environment)
     deployment = DeployRequest(body.project, body.release, body.environment, **body.options())
-    return launch(workspace(request), deployment, key.actor, tags=["api", key.actor]).as_dict()
+    return launch(workspace(request), deployment, key.actor, tags=["api", key.actor],
+                  client=prefect_client()).as_dict()
 
 
 class PlanBody(DeployBody):
@@ -108,10 +109,10 @@ def log(deployment_id: int, request: Request, after: str | None = None,
         key: ApiKey = Depends(current_key)) -> dict[str, Any]:
     """Log lines after the cursor ``after``; ``next`` is the cursor for the next call. Poll until
     ``finished`` (then ``ok`` says whether it succeeded)."""
-    from flows.orchestration.launch import read_log
+    from flows.orchestration.launch import prefect_client, read_log
 
     _deployment(request, key, deployment_id)
-    return read_log(workspace(request), deployment_id, after)
+    return read_log(workspace(request), deployment_id, after, client=prefect_client())
 
 
 @router.post("/deployments/{deployment_id}/answer")
@@ -127,10 +128,11 @@ def answer(deployment_id: int, body: AnswerBody, request: Request,
 @router.post("/deployments/{deployment_id}/cancel")
 def cancel(deployment_id: int, request: Request, key: ApiKey = Depends(current_key)) -> dict[str, Any]:
     from flows.orchestration.launch import cancel as cancel_deployment
+    from flows.orchestration.launch import prefect_client
 
     found = _deployment(request, key, deployment_id)
     authorize(request, key, "deploy", found.project, found.environment)
-    return {"message": cancel_deployment(workspace(request), deployment_id, key.actor)}
+    return {"message": cancel_deployment(workspace(request), deployment_id, key.actor, prefect_client())}
 
 
 @router.get("/audit")

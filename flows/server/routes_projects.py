@@ -64,7 +64,7 @@ def release_summary(release: Any) -> dict[str, Any]:
 def create_release(project: str, body: ReleaseBody, request: Request,
                    key: ApiKey = Depends(current_key)) -> JSONResponse:
     """Freeze a release (then the lifecycle's auto-deploys, and ``deploy_to``), recorded as the key."""
-    from flows.orchestration.launch import acting_as, launch
+    from flows.orchestration.launch import acting_as, launch, prefect_client
     from flows.orchestration.served_runs import api_url
     from flows.orchestration.triggers import auto_deploy
     from snapshots import releases
@@ -88,7 +88,7 @@ def create_release(project: str, body: ReleaseBody, request: Request,
         if any(s["environment"] == environment for s in started):
             continue
         launched = launch(ctx, DeployRequest(project, release.version, environment), key.actor,
-                          tags=["api", key.actor])
+                          tags=["api", key.actor], client=prefect_client())
         started.append({"environment": environment, **launched.as_dict()})
     return JSONResponse({"project": project, "version": release.version, "digest": release.digest,
                          "created": created, "deployments": started, "messages": messages},
@@ -125,25 +125,26 @@ def show_release(project: str, version: str, request: Request, key: ApiKey = Dep
 
 @router.post("/projects/{project}/promote", status_code=201)
 def promote(project: str, body: PromoteBody, request: Request, key: ApiKey = Depends(current_key)) -> dict[str, Any]:
-    from flows.orchestration.launch import launch, promote_request
+    from flows.orchestration.launch import launch, prefect_client, promote_request
 
     authorize(request, key, "deploy", project, body.to)
     ctx = workspace(request)
     deploy = promote_request(ctx, project, body.from_, body.to, **body.options())
-    return launch(ctx, deploy, key.actor, tags=["api", key.actor]).as_dict()
+    return launch(ctx, deploy, key.actor, tags=["api", key.actor], client=prefect_client()).as_dict()
 
 
 @router.post("/projects/{project}/rollback", status_code=201)
 def rollback(project: str, body: RollbackBody, request: Request,
              key: ApiKey = Depends(current_key)) -> dict[str, Any]:
-    from flows.orchestration.launch import launch, rollback_request
+    from flows.orchestration.launch import launch, prefect_client, rollback_request
 
     authorize(request, key, "deploy", project, body.environment)
     ctx = workspace(request)
     options = body.options()
     options.pop("force")
     deploy, current = rollback_request(ctx, project, body.environment, **options)
-    return {**launch(ctx, deploy, key.actor, tags=["api", key.actor]).as_dict(), "rolled_back_from": current}
+    launched = launch(ctx, deploy, key.actor, tags=["api", key.actor], client=prefect_client())
+    return {**launched.as_dict(), "rolled_back_from": current}
 
 
 @router.get("/projects/{project}/status")
