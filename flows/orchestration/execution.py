@@ -81,8 +81,8 @@ class Engine:
     errors: list[str] = field(default_factory=list)
     summary: list[dict[str, Any]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _journal: dict[str, dict[str, Any] | None] = field(default_factory=dict)
-    """target → its journal entry when it is already at this release (None: it is not), as this run found it."""
+    _journal: dict[str, tuple[bool, dict[str, Any]]] = field(default_factory=dict)
+    """target → (already at this release?, its journal entry as this run found it)."""
     _progress: UUID | None = None
     _units_total: int = 0
     _units_done: int = 0
@@ -201,8 +201,9 @@ class Engine:
                rolling_back: bool = False) -> Outcome:
         """The unit's steps in order on one target (holding that target's concurrency slot)."""
         try:
-            current = not rolling_back and self._already_current(target)
-            done, why = self._unfinished(index, unit, target, release) if current else ({}, None)
+            resume = not rolling_back and not self.plan.force
+            current = resume and self._already_current(target)
+            done, why = self._unfinished(index, unit, target, release, current) if resume else ({}, None)
             if not current or why is not None:
                 self._mark(target, release, index, unit, done)
         except FerryError as exc:  # e.g. the target is unreachable: say so, as a failure of its first step
@@ -441,21 +442,22 @@ class Engine:
             return False
         with self._lock:
             if target.name in self._journal:
-                return self._journal[target.name] is not None
-        entry = journal.read(self.pool.get(target), self.plan.project, self.plan.environment.name)
-        current = bool(entry and entry.get("digest") == self.plan.current.release.digest
+                return self._journal[target.name][0]
+        entry = journal.read(self.pool.get(target), self.plan.project, self.plan.environment.name) or {}
+        current = bool(entry.get("digest") == self.plan.current.release.digest
                        and entry.get("variables_revision") == self.plan.current.variables_revision)
         with self._lock:  # the entry as this run found it: an unfinished unit's marker is read from here
-            self._journal[target.name] = entry if current else None
+            self._journal[target.name] = (current, entry)
         return current
 
-    def _unfinished(self, index: int, unit: Unit, target: Target, release: ReleasePlan
+    def _unfinished(self, index: int, unit: Unit, target: Target, release: ReleasePlan, current: bool
                     ) -> tuple[dict[int, str], str | None]:
-        """For a target whose journal is current: the unit's steps already done and why the rest must run —
-        an earlier run stopped inside this unit (its ``in_progress`` marker), or the target is out of its
-        load balancer although the journal says it is finished. ``({}, None)``: nothing left, skip it."""
+        """The unit's steps already done on this target and why the rest must run: an earlier run of this
+        release stopped inside the unit (its ``in_progress`` marker), or — for a target whose journal is
+        current — the target is out of its load balancer. ``({}, None)``: no such thing (a current target is
+        skipped, another runs the whole unit)."""
         with self._lock:
-            entry = self._journal.get(target.name) or {}
+            entry = self._journal.get(target.name, (False, {}))[1]
         marker = entry.get(journal.IN_PROGRESS)
         marker = marker if isinstance(marker, dict) else {}
         steps_done = marker.get("done")
@@ -470,6 +472,8 @@ class Engine:
                    f"on this target; running its remaining steps: {', '.join(left)}")
             self.log(why)
             return done, why
+        if not current:
+            return {}, None
         out = self._out_of_balancer(unit, target, release)
         if out is None:
             self.log(f"{target.name}: already at {release.release.version} (deployment #{entry.get('deployment_id')})"

@@ -550,6 +550,12 @@ class SshTransport:
             channel.close()
         return RunResult(exit_code=code, output_tail=list(tail))
 
+    def _io_error(self, what: str, exc: BaseException, operation: str) -> TransportError:
+        """A failed file operation: "connection to T lost" when that is why (paramiko says "Socket is closed")."""
+        if self._dropped(wait=0.5):
+            return self._error(f"connection to {self.target} lost ({what})", operation)
+        return self._error(f"{what}: {exc}", operation)
+
     def _dropped(self, wait: float = 1.0) -> bool:
         """Whether the connection itself is gone. paramiko closes a dead connection's channels a moment before
         it marks the connection inactive; a script killed by a signal (exit-signal, no exit status) leaves the
@@ -589,7 +595,7 @@ class SshTransport:
             except FileNotFoundError:
                 return None
             except (OSError, paramiko.SSHException, EOFError) as exc:
-                raise self._error(f"cannot read {remote}: {exc}", "read") from exc
+                raise self._io_error(f"cannot read {remote}", exc, "read") from exc
 
     def write_file(self, remote: str, data: bytes, mode: int | None = None) -> None:
         """Replace a small file atomically over SFTP: folders created, bytes to a temp name beside it, then
@@ -612,7 +618,7 @@ class SshTransport:
             except (OSError, paramiko.SSHException, EOFError) as exc:
                 with contextlib.suppress(Exception):
                     sftp.remove(tmp)
-                raise self._error(f"cannot write {remote}: {exc}", "write") from exc
+                raise self._io_error(f"cannot write {remote}", exc, "write") from exc
 
     @staticmethod
     def _sftp_makedirs(sftp: paramiko.SFTPClient, directory: str) -> None:

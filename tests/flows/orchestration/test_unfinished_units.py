@@ -20,6 +20,7 @@ import pytest
 
 from snapshots import projects
 from snapshots.projects import unused_roles
+from tests.flows.local_project import LocalProject
 from tests.flows.local_store import Shop
 from tests.flows.orchestration.test_execution import execute, ready, rolling, states
 from tests.flows.prefect_api import prefect_api  # noqa: F401  (fixture)
@@ -76,7 +77,7 @@ def test_a_unit_stopped_midway_gets_its_remaining_steps_on_a_plain_rerun(shop: S
     assert ran(shop, "dev-01") == ["1", "2", "3", "1", "2", "3"]
 
 
-def test_a_failed_first_deployment_leaves_a_marker_but_no_installed_release(shop: Shop) -> None:
+def test_a_failed_first_deployment_is_resumed_from_its_marker(shop: Shop) -> None:
     ready(shop, rolling(1, STEP.format(n=1), FAILS_WHEN_TOLD))
     (shop.local.target_dir("dev-01") / "fail").parent.mkdir(parents=True, exist_ok=True)
     (shop.local.target_dir("dev-01") / "fail").touch()
@@ -87,7 +88,7 @@ def test_a_failed_first_deployment_leaves_a_marker_but_no_installed_release(shop
     (shop.local.target_dir("dev-01") / "fail").unlink()
     engine, _ = execute(shop, shop.prepare("1.0.0", "Dev", targets=["dev-01"]))
     assert not engine.failed
-    assert ran(shop, "dev-01") == ["1", "1", "2"]  # not current: the whole unit ran again
+    assert ran(shop, "dev-01") == ["1", "2"]  # the marker is for this release: only what was left ran
     entry = journal(shop, "dev-01")
     assert entry["release"] == "1.0.0" and entry["history"] == [] and "in_progress" not in entry
 
@@ -140,3 +141,37 @@ def test_apply_warns_about_a_role_no_target_has(shop: Shop) -> None:
         stored, infra = projects.require_project(conn, "Shop").model(), projects.require_infrastructure(conn)
     assert len(unused_roles(stored, infra)) == 1
     assert unused_roles(stored.model_copy(update={"allow_no_targets": True}), infra) == []
+
+
+# -- through the CLI: exit code, one line, the lifecycle not satisfied, the apply warning ---------------------------
+
+@pytest.fixture
+def cli_project(tmp_path: Path, ferry: Any, prefect_env: dict[str, str]) -> LocalProject:
+    project = LocalProject(tmp_path / "cli", ferry, environments={"Dev": 1, "Prod": 1})
+    project.write([{"name": "Install", "kind": "script", "roles": ["web"], "script": "true"}])
+    project.apply()
+    project.release("1.0.0")
+    return project
+
+
+def test_cli_excluding_every_target_fails_and_the_next_phase_stays_closed(cli_project: LocalProject) -> None:
+    result = cli_project.deploy("1.0.0", "Dev", "--exclude-target", "dev-01")
+    assert result.exit_code == 1, result.output
+    [line] = [text for text in result.stderr.splitlines() if text.startswith("error:")]  # the rest: the run's log
+    assert line == ("error: deployment #1 failed: Install: every target in Dev with role(s) web was left out of "
+                    "this deployment (--target/--exclude-target): dev-01 (allow_no_targets: true on the step or "
+                    "project allows it)")
+    assert cli_project.deployments()[0]["state"] == "Failed"
+    refused = cli_project.deploy("1.0.0", "Prod")
+    assert refused.exit_code == 1 and "cannot be deployed to Prod yet" in refused.stderr
+
+
+def test_cli_apply_warns_about_a_role_typo_on_stderr(cli_project: LocalProject) -> None:
+    cli_project.write([{"name": "Install", "kind": "script", "roles": ["webb"], "script": "true"}])
+    result = cli_project.run("apply", str(cli_project.root / "infrastructure.yaml"),
+                             str(cli_project.root / "project.yaml"))
+    assert result.exit_code == 0, result.output
+    assert result.stderr.strip() == (
+        "warning: project Shop: step 'Install': no target in any environment has role(s) webb (known roles: web); "
+        "its deployments will fail unless it sets allow_no_targets: true")
+    assert "webb" not in result.stdout

@@ -44,7 +44,7 @@ def test_secret_inside_a_longer_hex_dump_is_masked() -> None:
     password = "correct horse battery staple"
     dump = f"deploy:{password}\n".encode().hex()
     out = Masker([password]).mask(f"payload {dump}")
-    assert out == f"payload {'deploy:'.encode().hex()}{MASK}0a"
+    assert out == f"payload {b'deploy:'.hex()}{MASK}0a"
     assert password.encode().hex() not in out
 
 
