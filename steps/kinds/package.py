@@ -70,7 +70,7 @@ find . -type f -printf '@ferry file=%P\n'
 
 _RUN_SCRIPT = r"""
 cd -- "$FERRY_RELEASE_DIR" || exit 1
-export -f ferry_var get_octopusvariable
+export -f ferry_var get_octopusvariable ferry_set set_octopusvariable
 exec bash "./$FERRY_SCRIPT"
 """
 
