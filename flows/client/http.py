@@ -9,7 +9,6 @@ in an error.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import Any, BinaryIO
 
 import httpx
 
+from snapshots.digests import sha256_file
 from snapshots.errors import (
     AccessDenied,
     ConfigError,
@@ -76,13 +76,7 @@ class FollowResult:
 
 def sha256_of(path: Path) -> tuple[str, int]:
     """The file's sha256 and size, read once in chunks (the file is never held in memory)."""
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
+    return sha256_file(path), path.stat().st_size
 
 
 def _chunks(f: BinaryIO) -> Iterator[bytes]:

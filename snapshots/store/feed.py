@@ -26,6 +26,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, insert, select
 
+from snapshots.digests import sha256_file
 from snapshots.errors import ConfigError, ConflictError, NotFoundError, SnapshotIntegrityError, StoreError
 from snapshots.store import audit
 from snapshots.store.engine import now
@@ -237,17 +238,6 @@ def feed_write_error(exc: OSError, where: Path) -> StoreError:
         return StoreError(f"the feed ({where}): the file is too large for this file system or process limit: "
                           "nothing was stored")
     return StoreError(f"cannot write to the feed ({where}): {exc.strerror or exc}: nothing was stored")
-
-
-def sha256_file(path: Path) -> str:
-    """Streamed sha256 (hashlib releases the GIL, so several files hash in parallel threads)."""
-    digest = hashlib.sha256()
-    buffer = bytearray(CHUNK)
-    view = memoryview(buffer)
-    with open(path, "rb", buffering=0) as fh:
-        while n := fh.readinto(buffer):
-            digest.update(view[:n])
-    return digest.hexdigest()
 
 
 def _copy_hashing(source: Path, dest_dir: Path) -> tuple[Path, str, int]:

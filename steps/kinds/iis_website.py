@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from snapshots.digests import sha256_file
 from snapshots.errors import SnapshotIntegrityError, StepFailed
 from snapshots.model.steps import IisWebsiteStep
 from snapshots.variables.configfiles import apply_to_directory
@@ -117,14 +118,6 @@ def iis_parameters(ctx: StepContext) -> IisPlan:
     return IisPlan(parameters, ref, package_file)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _extract(archive: Path, into: Path) -> None:
     name = archive.name.lower()
     if name.endswith((".zip", ".nupkg")):
@@ -176,7 +169,7 @@ def run(ctx: StepContext) -> None:
         ctx.log(f"WARNING: {notice}")
     plan = iis_parameters(ctx)
     ref = plan.package
-    actual = _sha256(ref.path)
+    actual = sha256_file(ref.path)
     if actual != ref.sha256:
         raise SnapshotIntegrityError(f"{ref.path.name} has sha256 {actual}, but release {ctx.release} pinned "
                                      f"{ref.sha256}: refusing to deploy it")

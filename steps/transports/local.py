@@ -13,7 +13,6 @@ are swept when the next transport starts (``steps.scratch``).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import select
@@ -28,6 +27,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from snapshots.digests import sha256_file
 from snapshots.errors import TransportError
 from steps.scratch import sweep
 from steps.transports.bash import BASH_PREAMBLE
@@ -118,12 +118,12 @@ class LocalTransport:
 
     def upload(self, local: Path, remote: str, sha256: str) -> bool:
         dest = self._path(remote)
-        if dest.is_file() and _sha256(dest) == sha256:
+        if dest.is_file() and sha256_file(dest) == sha256:
             return False
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}.uploading")
         shutil.copyfile(local, tmp)
-        if _sha256(tmp) != sha256:
+        if sha256_file(tmp) != sha256:
             tmp.unlink()
             raise TransportError(f"{remote}: sha256 mismatch after copy", target=self.target, operation="upload")
         os.replace(tmp, dest)
@@ -172,14 +172,6 @@ def memory_file(content: bytes, name: str) -> int | None:
     while view:
         view = view[os.write(fd, view):]
     return fd
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _stream(proc: subprocess.Popen[bytes], target: str, timeout: float | None, on_line: LineSink | None) -> RunResult:
