@@ -4,6 +4,7 @@ The CLI, the flows and ``ferry serve`` all open one; only the executor holds wha
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -53,3 +54,14 @@ class Workspace:
     @property
     def actor(self) -> str:
         return self.settings.actor
+
+    def acting_as(self, actor: str | None) -> Workspace:
+        """This workspace seen as another requester (``key:<name>``): the same store, vault and feed, opened
+        once and shared, with ``actor`` — what every record it writes names — set to the requester."""
+        if actor is None or actor == self.actor:
+            return self
+        self.store, self.feed  # noqa: B018 - opened here so the copy shares them instead of opening its own
+        other = Workspace.__new__(Workspace)
+        other.__dict__.update(self.__dict__)
+        other.settings = replace(self.settings, actor=actor)
+        return other

@@ -17,6 +17,7 @@ from flows.engine.request import DeployRequest, check_and_record
 from flows.orchestration.served_runs import Served, client_or_new, create_run, find_served, run_url
 from snapshots.errors import ConfigError, ConflictError, NotFoundError
 from snapshots.store import audit, records
+from snapshots.workspace import Workspace
 
 _local = threading.local()
 
@@ -33,22 +34,6 @@ def prefect_client() -> Any:
         client.__enter__()
         _local.client = client
     return client
-
-
-class Acting:
-    """A workspace seen as another actor: the same store, vault and feed (opened once, shared), with
-    ``actor`` — what every record it writes names — set to the requester."""
-
-    def __init__(self, base: Any, actor: str) -> None:
-        self._base = base
-        self.actor = actor
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._base, name)
-
-
-def acting_as(ctx: Any, actor: str | None) -> Any:
-    return ctx if actor is None or actor == ctx.actor else Acting(ctx, actor)
 
 
 @dataclass(frozen=True)
@@ -68,14 +53,14 @@ class Launched:
                 "flow_run_url": run_url(self.flow_run.id) if self.flow_run is not None else ""}
 
 
-def record(ctx: Any, request: DeployRequest, actor: str | None = None) -> Launched:
+def record(ctx: Workspace, request: DeployRequest, actor: str | None = None) -> Launched:
     """Check the request as the flow will and create its deployment record. ``latest`` becomes the version
     it means now, as recorded, not when the run starts."""
-    deployment_id, version = check_and_record(acting_as(ctx, actor), request)
+    deployment_id, version = check_and_record(ctx.acting_as(actor), request)
     return Launched(deployment_id, replace(request, release=version))
 
 
-def start_served(ctx: Any, served: Served, launched: Launched, *, at: datetime | None = None,
+def start_served(ctx: Workspace, served: Served, launched: Launched, *, at: datetime | None = None,
                  expires: datetime | None = None, tags: list[str] | None = None, client: Any = None) -> Launched:
     """A flow run of the served deployment for a recorded deployment (now, or scheduled ``at``). If Prefect
     refuses the run, the record says so (Failed, not started) and the error goes on."""
@@ -104,7 +89,7 @@ def require_served(project: str, client: Any = None) -> Served:
     return served
 
 
-def launch(ctx: Any, request: DeployRequest, actor: str, *, tags: list[str] | None = None,
+def launch(ctx: Workspace, request: DeployRequest, actor: str, *, tags: list[str] | None = None,
            client: Any = None) -> Launched:
     """What the API does for a deploy / promote / rollback: record as ``actor``, then start a flow run of the
     project's served deployment. Checked before anything is recorded: a project nobody serves is refused."""
@@ -116,7 +101,7 @@ def launch(ctx: Any, request: DeployRequest, actor: str, *, tags: list[str] | No
     return start_served(ctx, served, record(ctx, request, actor), tags=tags, client=client)
 
 
-def promote_request(ctx: Any, project: str, from_env: str, to_env: str, **options: Any) -> DeployRequest:
+def promote_request(ctx: Workspace, project: str, from_env: str, to_env: str, **options: Any) -> DeployRequest:
     """Deploy what last succeeded in ``from_env`` to ``to_env``."""
     with ctx.store.read() as conn:
         last = records.last_successful(conn, project, from_env)
@@ -125,7 +110,7 @@ def promote_request(ctx: Any, project: str, from_env: str, to_env: str, **option
     return DeployRequest(project, last.version, to_env, **options)
 
 
-def rollback_request(ctx: Any, project: str, env: str, **options: Any) -> tuple[DeployRequest, str]:
+def rollback_request(ctx: Workspace, project: str, env: str, **options: Any) -> tuple[DeployRequest, str]:
     """Deploy the environment's previous successful release again (forced). Returns (request, current)."""
     with ctx.store.read() as conn:
         current = records.last_successful(conn, project, env)
@@ -136,7 +121,7 @@ def rollback_request(ctx: Any, project: str, env: str, **options: Any) -> tuple[
     return DeployRequest(project, previous.version, env, **{**options, "force": True}), current.version
 
 
-def answer(ctx: Any, deployment_id: int, action: str, notes: str, actor: str) -> str:
+def answer(ctx: Workspace, deployment_id: int, action: str, notes: str, actor: str) -> str:
     """Answer a paused deployment (guided failure, manual step) and record who answered."""
     from flows.orchestration.pauses import answer_pause
 
@@ -148,7 +133,7 @@ def answer(ctx: Any, deployment_id: int, action: str, notes: str, actor: str) ->
     return message
 
 
-def cancel(ctx: Any, deployment_id: int, actor: str, client: Any = None) -> str:
+def cancel(ctx: Workspace, deployment_id: int, actor: str, client: Any = None) -> str:
     """Cancel a deployment: its flow run is cancelled (one that has not started running outright, a running
     one stops) and the record says who cancelled it."""
     from prefect.states import Cancelled, Cancelling
@@ -197,7 +182,7 @@ _task_names: dict[str, str] = {}
 """task run id → name: log lines name their task; the names never change, so ask Prefect once each."""
 
 
-def read_log(ctx: Any, deployment_id: int, after: str | None = None, limit: int = 200,
+def read_log(ctx: Workspace, deployment_id: int, after: str | None = None, limit: int = 200,
              client: Any = None) -> dict[str, Any]:
     """Log lines of a deployment's flow run after ``after`` (an opaque cursor from the last call), the cursor
     for the next call, the flow run's state, and whether the deployment has finished and succeeded (from the

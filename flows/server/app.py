@@ -17,7 +17,6 @@ import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -35,6 +34,7 @@ from snapshots.errors import (
     SnapshotIntegrityError,
     StoreError,
 )
+from snapshots.workspace import Workspace
 
 logger = logging.getLogger("ferry.server")
 
@@ -62,7 +62,7 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": _one_line(message)}, status_code=status)
 
 
-def create_app(ctx: Any) -> FastAPI:
+def create_app(ctx: Workspace) -> FastAPI:
     """The API over one executor workspace (its store, vault and feed are opened once and shared)."""
     from flows.server import routes_deployments, routes_packages, routes_projects
 
@@ -93,7 +93,7 @@ def create_app(ctx: Any) -> FastAPI:
     return app
 
 
-def _mount_prefect_proxy(app: FastAPI, ctx: Any) -> None:
+def _mount_prefect_proxy(app: FastAPI, ctx: Workspace) -> None:
     """``/prefect``: the Prefect API for the Prefect UI, with prompted values kept out of Prefect
     (``flows.server.prefect_proxy``; point the UI here with PREFECT_UI_API_URL=<this server>/prefect/api)."""
     from flows.orchestration.served_runs import api_url
@@ -186,7 +186,7 @@ class ApiServer:
     def url(self) -> str:
         return self.options.url
 
-    async def serve(self, ctx: Any) -> None:
+    async def serve(self, ctx: Workspace) -> None:
         import uvicorn
 
         class Server(uvicorn.Server):

@@ -30,6 +30,8 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from snapshots.workspace import Workspace
+
 logger = logging.getLogger("ferry.prefect_proxy")
 
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
@@ -60,7 +62,7 @@ class PrefectProxy:
     """The ASGI app. ``ctx``: the executor's workspace (its store and vault); ``upstream``: the Prefect
     server's root URL (``PREFECT_API_URL`` without ``/api``)."""
 
-    def __init__(self, ctx: Any, upstream: str) -> None:
+    def __init__(self, ctx: Workspace, upstream: str) -> None:
         self.ctx = ctx
         self.upstream = upstream.rstrip("/")
         self._client: httpx.AsyncClient | None = None
@@ -282,7 +284,7 @@ class PrefectProxy:
                 await ws.close()
 
 
-def create_proxy(ctx: Any, upstream_api_url: str) -> PrefectProxy:
+def create_proxy(ctx: Workspace, upstream_api_url: str) -> PrefectProxy:
     """The proxy for a Prefect API URL such as ``http://127.0.0.1:4200/api``."""
     root = upstream_api_url.rstrip("/")
     root = root[: -len("/api")] if root.endswith("/api") else root

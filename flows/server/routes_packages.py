@@ -17,6 +17,7 @@ from flows.server.auth import authorize, current_key, workspace
 from snapshots.errors import ConfigError
 from snapshots.store.api_keys import ApiKey
 from snapshots.store.feed import partial_file
+from snapshots.workspace import Workspace
 
 router = APIRouter()
 
@@ -96,12 +97,11 @@ async def push(request: Request, filename: str = Query(..., description="<Id>.<S
     return JSONResponse(body, status_code=201 if created else 200)
 
 
-def _releases_on_push(ctx: Any, key: ApiKey, package: Any, messages: list[str]) -> list[str]:
+def _releases_on_push(ctx: Workspace, key: ApiKey, package: Any, messages: list[str]) -> list[str]:
     """Projects with a create-release-on-push trigger for this package get a release, as after a local push."""
-    from flows.orchestration.launch import acting_as
     from flows.orchestration.triggers import releases_on_push
 
-    return releases_on_push(acting_as(ctx, key.actor), package.package_id, package.version, messages.append)
+    return releases_on_push(ctx.acting_as(key.actor), package.package_id, package.version, messages.append)
 
 
 @router.get("/packages")

@@ -64,7 +64,7 @@ def release_summary(release: Any) -> dict[str, Any]:
 def create_release(project: str, body: ReleaseBody, request: Request,
                    key: ApiKey = Depends(current_key)) -> JSONResponse:
     """Freeze a release (then the lifecycle's auto-deploys, and ``deploy_to``), recorded as the key."""
-    from flows.orchestration.launch import acting_as, launch, prefect_client
+    from flows.orchestration.launch import launch, prefect_client
     from flows.orchestration.served_runs import api_url
     from flows.orchestration.triggers import auto_deploy
     from snapshots import releases
@@ -81,7 +81,7 @@ def create_release(project: str, body: ReleaseBody, request: Request,
     messages: list[str] = []
     started: list[dict[str, Any]] = []
     if created and api_url():
-        started = auto_deploy(acting_as(ctx, key.actor), project, release.version, messages.append)
+        started = auto_deploy(ctx.acting_as(key.actor), project, release.version, messages.append)
     from flows.engine.request import DeployRequest
 
     for environment in body.deploy_to or []:
