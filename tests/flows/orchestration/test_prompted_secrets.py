@@ -6,6 +6,7 @@ on PostgreSQL, ``ferry`` processes, ``ferry serve``, bash on local targets."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -153,10 +154,23 @@ def served_secret(tmp_path: Path, prefect_server: Any, prefect_env: dict[str, st
 
 
 def test_served_prompted_secret_found_nowhere(served_secret: Any, prefect_server: Any, postgres: Any) -> None:
-    """Through ``ferry serve``: ``ferry deploy --variable Sec.Prompt`` (value on stdin) and the Prefect API
-    through ferry's proxy with the form's ``prompted`` object (what the UI sends). Both deployments use the
-    value; a copy of a run's parameters gets nothing; the secret is found 0 times anywhere."""
+    """Through ``ferry serve``: ``ferry deploy --variable Sec.Prompt`` (value on stdin) on the executor, the
+    same from a requester in remote mode (only FERRY_SERVER and a scoped FERRY_API_KEY: the value travels to
+    the executor over the ferry API), and the Prefect API through ferry's proxy with the form's ``prompted``
+    object (what the UI sends). Every deployment uses the value; a copy of a run's parameters gets nothing;
+    the secret is found 0 times anywhere."""
     lab, proxy, out, store_url = served_secret
+    created_key = subprocess.run([FERRY, "api-key", "create", "ci", "--project", lab.name, "--environment", "Dev",
+                                  "--can", "deploy", "--json"], capture_output=True, text=True, env=lab.env,
+                                 timeout=120)
+    assert created_key.returncode == 0, created_key.stdout + created_key.stderr
+    api_key = json.loads(created_key.stdout)["key"]
+    port = proxy.base_url.port
+    requester_home = lab.root / "requester"
+    requester_home.mkdir()
+    requester_env = {"PATH": os.environ["PATH"], "HOME": str(requester_home),
+                     "FERRY_HOME": str(requester_home / "no-ferry-home"),
+                     "FERRY_SERVER": f"http://127.0.0.1:{port}", "FERRY_API_KEY": api_key}
     secret = make_secret()
     expected = hashlib.sha256(secret.encode()).hexdigest()
     deployment = lab.deployment()
@@ -172,6 +186,14 @@ def test_served_prompted_secret_found_nowhere(served_secret: Any, prefect_server
         assert cli.returncode == 0, cli.stdout + cli.stderr
         assert "flow run" in cli.stdout, cli.stdout  # it went through ferry serve, not a local run
         assert out.read_text().strip() == expected
+        out.unlink()
+
+        remote = subprocess.run([FERRY, "deploy", lab.name, "1.0.0", "--to", "Dev", "--variable", "Sec.Prompt",
+                                 "--wait", "--force"], input=secret + "\n", capture_output=True, text=True,
+                                env=requester_env, timeout=300)
+        assert remote.returncode == 0, remote.stdout + remote.stderr
+        assert out.read_text().strip() == expected
+        assert not (requester_home / "no-ferry-home").exists()  # the requester opened no store, key or feed
         out.unlink()
 
         validate = proxy.post("/ui/schemas/validate", json={"schema": schema, "values": {
@@ -198,6 +220,7 @@ def test_served_prompted_secret_found_nowhere(served_secret: Any, prefect_server
     assert patched.status_code == 422, patched.text
 
     records = lab.records()
+    assert any(r["created_by"] == "key:ci" for r in records), records  # the remote deploy names its key
     run_ids = [r["flow_run_id"] for r in records if r["flow_run_id"]] + [copy.json()["id"]]
     report = scan_everything(secret, api=lab.api, flow_run_ids=run_ids,
                              prefect_database_url=prefect_server.database_url,
@@ -205,6 +228,9 @@ def test_served_prompted_secret_found_nowhere(served_secret: Any, prefect_server
                              postgres=postgres)
     report.merge(scan_bytes(secret, pg_dump(store_url), "ferry store (pg_dump)", "database dumps"))
     report.merge(scan_bytes(secret, (cli.stdout + cli.stderr).encode(), "ferry deploy output", "outputs"))
+    report.merge(scan_bytes(secret, (remote.stdout + remote.stderr).encode(), "remote ferry deploy output",
+                            "outputs"))
+    report.merge(scan_files(secret, [requester_home]))
     report.merge(scan_bytes(secret, lab.serve_log().encode(), "ferry serve output", "outputs"))
     report.merge(processes)
     print(report)
