@@ -113,13 +113,20 @@ def _run(plan: DeploymentPlan, deployment_id: int, ctx: Workspace, logger: Logge
 def _run_alive(plan: DeploymentPlan, deployment_id: int, ctx: Workspace, logger: Logger, limit: str,
                target_limits: list[str]) -> dict[str, Any]:
     version = plan.current.release.version
-    _reclaim_dead(ctx, plan, deployment_id, logger)
-    with ctx.store.read() as conn:
-        others = [d for d in records.list_deployments(conn, plan.project, plan.environment.name)
-                  if d.id != deployment_id and d.state in (records.RUNNING, records.PAUSED)]
-    if others:
-        logger.info(f"waiting for deployment #{others[0].id} ({plan.project} {others[0].version} → "
-                    f"{plan.environment.name}, {others[0].state.lower()}) to finish: concurrency limit {limit}")
+    told = False
+    while True:  # a run with a heartbeat is watched here, so one that dies is reclaimed as soon as it falls silent
+        _reclaim_dead(ctx, plan, deployment_id, logger)
+        with ctx.store.read() as conn:
+            others = [d for d in records.list_deployments(conn, plan.project, plan.environment.name)
+                      if d.id != deployment_id and d.state in (records.RUNNING, records.PAUSED)]
+            beating = [d for d in others if records.silent_for(conn, d.id) is not None]
+        if others and not told:
+            logger.info(f"waiting for deployment #{others[0].id} ({plan.project} {others[0].version} → "
+                        f"{plan.environment.name}, {others[0].state.lower()}) to finish: concurrency limit {limit}")
+            told = True
+        if not beating:  # nothing, or only records of an older ferry (no heartbeat): the lease decides
+            break
+        time.sleep(WATCH_EVERY)
 
     def held(lease_id: str) -> None:
         with ctx.store.begin() as conn:
@@ -166,6 +173,8 @@ HEARTBEAT_EVERY = 2.0
 """Seconds between two stamps of the running deployment's record."""
 DEAD_AFTER = 10.0
 """A record silent this long belongs to a process that is gone (killed, crashed, its machine off)."""
+WATCH_EVERY = 1.0
+"""Seconds between two looks at the deployment this one waits for."""
 
 
 class Heartbeat:
