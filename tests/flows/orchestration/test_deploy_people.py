@@ -150,7 +150,10 @@ def test_rerun_after_sigkill_finishes_the_rest_without_redoing_done_targets(proj
 
     def journaled() -> list[str]:
         """Targets whose journal records the release: what a re-run may skip."""
-        return [t for t in project.targets("Prod") if (project.target_dir(t) / ".ferry" / "journal.json").exists()]
+        found = [(t, project.target_dir(t) / ".ferry" / "journal.json") for t in project.targets("Prod")]
+        # a journal may exist earlier, holding only the marker of a unit in progress (issue 13)
+        return [t for t, path in found
+                if path.exists() and "release" in json.loads(path.read_text()).get(f"{project.name}/Prod", {})]
 
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and len(journaled()) < 2:
