@@ -187,8 +187,8 @@ def test_tampered_release_is_refused_by_the_cli_and_by_the_flow(project: LocalPr
     assert result.exit_code == 1
     assert result.stderr.strip().startswith("error: release Shop 1.0.0 was tampered with")
     assert project.deployments() == []
-    flow = subprocess.run([sys.executable, "-m", "flows.orchestration.local_runs",
-                           json.dumps({"project": "Shop", "release": "1.0.0", "environment": "Dev"})],
+    flow = subprocess.run([sys.executable, "-m", "flows.orchestration.local_runs"],  # parameters on stdin
+                          input=json.dumps({"project": "Shop", "release": "1.0.0", "environment": "Dev"}),
                           capture_output=True, text=True, timeout=180)
     assert flow.returncode == 1
     assert "was tampered with" in flow.stdout + flow.stderr
