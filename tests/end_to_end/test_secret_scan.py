@@ -43,8 +43,8 @@ for name in Inline.Secret Env.Secret Prompt.Secret; do
   echo "base64 $name: $(printf '%s' "$value" | base64 -w0)"
   echo "basic auth: $(printf 'deploy:%s' "$value" | base64 -w0)"
   echo "hex $name: $(printf '%s' "$value" | od -An -tx1 | tr -d ' \n')"
-  echo "url $name: $(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$value")"
-  echo "json $name: $(python3 -c 'import json, sys; print(json.dumps(sys.argv[1]))' "$value")"
+  echo "url $name: $(printf '%s' "$value" | python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.stdin.read(), safe=""))')"
+  echo "json $name: $(printf '%s' "$value" | python3 -c 'import json, sys; print(json.dumps(sys.stdin.read()))')"
 done
 """
 
