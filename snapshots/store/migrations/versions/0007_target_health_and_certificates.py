@@ -1,0 +1,18 @@
+"""Target health checks (issue 15 item 1) and certificates (issue 15 item 4). Placeholder claiming the number.
+
+Revision ID: 0007
+Revises: 0006
+"""
+
+revision = '0007'
+down_revision = '0006'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
