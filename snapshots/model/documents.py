@@ -9,13 +9,14 @@ YAML twice is recognised as "no change" although Fernet ciphertexts differ each 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from snapshots.canonical import digest
+from snapshots.certificates import Certificate, CertificateError, parse, read_source
 from snapshots.errors import ConfigError
 from snapshots.model import Infrastructure, Project
 from snapshots.model.common import FromEnv, FromFile
@@ -36,12 +37,19 @@ class LoadedProject:
 class LoadedInfrastructure:
     doc: YamlDocument
     model: Infrastructure
+    certificates: list[Certificate] = field(default_factory=list)
+    """Each ``certificates:`` entry read and parsed (decrypted key in memory until apply encrypts it)."""
 
 
 Loaded = LoadedProject | LoadedInfrastructure
 
 
 def problem_error(doc: YamlDocument, problem: Problem) -> ConfigError:
+    if len(problem.path) == 1 and not doc.resolves(problem.path):
+        # a top-level default the file does not write (``lifecycle: Default``): no line of the file is at fault
+        field = str(problem.path[0])
+        return ConfigError(f"{problem.message} (the file sets no {field}: that is the default)", file=doc.file,
+                           path=field)
     line, path = doc.locate(problem.path)
     return ConfigError(problem.message, file=doc.file, line=line, path=path or None)
 
@@ -62,7 +70,21 @@ def load_file(path: Path) -> Loaded:
         return LoadedProject(doc, project, _resolve_sources(doc, project, path.parent))
     for problem in infrastructure_problems(infra):
         raise problem_error(doc, problem)
-    return LoadedInfrastructure(doc, infra)
+    return LoadedInfrastructure(doc, infra, _read_certificates(doc, infra, path.parent))
+
+
+def _read_certificates(doc: YamlDocument, infra: Infrastructure, base: Path) -> list[Certificate]:
+    """Read and parse every certificate now, so a missing file or a wrong password is refused before
+    anything is stored."""
+    found = []
+    for index, spec in enumerate(infra.certificates):
+        try:
+            data, password = read_source(spec.source, spec.password, name=spec.name, base=base)
+            found.append(parse(data, password, name=spec.name))
+        except CertificateError as exc:
+            line, where = doc.locate(("certificates", index))
+            raise ConfigError(str(exc), file=doc.file, line=line, path=where) from None
+    return found
 
 
 def _resolve_sources(doc: YamlDocument, project: Project, base: Path) -> dict[int, str]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
-from snapshots.model.common import Model, Name, NameList, Seconds, SecretRef
+from snapshots.model.common import FromEnv, Model, Name, NameList, Seconds, SecretRef
 
 
 class Environment(Model):
@@ -40,6 +40,10 @@ class Phase(Model):
         if self.optional:
             return 0
         return len(self.environments) if self.minimum is None else self.minimum
+
+
+DEFAULT_LIFECYCLE = "Default"
+"""The lifecycle a project gets when it names none; built in unless the infrastructure declares one so named."""
 
 
 class Lifecycle(Model):
@@ -117,10 +121,65 @@ class LocalTransport(Model):
 Transport = Annotated[SshTransport | WinRmTransport | LocalTransport, Field(discriminator="kind")]
 
 
+def _duration(value: object) -> object:
+    """``90``, ``"90s"``, ``"10m"``, ``"2h"``, ``"1d"`` → seconds (a person writes intervals in minutes)."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        units = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+        number, unit = (text[:-1], units[text[-1]]) if text and text[-1] in units else (text, 1)
+        try:
+            return float(number) * unit
+        except ValueError:
+            raise ValueError(f"{value!r} is not a duration: write seconds or a number with s, m, h or d "
+                             "(e.g. 10m)") from None
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(_duration), Field(ge=0, le=30 * 86_400)]
+"""Seconds, or text such as ``10m``, ``30s``, ``2h``, ``1d``."""
+
+DEFAULT_MACHINE_POLICY = "Default"
+"""The machine policy of a target that names none; built in (fail on unavailable targets, check every 60 min)
+unless the infrastructure declares one so named."""
+
+
+class HealthCheck(Model):
+    interval: Duration = Field(3600, gt=0, description="How often the served health check connects to the "
+                               "policy's targets (seconds, or 10m / 1h)")
+
+
+class MachinePolicy(Model):
+    """Octopus's machine policy: how often targets are health-checked, and what a deployment does with one that
+    is unavailable."""
+
+    name: Name
+    health_check: HealthCheck = Field(default_factory=HealthCheck, description="The served health check")
+    unavailable_targets: Literal["fail", "skip"] = Field(
+        "fail", description="A target that cannot be reached during a deployment fails it (fail), or is left "
+        "out, reported and the deployment continues (skip: Octopus's 'skip deployment targets if they are or "
+        "become unavailable')")
+    exclude_unhealthy_for: Duration = Field(
+        1800, description="With skip: a target whose last health check failed less than this long ago "
+        "(seconds, or 30m) is left out of deployments up front")
+
+
+class CertificateSpec(Model):
+    """A certificate kept by ferry (issue 15): read at ``ferry apply``, stored encrypted, deployed by the package
+    step (PEM files) and the iis-website step (Cert:\\LocalMachine\\My + HTTPS binding)."""
+
+    name: Name
+    source: str | FromEnv = Field(description="A PFX (.pfx/.p12) or PEM file (certificate + private key), "
+                                  "relative to the YAML file; or {from_env: VAR} holding PEM text or a base64 PFX")
+    password: SecretRef | None = Field(None, description="The PFX's or encrypted key's password (sensitive): "
+                                       "{from_env: VAR} or {from_file: path}, never written in the YAML")
+
+
 class Target(Model):
     name: Name
     environment: Name
     roles: NameList = Field(default_factory=list)
+    machine_policy: Name = Field(DEFAULT_MACHINE_POLICY, description="The machine policy (machine_policies) "
+                                 "deciding health checks and what a deployment does when this target is unavailable")
     hostname: str | None = Field(None, description="Machine.Hostname (defaults to the transport's host)")
     balancer_server: str | None = Field(None, description="Server name in the load balancer (default: name)")
     transport: Transport
@@ -137,12 +196,32 @@ class Infrastructure(Model):
     lifecycles: list[Lifecycle] = Field(default_factory=list)
     load_balancers: list[LoadBalancer] = Field(default_factory=list)
     targets: list[Target] = Field(default_factory=list)
+    machine_policies: list[MachinePolicy] = Field(
+        default_factory=list, description="Health-check interval and unavailable-target handling, by name")
+    certificates: list[CertificateSpec] = Field(
+        default_factory=list, description="Certificates (PFX or PEM) that steps deploy by name")
+
+    def machine_policy(self, name: str) -> MachinePolicy | None:
+        """The policy called ``name``; ``Default`` is built in unless declared."""
+        found = next((p for p in self.machine_policies if p.name == name), None)
+        if found is None and name == DEFAULT_MACHINE_POLICY:
+            return MachinePolicy(name=DEFAULT_MACHINE_POLICY)
+        return found
+
+    def policy_of(self, target: Target) -> MachinePolicy:
+        return self.machine_policy(target.machine_policy) or MachinePolicy(name=target.machine_policy)
 
     def environment(self, name: str) -> Environment | None:
         return next((e for e in self.environments if e.name == name), None)
 
     def lifecycle(self, name: str) -> Lifecycle | None:
-        return next((lc for lc in self.lifecycles if lc.name == name), None)
+        """The lifecycle called ``name``; ``Default`` when none is declared is built in (as in Octopus: every
+        environment in declared order, one phase each)."""
+        found = next((lc for lc in self.lifecycles if lc.name == name), None)
+        if found is None and name == DEFAULT_LIFECYCLE and self.environments:
+            return Lifecycle(name=DEFAULT_LIFECYCLE, phases=[Phase(name=e.name, environments=[e.name])
+                                                             for e in self.environments])
+        return found
 
     def targets_in(self, environment: str) -> list[Target]:
         return [t for t in self.targets if t.environment == environment]

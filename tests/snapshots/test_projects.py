@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from snapshots.errors import ConfigError, NotFoundError
+from snapshots.model.infrastructure import Infrastructure
 from snapshots.projects import (
     apply,
     latest_infrastructure,
@@ -96,17 +97,30 @@ def test_one_infrastructure_and_each_project_once_per_apply(store: Store, sample
 def test_a_new_infrastructure_may_not_strand_a_stored_project(store: Store, sample: Sample) -> None:
     applied(store, sample.infrastructure, sample.project)
     infra = yaml.safe_load(sample.infrastructure.read_text())
-    infra["lifecycles"][0]["name"] = "Renamed"
+    infra["load_balancers"][0]["name"] = "renamed-lb"
     sample.infrastructure.write_text(yaml.safe_dump(infra, sort_keys=False))
     with pytest.raises(ConfigError) as caught:
         applied(store, sample.infrastructure)
-    assert "project 'OctoFX' (stored) would break:" in str(caught.value)
-    assert "Default" in str(caught.value)
+    assert "project 'OctoFX' (stored) would break: unknown load balancer 'web-lb'" in str(caught.value)
     with store.read() as conn:
         assert latest_infrastructure(conn)[0] == 1  # type: ignore[index]
     # applied together with a project that follows the rename, it is fine
-    sample.edit_project(lambda d: d.update(lifecycle="Renamed"))
+    sample.project.write_text(sample.project.read_text().replace("balancer: web-lb", "balancer: renamed-lb"))
     assert [a[2:] for a in applied(store, sample.infrastructure, sample.project)] == [(2, True), (2, True)]
+
+
+def test_without_a_declared_default_lifecycle_the_built_in_one_has_every_environment_in_order(
+        store: Store, sample: Sample) -> None:
+    infra = yaml.safe_load(sample.infrastructure.read_text())
+    del infra["lifecycles"]
+    sample.infrastructure.write_text(yaml.safe_dump(infra, sort_keys=False))
+    sample.project.write_text(sample.project.read_text().replace("lifecycle: Default\n", ""))
+    applied(store, sample.infrastructure, sample.project)
+    model = Infrastructure.model_validate(infra)
+    lifecycle = model.lifecycle("Default")
+    assert lifecycle is not None
+    assert [p.environments for p in lifecycle.phases] == [["Development"], ["Test"], ["Production"]]
+    assert model.lifecycle("Other") is None
 
 
 def test_ambiguous_variables_are_refused_at_the_later_one(store: Store, sample: Sample) -> None:
