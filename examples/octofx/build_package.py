@@ -1,14 +1,15 @@
 """Build ``OctoFX.Web.<version>.tar.gz`` from ``app/``: deterministic bytes for a given version
 (sorted entries, fixed mtimes and owners), so rebuilding a version gives the same sha256.
 
-    python examples/octofx/build_package.py 1.0.0 [OUTDIR]
+    python examples/octofx/build_package.py 1.0.0 [OUTDIR]     (--help: usage)
 """
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import io
-import sys
+import re
 import tarfile
 from pathlib import Path
 
@@ -34,5 +35,19 @@ def build(version: str, outdir: Path, app: Path = APP) -> Path:
     return target
 
 
+def main(argv: list[str] | None = None) -> None:
+    """``--help`` prints help (a version is never taken from an option-looking word)."""
+    parser = argparse.ArgumentParser(prog="build_package.py",
+                                     description="Build OctoFX.Web.<VERSION>.tar.gz from examples/octofx/app "
+                                                 "(deterministic bytes: the same version gives the same sha256).")
+    parser.add_argument("version", metavar="VERSION", help="SemVer of the package, e.g. 1.1.0")
+    parser.add_argument("outdir", metavar="OUTDIR", nargs="?", type=Path, default=Path.cwd(),
+                        help="where to write the file (default: the current directory)")
+    args = parser.parse_args(argv)
+    if not re.fullmatch(r"\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.+-]+)?", args.version):
+        parser.error(f"VERSION {args.version!r} is not a SemVer version such as 1.1.0")
+    print(build(args.version, args.outdir))
+
+
 if __name__ == "__main__":
-    print(build(sys.argv[1], Path(sys.argv[2]) if len(sys.argv) > 2 else Path.cwd()))
+    main()
