@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, func, insert, select
 
+from snapshots import certificates, library, library_checks
 from snapshots.canonical import canonical_json
 from snapshots.errors import ConfigError, NotFoundError
 from snapshots.model import Infrastructure, Project
@@ -142,6 +143,9 @@ def apply(conn: Connection, files: list[Path], vault: Vault, actor: str) -> list
             warning for project in stored for warning in unused_roles(project, infra_files[0].model))}))
     for item in projects:
         applied = _store_project(conn, item, vault, actor)
+        for cert in infra_files[0].certificates:  # new content under a name: a new row (the key encrypted)
+            if certificates.store(conn, vault, cert, actor):
+                audit.record(conn, actor, "certificate.store", cert.info.name, thumbprint=cert.info.thumbprint)
         results.append(Applied(**{**applied.__dict__, "warnings": tuple(unused_roles(item.model, infra))}))
     return results
 

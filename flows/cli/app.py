@@ -16,6 +16,7 @@ from typer.exceptions import TyperException
 
 from flows.cli import (
     api_key_cmds,
+    cert_cmds,
     deploy_cmds,
     key_cmds,
     lab_cmds,
@@ -38,7 +39,7 @@ _debug = {"on": False}
 
 
 for _commands in (project_cmds, package_cmds, release_cmds, deploy_cmds, target_cmds, serve_cmds, lab_cmds,
-                  api_key_cmds, key_cmds):
+                  api_key_cmds, key_cmds, cert_cmds):
     app.add_typer(_commands.app)
 
 

@@ -64,6 +64,14 @@ def infrastructure_problems(infra: Infrastructure) -> list[Problem]:
 
 
 def _step_paths(project: Project) -> list[tuple[Path, Step | ParentStep]]:
+    problems += [Problem(path, message) for path, message in freeze_problems(infra)]
+    problems += _duplicates("machine policy", "machine_policies", [p.name for p in infra.machine_policies])
+    problems += _duplicates("certificate", "certificates", [c.name for c in infra.certificates])
+    for i, target in enumerate(infra.targets):
+        if infra.machine_policy(target.machine_policy) is None:
+            policies = {p.name for p in infra.machine_policies} | {"Default"}
+            problems.append(Problem(("targets", i, "machine_policy"),
+                                    f"unknown machine policy {target.machine_policy!r} (known: {_known(policies)})"))
     out: list[tuple[Path, Step | ParentStep]] = []
     for i, item in enumerate(project.process):
         out.append((("process", i), item))
@@ -118,6 +126,25 @@ def _infrastructure_references(project: Project, infra: Infrastructure,
                                steps: list[tuple[Path, Step | ParentStep]]) -> list[Problem]:
     problems: list[Problem] = []
     envs = {e.name for e in infra.environments}
+        problems += _certificate_references(infra, steps)
+    return problems
+
+
+def _certificate_references(infra: Infrastructure,
+                            steps: list[tuple[Path, Step | ParentStep | TemplateStep]]) -> list[Problem]:
+    """A step's certificate must be one the infrastructure declares (issue 15)."""
+    known = {c.name for c in infra.certificates}
+    problems: list[Problem] = []
+    for path, step in steps:
+        for k, entry in enumerate(getattr(step, "certificates", None) or []):
+            if entry.name not in known:
+                problems.append(Problem((*path, "certificates", k, "name"),
+                                        f"unknown certificate {entry.name!r} (known: {_known(known)})"))
+        site = getattr(step, "site", None)
+        for k, binding in enumerate(getattr(site, "bindings", None) or []):
+            if binding.certificate and binding.certificate not in known:
+                problems.append(Problem((*path, "site", "bindings", k, "certificate"),
+                                        f"unknown certificate {binding.certificate!r} (known: {_known(known)})"))
     targets = {t.name for t in infra.targets}
     balancers = {lb.name for lb in infra.load_balancers}
     if infra.lifecycle(project.lifecycle) is None:

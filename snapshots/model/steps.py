@@ -63,6 +63,20 @@ class ScriptStep(StepBase):
 
 
 class PackageStep(StepBase):
+class CertificateFiles(Model):
+    """Where the package step writes a certificate on a Linux target."""
+
+    name: Name = Field(description="The certificate's name in the infrastructure's certificates:")
+    path: Name = Field(description="Absolute folder on the target for <name>.crt and <name>.key (mode 0600)")
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/") and "#{" not in value:
+            raise ValueError("path must be an absolute folder (/srv/app/tls)")
+        return value
+
+
     """Linux package deployment: releases/<version> folders and an atomic ``current`` symlink."""
 
     kind: Literal["package"]
@@ -77,6 +91,9 @@ class PackageStep(StepBase):
 
     @property
     def config_mode(self) -> int:
+    certificates: list[CertificateFiles] = Field(
+        default_factory=list, description="Certificates (infrastructure certificates:) written as PEM files "
+        "<path>/<name>.crt (chain) and <path>/<name>.key (private key), both mode 0600")
         return int(self.config_file_mode, 8)
 
 
@@ -89,6 +106,9 @@ class Binding(Model):
     sni: bool = False
 
     @field_validator("port")
+    certificate: Name | None = Field(
+        None, description="An infrastructure certificate (certificates:) to import into Cert:\\LocalMachine\\My, "
+        "grant the app pool read on its private key and bind by its thumbprint (instead of thumbprint)")
     @classmethod
     def _port(cls, value: int | str) -> int | str:
         if isinstance(value, str):
@@ -102,10 +122,12 @@ class Binding(Model):
 
     @model_validator(mode="after")
     def _tls(self) -> Binding:
-        if self.protocol == "https" and not self.thumbprint:
-            raise ValueError("an https binding needs a certificate thumbprint")
-        if self.protocol == "http" and (self.thumbprint or self.sni):
-            raise ValueError("an http binding takes no thumbprint or sni")
+        if self.protocol == "https" and not (self.thumbprint or self.certificate):
+            raise ValueError("an https binding needs a certificate thumbprint or certificate")
+        if self.thumbprint and self.certificate:
+            raise ValueError("give thumbprint or certificate, not both")
+        if self.protocol == "http" and (self.thumbprint or self.certificate or self.sni):
+            raise ValueError("an http binding takes no thumbprint, certificate or sni")
         if self.thumbprint and not (_TEMPLATE.search(self.thumbprint)
                                     or re.fullmatch(r"[0-9A-Fa-f]{40}", self.thumbprint)):
             raise ValueError("thumbprint must be 40 hex digits (SHA-1) or a #{...} variable")
