@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, func, insert, select
 
-from snapshots import certificates, library, library_checks
+from snapshots import certificates
 from snapshots.canonical import canonical_json
 from snapshots.errors import ConfigError, NotFoundError
 from snapshots.model import Infrastructure, Project
@@ -139,13 +139,13 @@ def apply(conn: Connection, files: list[Path], vault: Vault, actor: str) -> list
     if infra_files:
         stored = [require_project(conn, name).model() for name in project_names(conn) if name not in seen]
         applied = _store_infrastructure(conn, infra_files[0], current, actor)
+        for cert in infra_files[0].certificates:  # new content under a name: a new row (the key encrypted)
+            if certificates.store(conn, vault, cert, actor):
+                audit.record(conn, actor, "certificate.store", cert.info.name, thumbprint=cert.info.thumbprint)
         results.append(Applied(**{**applied.__dict__, "warnings": tuple(
             warning for project in stored for warning in unused_roles(project, infra_files[0].model))}))
     for item in projects:
         applied = _store_project(conn, item, vault, actor)
-        for cert in infra_files[0].certificates:  # new content under a name: a new row (the key encrypted)
-            if certificates.store(conn, vault, cert, actor):
-                audit.record(conn, actor, "certificate.store", cert.info.name, thumbprint=cert.info.thumbprint)
         results.append(Applied(**{**applied.__dict__, "warnings": tuple(unused_roles(item.model, infra))}))
     return results
 

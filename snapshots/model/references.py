@@ -60,11 +60,6 @@ def infrastructure_problems(infra: Infrastructure) -> list[Problem]:
         if target.environment not in envs:
             problems.append(Problem(("targets", i, "environment"),
                                     f"unknown environment {target.environment!r} (known: {_known(envs)})"))
-    return problems
-
-
-def _step_paths(project: Project) -> list[tuple[Path, Step | ParentStep]]:
-    problems += [Problem(path, message) for path, message in freeze_problems(infra)]
     problems += _duplicates("machine policy", "machine_policies", [p.name for p in infra.machine_policies])
     problems += _duplicates("certificate", "certificates", [c.name for c in infra.certificates])
     for i, target in enumerate(infra.targets):
@@ -72,6 +67,10 @@ def _step_paths(project: Project) -> list[tuple[Path, Step | ParentStep]]:
             policies = {p.name for p in infra.machine_policies} | {"Default"}
             problems.append(Problem(("targets", i, "machine_policy"),
                                     f"unknown machine policy {target.machine_policy!r} (known: {_known(policies)})"))
+    return problems
+
+
+def _step_paths(project: Project) -> list[tuple[Path, Step | ParentStep]]:
     out: list[tuple[Path, Step | ParentStep]] = []
     for i, item in enumerate(project.process):
         out.append((("process", i), item))
@@ -119,19 +118,11 @@ def project_problems(project: Project, infra: Infrastructure | None) -> list[Pro
                 problems.append(Problem(("variables", i, "scope", "step", k), f"unknown step {name!r}"))
     if infra is not None:
         problems += _infrastructure_references(project, infra, steps)
-    return problems
-
-
-def _infrastructure_references(project: Project, infra: Infrastructure,
-                               steps: list[tuple[Path, Step | ParentStep]]) -> list[Problem]:
-    problems: list[Problem] = []
-    envs = {e.name for e in infra.environments}
         problems += _certificate_references(infra, steps)
     return problems
 
 
-def _certificate_references(infra: Infrastructure,
-                            steps: list[tuple[Path, Step | ParentStep | TemplateStep]]) -> list[Problem]:
+def _certificate_references(infra: Infrastructure, steps: list[tuple[Path, Step | ParentStep]]) -> list[Problem]:
     """A step's certificate must be one the infrastructure declares (issue 15)."""
     known = {c.name for c in infra.certificates}
     problems: list[Problem] = []
@@ -145,6 +136,13 @@ def _certificate_references(infra: Infrastructure,
             if binding.certificate and binding.certificate not in known:
                 problems.append(Problem((*path, "site", "bindings", k, "certificate"),
                                         f"unknown certificate {binding.certificate!r} (known: {_known(known)})"))
+    return problems
+
+
+def _infrastructure_references(project: Project, infra: Infrastructure,
+                               steps: list[tuple[Path, Step | ParentStep]]) -> list[Problem]:
+    problems: list[Problem] = []
+    envs = {e.name for e in infra.environments}
     targets = {t.name for t in infra.targets}
     balancers = {lb.name for lb in infra.load_balancers}
     if infra.lifecycle(project.lifecycle) is None:

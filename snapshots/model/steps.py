@@ -62,7 +62,6 @@ class ScriptStep(StepBase):
     parameters: dict[str, str] = Field(default_factory=dict)
 
 
-class PackageStep(StepBase):
 class CertificateFiles(Model):
     """Where the package step writes a certificate on a Linux target."""
 
@@ -77,6 +76,7 @@ class CertificateFiles(Model):
         return value
 
 
+class PackageStep(StepBase):
     """Linux package deployment: releases/<version> folders and an atomic ``current`` symlink."""
 
     kind: Literal["package"]
@@ -88,12 +88,12 @@ class CertificateFiles(Model):
     config_file_mode: str = Field("0640", pattern=r"^0?[0-7]{3}$",
                                   description="Permission bits (octal, quoted: \"0640\") of config files that "
                                               "substitution rewrote: they may hold secrets, so not world-readable")
-
-    @property
-    def config_mode(self) -> int:
     certificates: list[CertificateFiles] = Field(
         default_factory=list, description="Certificates (infrastructure certificates:) written as PEM files "
         "<path>/<name>.crt (chain) and <path>/<name>.key (private key), both mode 0600")
+
+    @property
+    def config_mode(self) -> int:
         return int(self.config_file_mode, 8)
 
 
@@ -103,12 +103,12 @@ class Binding(Model):
     port: int | str = 80
     host: str = ""
     thumbprint: str | None = None
-    sni: bool = False
-
-    @field_validator("port")
     certificate: Name | None = Field(
         None, description="An infrastructure certificate (certificates:) to import into Cert:\\LocalMachine\\My, "
         "grant the app pool read on its private key and bind by its thumbprint (instead of thumbprint)")
+    sni: bool = False
+
+    @field_validator("port")
     @classmethod
     def _port(cls, value: int | str) -> int | str:
         if isinstance(value, str):
