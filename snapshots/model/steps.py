@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from snapshots.model.common import Model, Name, NameList, Seconds
+from snapshots.model.config_transforms import AUTOMATIC_DESCRIPTION, TRANSFORMS_DESCRIPTION, Transform
 
 RunOn = Literal["target", "worker-for-each-target", "worker"]
 _TEMPLATE = re.compile(r"#\{")
@@ -83,6 +84,8 @@ class PackageStep(StepBase):
     package: Name
     root: Name = "/opt/ferry/apps"
     substitute: Substitution = Substitution()
+    transforms: list[Transform] = Field(default_factory=list, description=TRANSFORMS_DESCRIPTION)
+    automatic_transforms: bool = Field(True, description=AUTOMATIC_DESCRIPTION)
     keep: int = Field(3, ge=1, le=100, description="Release folders kept (the one in use is never removed)")
     run_scripts: bool = True
     config_file_mode: str = Field("0640", pattern=r"^0?[0-7]{3}$",
@@ -172,6 +175,8 @@ class IisWebsiteStep(StepBase):
     virtual_path: str | None = Field(None, description="/path for an application or virtual directory")
     app_pool: AppPool | None = None
     substitute: Substitution = Substitution()
+    transforms: list[Transform] = Field(default_factory=list, description=TRANSFORMS_DESCRIPTION)
+    automatic_transforms: bool = Field(True, description=AUTOMATIC_DESCRIPTION)
     app_offline: bool = False
     keep: int = Field(3, ge=1, le=100)
     root: str = r"C:\ferry\Applications"

@@ -33,8 +33,8 @@ from typing import Any
 from snapshots.digests import sha256_file
 from snapshots.errors import SnapshotIntegrityError, StepFailed
 from snapshots.model.steps import IisWebsiteStep
-from snapshots.variables.configfiles import apply_to_directory
 from steps.context import PackageRef, StepContext
+from steps.kinds.config_prep import prepare, transform_plan
 from steps.scratch import private_tempdir
 from steps.transports.winrm import load_script
 
@@ -131,19 +131,27 @@ def _extract(archive: Path, into: Path) -> None:
             package.extractall(into, filter="data")
 
 
+def _names(archive: Path) -> list[str]:
+    """The package's file names ('/' paths) without extracting it: enough to plan the config transforms."""
+    if archive.name.lower().endswith((".zip", ".nupkg")):
+        with zipfile.ZipFile(archive) as package:
+            return [n for n in package.namelist() if not n.endswith("/")]
+    with tarfile.open(archive) as package:
+        return [m.name.removeprefix("./") for m in package.getmembers() if m.isfile()]
+
+
 def substituted_files(ctx: StepContext, package: Path) -> list[dict[str, str]]:
-    """The config files the step substitutes, as they must be on the target: [{Path, Content(base64)}] for each
-    file whose bytes changed (Windows separators), computed on the worker from the verified package."""
+    """The config files the step substitutes or transforms, as they must be on the target: [{Path, Content(base64)}]
+    for each file whose bytes changed (Windows separators), computed on the worker from the verified package."""
     step: IisWebsiteStep = ctx.step
-    if not (step.substitute.files or step.substitute.structured):
+    pairs = transform_plan(ctx, _names(package)) if (step.transforms or step.automatic_transforms) else []
+    if not (step.substitute.files or step.substitute.structured or pairs):
         return []
     with private_tempdir("iis") as temp:  # rendered config (secrets): swept should this process be killed
         root = Path(temp)
         _extract(package, root)
         before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
-        for line in apply_to_directory(root, substitute_globs=list(step.substitute.files),
-                                       structured_globs=list(step.substitute.structured),
-                                       variables=ctx.variables, render=ctx.render):
+        for line in prepare(ctx, root, pairs, variables=ctx.variables):
             ctx.log(line)
         changed = []
         for path, data in sorted(before.items()):

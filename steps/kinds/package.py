@@ -29,8 +29,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from snapshots.errors import ConfigError, FerryError, StepFailed
-from snapshots.variables.configfiles import apply_to_directory
 from steps.context import PackageRef, StepContext
+from steps.kinds.config_prep import prepare, transform_plan
 from steps.scratch import private_tempdir
 
 SCRIPTS = ("PreDeploy.sh", "Deploy.sh", "PostDeploy.sh", "DeployFailed.sh")
@@ -281,17 +281,19 @@ def glob_regex(pattern: str) -> re.Pattern[str]:
 
 
 def _substitute(job: _Run) -> None:
-    """Render the configured files on the worker and write back only those that changed."""
+    """Render the configured files and run the XDT transforms on the worker; write back only what changed."""
     ctx = job.ctx
     files_globs, structured = list(ctx.step.substitute.files), list(ctx.step.substitute.structured)
-    if not files_globs and not structured:
+    if not (files_globs or structured or getattr(ctx.step, "transforms", None)
+            or getattr(ctx.step, "automatic_transforms", False)):
         return
     listed: list[str] = []
     result = job.shell(_LIST, quiet=True, on_mark=lambda k, v: listed.append(v) if k == "file" else None)
     if not result.ok:
         raise job.fail(f"cannot list {job.release_dir}", result)
     patterns = [glob_regex(p) for p in [*files_globs, *structured]]
-    wanted = sorted(f for f in listed if any(p.match(f) for p in patterns))
+    in_pairs = {name for pair in pairs for name in (pair.transform, pair.target)}
+    wanted = sorted(f for f in listed if f in in_pairs or any(p.match(f) for p in patterns))
     with private_tempdir("substitute") as tmp:  # rendered config (secrets): swept should this process be killed
         mirror = Path(tmp)
         originals: dict[str, bytes] = {}
@@ -303,8 +305,7 @@ def _substitute(job: _Run) -> None:
             local = mirror / rel
             local.parent.mkdir(parents=True, exist_ok=True)
             local.write_bytes(data)
-        report = apply_to_directory(mirror, substitute_globs=files_globs, structured_globs=structured,
-                                    variables=job.values(), render=lambda text, where: ctx.render(text, where))
+        report = prepare(ctx, mirror, pairs, variables=job.values())
         for line in report:
             ctx.log(f"substitution: {line}")
         for rel, before in originals.items():
@@ -313,6 +314,9 @@ def _substitute(job: _Run) -> None:
                 ctx.transport.write_file(f"{job.release_dir}/{rel}", after, mode=ctx.step.config_mode)
 
 
+    pairs = transform_plan(ctx, listed)
+    if not files_globs and not structured and not pairs:
+        return
 def _retain(job: _Run) -> None:
     """Keep the newest ``keep`` release folders (and their package files); a failure here only warns."""
     kept: list[str] = []
