@@ -36,11 +36,14 @@ from sqlalchemy import (
     select,
 )
 
-from snapshots.errors import FerryError
+from snapshots.errors import CertificateError
 from snapshots.model.common import FromEnv, FromFile
 from snapshots.store import now
 from snapshots.store.crypto import Vault
 from snapshots.store.tables import metadata
+
+__all__ = ["Certificate", "CertificateError", "CertificateInfo", "for_deployment", "listing", "load", "parse",
+           "read_source", "referenced", "store"]
 
 WARN_WITHIN = timedelta(days=30)
 """A deployment warns about a certificate that expires this soon, and refuses one that has expired."""
@@ -60,10 +63,6 @@ certificates = Table(
     Column("created_by", String(200), nullable=False),
     Index("ix_certificates_name", "name"),
 )
-
-
-class CertificateError(FerryError):
-    """A certificate cannot be read (missing file, wrong password, no key), or may not be deployed (expired)."""
 
 
 @dataclass(frozen=True)

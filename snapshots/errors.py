@@ -157,3 +157,12 @@ class DeploymentFailed(FerryError):
     def failed(self) -> list[StepOutcome]:
         """The outcomes that are failures (not successes, skips or steps never started)."""
         return [o for o in self.outcomes if o.state.lower() in ("failed", "failure", "timedout", "aborted")]
+
+
+class CertificateError(FerryError):
+    """A certificate cannot be read (missing file, wrong password, a key that is not its own) or may not be
+    deployed (expired)."""
+
+
+class TargetsUnavailable(FerryError):
+    """``ferry target check`` found targets it could not reach (each one's reason is printed above)."""

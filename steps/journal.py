@@ -34,6 +34,12 @@ def _load(transport: Transport) -> dict[str, Any]:
     return {k: v for k, v in journal.items() if isinstance(v, dict)} if isinstance(journal, dict) else {}
 
 
+def installed(transport: Transport) -> dict[str, dict[str, Any]]:
+    """What the target holds, per ``project/environment``: release, deployment id, when (``ferry target check``)."""
+    return {key: {k: entry.get(k) for k in ("release", "deployment_id", "installed_at") if entry.get(k) is not None}
+            for key, entry in _load(transport).items() if entry.get("release")}
+
+
 def read(transport: Transport, project: str, environment: str) -> dict[str, Any] | None:
     """The journal entry for this project and environment on the target, or None."""
     return _load(transport).get(journal_key(project, environment))

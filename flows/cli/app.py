@@ -18,6 +18,7 @@ from flows.cli import (
     api_key_cmds,
     cert_cmds,
     deploy_cmds,
+    fleet_cmds,
     key_cmds,
     lab_cmds,
     package_cmds,
@@ -39,7 +40,7 @@ _debug = {"on": False}
 
 
 for _commands in (project_cmds, package_cmds, release_cmds, deploy_cmds, target_cmds, serve_cmds, lab_cmds,
-                  api_key_cmds, key_cmds, cert_cmds):
+                  api_key_cmds, key_cmds, cert_cmds, fleet_cmds):
     app.add_typer(_commands.app)
 
 

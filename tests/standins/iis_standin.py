@@ -351,6 +351,26 @@ def set_output(ps: PowerShell, params: dict[str, Any], request: dict[str, Any]) 
     return 0
 
 
+def target_health(ps: PowerShell, params: dict[str, Any], request: dict[str, Any]) -> int:
+    """target-health.ps1: the first existing folder at or above Root, its drive's free bytes (the sandbox's
+    disk), this machine's clock, and a PowerShell version the STAND-IN reports (not a real PowerShell's)."""
+    _need(params, "Root")
+    folder = str(params["Root"]).rstrip("\\")
+    while "\\" in folder and not ps.server.fs(folder).is_dir():
+        folder = folder.rsplit("\\", 1)[0]
+    if not ps.server.fs(folder).is_dir():
+        folder = folder[:2] + "\\"
+    ps.server.fs(folder).mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(ps.server.fs(folder)).free
+    ps.process.out("##ferry-health " + json.dumps({"powershell": STANDIN_PS_VERSION, "now": time.time(),
+                                                    "free": free, "path": folder}, separators=(",", ":")))
+    return 0
+
+
+STANDIN_PS_VERSION = "5.1.17763.1432"
+"""What the stand-in answers for $PSVersionTable.PSVersion (Windows Server 2019's Windows PowerShell)."""
+
+
 def iis_deploy(ps: PowerShell, params: dict[str, Any], request: dict[str, Any]) -> int:
     _need(params, "Project", "Environment", "Package", "Folder", "Journal", "SiteName")
     return IisDeploy(ps, params).run()
@@ -362,6 +382,7 @@ HANDLERS: dict[str, Callable[[PowerShell, dict[str, Any], dict[str, Any]], int |
     "write-file.ps1": write_file,
     "pull-package.ps1": pull_package,
     "iis-deploy.ps1": iis_deploy,
+    "target-health.ps1": target_health,
     "echo-parameters": echo_parameters,
     "set-output": set_output,
 }

@@ -36,7 +36,7 @@ def problems(source: bytes) -> list[str]:
 
 def test_the_expected_scripts_ship() -> None:
     assert [p.name for p in SHIPPED] == ["iis-deploy.ps1", "pull-package.ps1", "read-file.ps1",
-                                         "receive-file.ps1", "runner.ps1", "write-file.ps1"]
+                                         "receive-file.ps1", "runner.ps1", "target-health.ps1", "write-file.ps1"]
 
 
 @pytest.mark.parametrize("script", [*SHIPPED, ECHO_SCRIPT, SET_OUTPUT_SCRIPT], ids=lambda p: Path(p).name)
