@@ -34,7 +34,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from flows.lab.configs import SFTP_SERVER, haproxy_config, sshd_config
+from flows.lab.configs import SFTP_SERVER, haproxy_config, sshd_config, supervisord_config
 from snapshots.errors import LabError
 from snapshots.settings import Settings
 from steps.kinds.haproxy import HAProxy
@@ -59,6 +59,9 @@ TOOLS = {
     "python3": ("/usr/bin/python3", "python3"),  # the targets' scripts (ferry_var, the sample app) run it
     "useradd": ("useradd", "passwd"),
     "usermod": ("usermod", "passwd"),
+    "supervisord": ("/usr/bin/supervisord", "supervisor"),  # each target's service manager (systemd-service)
+    "nsenter": ("nsenter", "util-linux"),
+    "runuser": ("runuser", "util-linux"),
 }
 
 
@@ -295,6 +298,9 @@ class Lab:
                 if not _alive(target.pid, str(self.target_dir(target.name))):
                     self._start_sshd(target)
                     changed.append(target.name)
+            for target in state.targets:
+                if target.pid and self._start_supervisord(target):
+                    changed.append(f"{target.name} supervisord")
             if not _alive(state.haproxy_pid, str(self.haproxy_cfg)):
                 state.haproxy_pid = self._start_haproxy(state)
                 self._settle(state)
@@ -347,6 +353,11 @@ class Lab:
             os.chown(keys_dir, 0, 0)
             os.chmod(keys_dir, 0o755)
             _write_private(keys_dir / "authorized_keys", authorized, 0o644)
+            supervisor = srv / ".supervisor"
+            for folder in (supervisor, supervisor / "conf.d", supervisor / "logs"):
+                folder.mkdir(exist_ok=True)
+                os.chown(folder, user.pw_uid, user.pw_gid)
+            (supervisor / "supervisord.conf").write_text(supervisord_config(target.name))
             (tdir / "sshd_config").write_text(sshd_config(
                 address=target.address, port=target.ssh_port, host_key=host_key, pid_file=tdir / "sshd.pid",
                 authorized_keys=AUTHORIZED_KEYS,
@@ -390,6 +401,28 @@ class Lab:
             time.sleep(0.05)
         raise LabError(f"{target.name}: sshd did not start listening on {target.address}:{target.ssh_port} "
                        f"(see {log})")
+
+    def _start_supervisord(self, target: LabTarget) -> bool:
+        """Start the target's supervisord (as the lab user, inside the target's namespace) unless it runs;
+        True when it was started."""
+        pid_file = self.app_root(target.name) / ".supervisor" / "supervisord.pid"
+        with contextlib.suppress(OSError, ValueError):
+            if _alive(int(pid_file.read_text().strip()), "supervisord"):
+                return False
+        started = subprocess.run(
+            ["nsenter", f"--mount=/proc/{target.pid}/ns/mnt", "--", "runuser", "-u", LAB_USER, "--",
+             "/usr/bin/supervisord", "-c", "/srv/.supervisor/supervisord.conf"],
+            capture_output=True, text=True, timeout=30)
+        if started.returncode != 0:
+            raise LabError(f"{target.name}: cannot start supervisord: "
+                           f"{_first_line(started.stderr or started.stdout) or started.returncode}")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if (self.app_root(target.name) / ".supervisor" / "supervisor.sock").exists():
+                return True
+            time.sleep(0.05)
+        raise LabError(f"{target.name}: supervisord did not open its socket (see "
+                       f"{self.app_root(target.name) / '.supervisor' / 'supervisord.log'})")
 
     def _start_haproxy(self, state: LabState) -> int:
         cfg, pid_file = self.haproxy_cfg, self.dir / "haproxy.pid"

@@ -236,11 +236,168 @@ class ManualStep(StepBase):
     responsible: str | None = None
 
 
+_SERVICE_NAME = re.compile(r"^[A-Za-z0-9_.@:+-]{1,200}$")
+
+
+def _relative_file(value: str, what: str) -> str:
+    """A path inside the package: no drive, no leading slash, no '..' (it is joined to the release folder)."""
+    parts = re.split(r"[\\/]+", value)
+    if re.match(r"^([A-Za-z]:|[\\/])", value) or ".." in parts or not value.strip():
+        raise ValueError(f"{what} must be a path inside the package (relative, no '..'), not {value!r}")
+    return value
+
+
+def _sensitive_reference(value: str | None, what: str) -> str | None:
+    if value is not None and not re.fullmatch(r"\s*#\{[^}]+\}\s*", value):
+        raise ValueError(f"{what} must be a #{{...}} reference to a sensitive variable, not be written here")
+    return value
+
+
+RecoveryAction = Literal["restart", "none"]
+_DEFAULT_RECOVERY: tuple[RecoveryAction, ...] = ("restart", "restart", "none")
+
+
+class ServiceRecovery(Model):
+    """What Windows does when the service process dies (``sc.exe failure``): Octopus's "recovery actions"."""
+
+    actions: list[RecoveryAction] = Field(
+        default_factory=lambda: list(_DEFAULT_RECOVERY), max_length=3,
+        description="First, second and subsequent failures: restart the service, or do nothing")
+    restart_delay_ms: int = Field(60_000, ge=0, le=86_400_000,
+                                  description="Milliseconds Windows waits before a restart action")
+    reset_period: int = Field(86_400, ge=0, le=2_592_000,
+                              description="Seconds without failure after which the failure count goes back to 0")
+
+
+class WindowsServiceStep(StepBase):
+    """Install or update a Windows Service from a package, over WinRM: stop → new versioned folder → switch
+    the binary path → start, reverting to the previous folder if the service does not reach Running."""
+
+    kind: Literal["windows-service"]
+    package: Name = Field(description="The package holding the service's executable")
+    service_name: Name = Field(description="The service's (key) name, as sc.exe and Get-Service know it")
+    display_name: str | None = Field(None, description="Name shown in services.msc (default: service_name)")
+    description: str | None = Field(None, description="The service's description")
+    executable: str = Field(description="The service executable, relative to the package (bin\\Worker.exe)")
+    arguments: str = Field("", description="Command-line arguments appended to the executable's path")
+    start_mode: Literal["auto", "delayed", "manual", "disabled"] = Field(
+        "auto", description="auto | delayed (automatic, delayed start) | manual | disabled")
+    account: Literal["LocalSystem", "NetworkService", "LocalService", "custom"] = Field(
+        "LocalSystem", description="The account the service runs as; custom needs username and password")
+    username: str | None = Field(None, description="account: custom — DOMAIN\\user or .\\user")
+    password: str | None = Field(None, description="account: custom — a #{...} reference to a sensitive variable")
+    dependencies: NameList = Field(default_factory=list, description="Services that must run before this one")
+    recovery: ServiceRecovery = Field(default_factory=ServiceRecovery,
+                                      description="Restart actions on failure and the failure-count reset period")
+    stop_timeout: Seconds = Field(120, gt=0, description="Seconds to wait for the service to stop")
+    start_timeout: Seconds = Field(120, gt=0, description="Seconds to wait for the service to reach Running")
+    substitute: Substitution = Field(Substitution(), description="Config files whose #{...} are substituted")
+    keep: int = Field(3, ge=1, le=100, description="Versioned folders kept (the one in use is never removed)")
+    root: str = Field(r"C:\ferry\Applications", description="Windows folder the versioned folders go under")
+    acquire: Literal["push", "target-pulls"] = Field("push", description="push: streamed over WinRM; "
+                                                     "target-pulls: the target downloads it from feed_url")
+    feed_url: str | None = Field(
+        None, description="acquire: target-pulls — base URL the target downloads <package file> from")
+
+    @field_validator("service_name")
+    @classmethod
+    def _service_name(cls, value: str) -> str:
+        if not _SERVICE_NAME.match(value) and not _TEMPLATE.search(value):
+            raise ValueError("service_name may hold letters, digits and _ . @ : + - only")
+        return value
+
+    @field_validator("executable")
+    @classmethod
+    def _executable(cls, value: str) -> str:
+        return _relative_file(value, "executable")
+
+    @model_validator(mode="after")
+    def _account(self) -> WindowsServiceStep:
+        if self.account == "custom":
+            if not self.username or not self.password:
+                raise ValueError("account custom needs username and password")
+            _sensitive_reference(self.password, "password")
+        elif self.username or self.password:
+            raise ValueError(f"account {self.account} takes no username or password")
+        if self.acquire == "target-pulls" and not self.feed_url:
+            raise ValueError("acquire: target-pulls needs feed_url (where the target downloads the package)")
+        return self
+
+
+class SystemdServiceStep(StepBase):
+    """Install or update a Linux service over SSH: the package in a release folder, a unit file from a template
+    whose ExecStart points at ``current``, daemon-reload, restart, wait until active; revert on failure."""
+
+    kind: Literal["systemd-service"]
+    package: Name = Field(description="The package holding the service's executable")
+    service_name: Name = Field(description="The unit's name without .service (systemd) or the program name "
+                                           "(supervisor)")
+    description: str | None = Field(None, description="The unit's Description= (default: the project and service)")
+    executable: str = Field(description="The executable, relative to the package (bin/server)")
+    arguments: list[str] = Field(default_factory=list, description="Arguments of ExecStart, one per item "
+                                                                  "(each may hold #{...})")
+    user: str | None = Field(None, description="User= the service runs as (systemd; default: root)")
+    environment: dict[str, str] = Field(default_factory=dict, description="Environment= of the service")
+    unit_template: str | None = Field(
+        None, description="The whole unit file as an Octostache template (default: ferry's own); it may use "
+                          "#{Service.Name}, #{Service.Description}, #{Service.ExecStart}, "
+                          "#{Service.WorkingDirectory}, #{Service.Current}, #{Service.User} beside the "
+                          "project's variables")
+    manager: Literal["systemd", "supervisor"] = Field(
+        "systemd", description="The service manager on the target: systemd, or supervisor (supervisord)")
+    unit_dir: str | None = Field(None, description="Where unit files go (default /etc/systemd/system, or "
+                                                   "/etc/supervisor/conf.d for supervisor)")
+    supervisor_config: str = Field("/etc/supervisor/supervisord.conf",
+                                   description="manager supervisor: the supervisord.conf supervisorctl reads")
+    sudo: bool = Field(False, description="Run the service manager's commands with sudo -n (a non-root login)")
+    start_timeout: Seconds = Field(30, gt=0, description="Seconds to wait for the service to become active")
+    root: Name = Field("/opt/ferry/apps", description="Release folders go under <root>/<environment>/<package>")
+    substitute: Substitution = Field(Substitution(), description="Config files whose #{...} are substituted")
+    keep: int = Field(3, ge=1, le=100, description="Release folders kept (the one in use is never removed)")
+    config_file_mode: str = Field("0640", pattern=r"^0?[0-7]{3}$",
+                                  description="Permission bits of config files that substitution rewrote")
+
+    @property
+    def config_mode(self) -> int:
+        return int(self.config_file_mode, 8)
+
+    @property
+    def transforms(self) -> list[Any]:
+        """No XDT transforms here (the package step's config preparation reads these)."""
+        return []
+
+    @property
+    def automatic_transforms(self) -> bool:
+        return False
+
+    @field_validator("service_name")
+    @classmethod
+    def _unit_name(cls, value: str) -> str:
+        if not _SERVICE_NAME.match(value) or value.endswith(".service"):
+            raise ValueError("service_name may hold letters, digits and _ . @ : + - only, without .service")
+        return value
+
+    @field_validator("executable")
+    @classmethod
+    def _executable(cls, value: str) -> str:
+        return _relative_file(value, "executable")
+
+    @field_validator("environment")
+    @classmethod
+    def _environment(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise ValueError(f"environment name {name!r} is not a valid variable name")
+        return value
+
+
 Step = Annotated[
-    ScriptStep | PackageStep | IisWebsiteStep | LoadBalancerStep | HttpCheckStep | ManualStep,
+    ScriptStep | PackageStep | IisWebsiteStep | LoadBalancerStep | HttpCheckStep | ManualStep
+    | WindowsServiceStep | SystemdServiceStep,
     Field(discriminator="kind"),
 ]
-STEP_KINDS = ("script", "package", "iis-website", "load-balancer", "http-check", "manual")
+STEP_KINDS = ("script", "package", "iis-website", "load-balancer", "http-check", "manual", "windows-service",
+              "systemd-service")
 
 
 def _window_part(value: Any) -> Any:

@@ -15,6 +15,8 @@ _MODULES = {
     "load-balancer": "load_balancer",
     "http-check": "http_check",
     "iis-website": "iis_website",
+    "windows-service": "windows_service",
+    "systemd-service": "systemd_service",
 }
 
 

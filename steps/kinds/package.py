@@ -202,23 +202,30 @@ def run(ctx: StepContext) -> None:
         raise job.fail(f"cannot extract {ref.filename} into {base}", result)
     ctx.log(f"extracted into {job.release_dir}; Package[{ref.id}].InstalledPath = {job.release_dir}")
 
-    try:
-        _script(job, "PreDeploy.sh")
-        _substitute(job)
-        _script(job, "Deploy.sh")
-        switched = job.shell(_SWITCH, quiet=True)
-        if not switched.ok:
-            raise job.fail(f"cannot switch {base}/current to {job.release_dir}", switched)
-        ctx.log(f"current -> {job.release_dir}" + (f" (was {job.previous})" if job.previous else ""))
-        _script(job, "PostDeploy.sh")
-    except (FerryError, OSError) as exc:
-        _deploy_failed(job, exc)
-        raise
+
+def switch_current(job: _Run, *, to: str | None = None) -> None:
+    """Point ``current`` at the new release folder (or at ``to``, a revert) in one rename."""
+    folder = to or job.release_dir
+    switched = job.ctx.transport.run(_SWITCH, env=job.env(FERRY_RELEASE_DIR=folder), timeout=job.ctx.step.timeout)
+    if not switched.ok:
+        raise job.fail(f"cannot switch {job.base}/current to {folder}", switched)
+    was = job.release_dir if to else job.previous
+    job.ctx.log(f"current -> {folder}" + (f" (was {was})" if was else ""))
+
+
+def substitute(job: _Run) -> None:
+    """Substitute the step's config files in the new release folder (see ``_substitute``)."""
+    _substitute(job)
+
+
+def retain(job: _Run) -> None:
+    """Keep the newest ``keep`` release folders (see ``_retain``)."""
     _retain(job)
 
 
 def _script(job: _Run, name: str) -> None:
     if not job.ctx.step.run_scripts or name not in job.scripts:
+    return job
         return
     job.ctx.log(f"running {name}")
     started = time.monotonic()
