@@ -165,6 +165,22 @@ def _part(value: str, what: str, ctx: StepContext) -> str:
 
 
 def run(ctx: StepContext) -> None:
+    job = install_release(ctx)
+    try:
+        _script(job, "PreDeploy.sh")
+        _substitute(job)
+        _script(job, "Deploy.sh")
+        switch_current(job)
+        _script(job, "PostDeploy.sh")
+    except (FerryError, OSError) as exc:
+        _deploy_failed(job, exc)
+        raise
+    _retain(job)
+
+
+def install_release(ctx: StepContext) -> _Run:
+    """Upload the pinned package (unless the target holds its bytes) and extract it into a new release folder.
+    Used by this step and by ``systemd-service``, which runs its service from the same layout."""
     step = ctx.step
     ref = ctx.packages.get(step.package)
     if ref is None:
@@ -201,6 +217,7 @@ def run(ctx: StepContext) -> None:
     if not result.ok or not job.release_dir:
         raise job.fail(f"cannot extract {ref.filename} into {base}", result)
     ctx.log(f"extracted into {job.release_dir}; Package[{ref.id}].InstalledPath = {job.release_dir}")
+    return job
 
 
 def switch_current(job: _Run, *, to: str | None = None) -> None:
@@ -225,7 +242,6 @@ def retain(job: _Run) -> None:
 
 def _script(job: _Run, name: str) -> None:
     if not job.ctx.step.run_scripts or name not in job.scripts:
-    return job
         return
     job.ctx.log(f"running {name}")
     started = time.monotonic()
