@@ -9,9 +9,10 @@ from __future__ import annotations
 import gc
 import os
 import sys
-from typing import TYPE_CHECKING, TypeGuard
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import typer
+from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
 from flows.cli import (
@@ -54,6 +55,19 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for
 
 def main() -> None:
     """Console-script entry point."""
+def build_command() -> TyperGroup:
+    """The click command tree, with click's own help layout everywhere: rich's option tables cut long option
+    names at 80 columns (``--exclude-targ…``); click's puts a long name on a line of its own instead."""
+    command = typer.main.get_command(app)
+    assert isinstance(command, TyperGroup)
+    stack: list[Any] = [command]
+    while stack:
+        current = stack.pop()
+        current.rich_markup_mode = None  # type: ignore[attr-defined]  # typer's commands and groups read it
+        stack.extend((getattr(current, "commands", None) or {}).values())
+    return command
+
+
     try:
         _main()
     finally:
@@ -68,7 +82,7 @@ def _main() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
     try:
-        command = typer.main.get_command(app)
+        command = build_command()
         activate_remote(command, sys.argv[1:])  # remote mode: --server, and executor-only commands refused
         command(standalone_mode=False)
     except FerryError as exc:
