@@ -53,8 +53,6 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for
     _debug["on"] = debug  # --server was taken by activate_remote before any command ran
 
 
-def main() -> None:
-    """Console-script entry point."""
 def build_command() -> TyperGroup:
     """The click command tree, with click's own help layout everywhere: rich's option tables cut long option
     names at 80 columns (``--exclude-targ…``); click's puts a long name on a line of its own instead."""
@@ -68,6 +66,8 @@ def build_command() -> TyperGroup:
     return command
 
 
+def main() -> None:
+    """Console-script entry point."""
     try:
         _main()
     finally:
