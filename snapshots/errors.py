@@ -166,3 +166,8 @@ class CertificateError(FerryError):
 
 class TargetsUnavailable(FerryError):
     """``ferry target check`` found targets it could not reach (each one's reason is printed above)."""
+
+
+class FeedError(FerryError):
+    """An external package feed cannot be used: unreachable, refused the credentials, has no such package or
+    version, or served bytes that differ from the sha256 a release pinned."""

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from snapshots import release_feeds
 from snapshots.canonical import canonical_json, digest_text
 from snapshots.errors import ConfigError, ConflictError, NotFoundError, SnapshotIntegrityError
 from snapshots.model.references import TemplateValue, template_problems
@@ -127,10 +128,14 @@ def _pin_packages(conn: Connection, feed: Feed, revision: ProjectRevision,
     if unknown:
         raise ConfigError(f"--package {unknown[0]}: project {revision.project} does not deploy that package "
                           f"(its packages: {', '.join(wanted) or 'none'})")
-    chosen = [feed.resolve(conn, package_id, pins.get(package_id)) for package_id in wanted]
-    if chosen:  # the bytes in the feed must still be the bytes that were pushed
-        with ThreadPoolExecutor(max_workers=min(4, len(chosen))) as pool:
-            list(pool.map(feed.verify, chosen))
+    external = release_feeds.package_feeds(revision.document)
+    chosen = [release_feeds.pin(conn, feed, external[package_id], package_id, pins.get(package_id))
+              if package_id in external else feed.resolve(conn, package_id, pins.get(package_id))
+              for package_id in wanted]
+    built_in = [p for p in chosen if not release_feeds.snapshot_fields(p)]
+    if built_in:  # the bytes in the feed must still be the bytes that were pushed
+        with ThreadPoolExecutor(max_workers=min(4, len(built_in))) as pool:
+            list(pool.map(feed.verify, built_in))
     return chosen
 
 
@@ -172,7 +177,7 @@ def create(conn: Connection, feed: Feed, project: str, actor: str, *, vault: Vau
         "strict_variables": doc["strict_variables"],
         "process": doc["process"],
         "packages": [{"id": p.package_id, "version": p.version, "sha256": p.sha256, "size": p.size,
-                      "filename": p.filename} for p in packages],
+                      "filename": p.filename, **release_feeds.snapshot_fields(p)} for p in packages],
     }
     if doc.get("allow_no_targets"):  # only when set: releases that do not use it keep their former shape
         snapshot["allow_no_targets"] = True
@@ -386,11 +391,13 @@ def verify(release: Release, feed: Feed, vault: Vault) -> list[str]:
                *(f"variable snapshot r{s.revision} digest {s.digest}" for s in release.variable_snapshots),
                f"signatures of the release and {len(release.variable_snapshots)} variable snapshot revision(s), "
                f"chained, by key {key_id[:16]}"]
-    pins = [Package(p["id"], p["version"], p["filename"], p["size"], p["sha256"], "") for p in release.packages]
+    pins = [Package(p["id"], p["version"], p["filename"], p["size"], p["sha256"], "") for p in release.packages
+            if not p.get("feed")]
     if pins:
         with ThreadPoolExecutor(max_workers=min(4, len(pins))) as pool:
             list(pool.map(feed.verify, pins))
     checked += [f"package {p.package_id} {p.version} sha256 {p.sha256}" for p in pins]
+    checked += [release_feeds.verify_cached(feed, p) for p in release.packages if p.get("feed")]
     return checked
 
 

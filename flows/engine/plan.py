@@ -15,7 +15,7 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Connection
 
 from flows.engine.rolling import check_min_healthy
-from snapshots import releases
+from snapshots import release_feeds, releases
 from snapshots.errors import ConfigError, NotFoundError
 from snapshots.lifecycle import check_progression
 from snapshots.model import Environment, Infrastructure, ParentStep, ProcessItem, Target
@@ -70,7 +70,8 @@ def release_plan(conn: Connection, feed: Feed, vault: Vault, release: Release, e
     filled = apply_prompted(decrypted, prompted)
     previous = records.last_successful(conn, release.project, environment, other_than_release=release.id)
     packages = {p["id"]: PackageRef(p["id"], p["version"], p["sha256"], p["filename"],
-                                    feed.path_of(p["id"], p["filename"])) for p in release.packages}
+                                    release_feeds.ensure(conn, feed, p) if p.get("feed")  # external: pin checked
+                                    else feed.path_of(p["id"], p["filename"])) for p in release.packages}
     return ReleasePlan(release=release, process=_PROCESS.validate_python(release.process),
                        index=VariableIndex(filled), variables_revision=release.variables.revision,
                        variable_snapshot_id=release.variables.id, packages=packages, masker=masker_for(filled, masker),

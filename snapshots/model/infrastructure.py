@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BeforeValidator, Field, model_validator
 
 from snapshots.model.common import FromEnv, Model, Name, NameList, Seconds, SecretRef
+from snapshots.model.feeds import FEEDS_DESCRIPTION, Feeds
 
 
 class Environment(Model):
@@ -200,6 +201,7 @@ class Infrastructure(Model):
         default_factory=list, description="Health-check interval and unavailable-target handling, by name")
     certificates: list[CertificateSpec] = Field(
         default_factory=list, description="Certificates (PFX or PEM) that steps deploy by name")
+    feeds: Feeds = Field(default_factory=list, description=FEEDS_DESCRIPTION)
 
     def machine_policy(self, name: str) -> MachinePolicy | None:
         """The policy called ``name``; ``Default`` is built in unless declared."""

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, ConfigDict, Field, model_validator
 
 from snapshots.model.common import FromEnv, FromFile, Model, Name, NameList, ScalarText
+from snapshots.model.feeds import PACKAGE_FEEDS_DESCRIPTION, PACKAGES_DESCRIPTION, split_package_entries
 from snapshots.model.steps import ParentStep, ProcessItem, Step
 
 
@@ -136,7 +137,14 @@ class Project(Model):
     project: Name = Field(description="The project's name")
     description: str = ""
     lifecycle: Name = "Default"
-    packages: list[Name] = Field(default_factory=list, description="Package ids a release pins")
+    packages: list[Name] = Field(default_factory=list, description=PACKAGES_DESCRIPTION)
+    package_feeds: dict[Name, Name] = Field(default_factory=dict, description=PACKAGE_FEEDS_DESCRIPTION)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _package_entries(cls, data: Any) -> Any:
+        return split_package_entries(data)
+
     versioning: Versioning = Versioning()
     strict_variables: bool = Field(True, description="An unknown #{Name} fails the step (False: warn, leave it)")
     allow_no_targets: bool = Field(
