@@ -15,7 +15,9 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Connection
 
 from flows.engine.rolling import check_min_healthy
+from flows.engine.target_health import unhealthy_exclusions
 from snapshots import release_feeds, releases
+from snapshots.certificates import Certificate, for_deployment, referenced
 from snapshots.errors import ConfigError, NotFoundError
 from snapshots.lifecycle import check_progression
 from snapshots.model import Environment, Infrastructure, ParentStep, ProcessItem, Target
@@ -60,6 +62,12 @@ class DeploymentPlan:
     guided_failure: bool
     force: bool
     prompted: dict[str, str] = field(default_factory=dict)
+    excluded: dict[str, str] = field(default_factory=dict)
+    """Targets left out up front by their machine policy (unhealthy at the last check, policy skip) → why."""
+    certificates: dict[str, Certificate] = field(default_factory=dict)
+    """The certificates the release's steps deploy, decrypted (their keys are in the masker)."""
+    warnings: list[str] = field(default_factory=list)
+    """Said before the deployment starts (a certificate that expires within 30 days)."""
 
 
 def release_plan(conn: Connection, feed: Feed, vault: Vault, release: Release, environment: str,
@@ -105,6 +113,13 @@ def prepare(conn: Connection, feed: Feed, vault: Vault, *, project: str, release
         if name not in by_name:
             raise ConfigError(f"target {name!r} is not in {environment} (its targets: {_names(in_env)})")
     chosen = [t for t in in_env if (not targets or t.name in targets) and t.name not in (exclude_targets or [])]
+    excluded = unhealthy_exclusions(conn, infra, chosen)  # machine policy skip: unhealthy a moment ago
+    chosen = [t for t in chosen if t.name not in excluded]
+    # an expired certificate is refused here, before any target is touched; its key joins the masker
+    certs, cert_warnings = for_deployment(conn, vault, referenced(current.process))
+    for cert in certs.values():
+        for secret in cert.secrets():
+            current.masker.add(secret)
 
     steps = {s.name: s for s in _all_steps(current.process)}
     for name in skip_steps or []:
@@ -123,7 +138,8 @@ def prepare(conn: Connection, feed: Feed, vault: Vault, *, project: str, release
     return DeploymentPlan(project=project, environment=env, infra=infra, current=current, targets=chosen,
                           environment_targets=in_env, skip_steps=set(skip_steps or []),
                           guided_failure=env.guided_failure if guided_failure is None else guided_failure,
-                          force=force, prompted=dict(variables or {}))
+                          force=force, prompted=dict(variables or {}), excluded=excluded,
+                          certificates=certs, warnings=cert_warnings)
 
 
 def resolve_rolling(release: ReleasePlan, item: ParentStep, environment: str) -> Rolling:

@@ -23,7 +23,7 @@ from flows.engine.rolling import FAILED, SKIPPED, SUCCESS, Outcome, check_min_he
 from flows.orchestration import artifacts
 from flows.orchestration.pauses import FailureAnswer, ManualAnswer, ask_failure, ask_manual
 from snapshots import releases
-from snapshots.errors import ConnectionLost, FerryError
+from snapshots.errors import ConnectionLost, FerryError, TransportError
 from snapshots.model import ParentStep, ProcessItem, Target
 from snapshots.model.steps import LoadBalancerStep, ManualStep, Rolling, Step
 from snapshots.octostache import evaluate_condition, render
@@ -95,6 +95,9 @@ class Engine:
         self.pool = TransportPool(self.home)
         self.shared["load_balancers"] = {lb.name: lb for lb in self.plan.infra.load_balancers}
         self.shared["ssh_for"] = self._ssh_for
+        self.shared["certificates"] = self.plan.certificates
+        self.unavailable: dict[str, str] = {}
+        """Targets skipped as unreachable under a machine policy with unavailable_targets: skip → why."""
         self.logger = get_run_logger()
         self.writer = ResultWriter(self.store, self.deployment_id)
         self.outputs = DeploymentOutputs(self.store, self.vault, self.deployment_id, self.plan.current.masker)
@@ -108,6 +111,11 @@ class Engine:
                            for t in plan.targets}
         self._units_total = sum(len(self._targets_for(u)) for u in units if not _is_worker_only(u)) or 1
         self._progress = artifacts.start_progress(plan.project, plan.environment.name)
+        for warning in plan.warnings:
+            self.logger.warning(warning)
+        for name, why in plan.excluded.items():
+            self._record("Machine policy", name, SKIPPED, 0, why)
+            self.logger.warning(f"{name}: {why}")
         try:
             for index, unit in enumerate(units):
                 if self.aborted:
@@ -123,6 +131,9 @@ class Engine:
                     continue
                 self._run_unit(index, unit, plan.current)
         finally:
+            if self.unavailable:
+                self.logger.warning(f"{len(self.unavailable)} target(s) skipped as unreachable (machine policy): "
+                                    + ", ".join(sorted(self.unavailable)))
             self.pool.close()
             self.writer.close()
             artifacts.update_progress(self._progress, 100.0 * self._units_done / self._units_total)
@@ -200,6 +211,8 @@ class Engine:
     def _chain(self, index: int, unit: Unit, target: Target, start: int, release: ReleasePlan,
                rolling_back: bool = False) -> Outcome:
         """The unit's steps in order on one target (holding that target's concurrency slot)."""
+        if target.name in self.unavailable:  # found unreachable by an earlier unit: skipped again
+            return self._skipped(unit, start, target, self.unavailable[target.name])
         try:
             resume = not rolling_back and not self.plan.force
             current = resume and self._already_current(target)
@@ -207,6 +220,9 @@ class Engine:
             if not current or why is not None:
                 self._mark(target, release, index, unit, done)
         except FerryError as exc:  # e.g. the target is unreachable: say so, as a failure of its first step
+            why = self._unavailable(target, exc)
+            if why is not None:
+                return self._skipped(unit, start, target, why)
             message = self.plan.current.masker.mask(f"{type(exc).__name__}: {exc}")
             self.logger.error(message)
             self._record(unit.children[start].name, target.name, FAILED, 1, message)
@@ -259,6 +275,28 @@ class Engine:
             return Outcome(FAILED, failed_at, f"{unit.children[failed_at].name} failed on {target.name}"
                            + (f": {cause}" if cause else ""))
         return Outcome(SUCCESS)
+
+    def _unavailable(self, target: Target, exc: FerryError) -> str | None:
+        """Why ``target`` is skipped when connecting to it failed and its machine policy says
+        ``unavailable_targets: skip`` (Octopus: skip deployment targets if they are or become unavailable);
+        None: the failure fails the deployment, as by default."""
+        if not isinstance(exc, TransportError) or exc.operation != "connect":
+            return None
+        policy = self.plan.infra.policy_of(target)
+        if policy.unavailable_targets != "skip":
+            return None
+        detail = str(exc).removeprefix(f"{target.name}: ")
+        why = self.plan.current.masker.mask(f"skipped: unreachable ({detail}); machine policy {policy.name!r}")
+        with self._lock:
+            self.unavailable[target.name] = why
+        self.logger.warning(f"{target.name}: {why}")
+        return why
+
+    def _skipped(self, unit: Unit, start: int, target: Target, why: str) -> Outcome:
+        for child in unit.children[start:]:
+            self._record(child.name, target.name, SKIPPED, 0, why)
+        self._unit_done()
+        return Outcome(SKIPPED, None, why)
 
     # ----------------------------------------------------------------------------------------- one step
     def _leaf(self, step: Step, target: Target | None, release: ReleasePlan) -> bool:

@@ -30,6 +30,7 @@ from typing import Any
 
 from snapshots.errors import ConfigError, FerryError, StepFailed
 from steps.context import PackageRef, StepContext
+from steps.kinds.certificate_files import deploy_certificate_files
 from steps.kinds.config_prep import prepare, transform_plan
 from steps.scratch import private_tempdir
 
@@ -167,6 +168,7 @@ def _part(value: str, what: str, ctx: StepContext) -> str:
 def run(ctx: StepContext) -> None:
     job = install_release(ctx)
     try:
+        deploy_certificate_files(ctx)
         _script(job, "PreDeploy.sh")
         _substitute(job)
         _script(job, "Deploy.sh")
