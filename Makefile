@@ -5,6 +5,9 @@ VENV      ?= .venv
 PYTHON    ?= python3
 STAMP     := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
+# Workers for `make test` (pytest-xdist): most tests wait on sshd, HAProxy, Prefect or PostgreSQL, so three
+# workers keep two cores busy. Each worker starts its own lab on its own loopback /24.
+PYTEST_WORKERS ?= 3
 
 .PHONY: demo test test-fast lint venv system benchmarks clean
 
@@ -24,11 +27,11 @@ demo: venv system
 	$(VENV)/bin/python -m flows.lab.demo
 
 test: lint system
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --durations=25 $(PYTEST_ARGS)
 
 # Everything but the slow end-to-end tests (they still run in `make test` and CI).
 test-fast: venv system
-	$(VENV)/bin/pytest -m "not slow" $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) -m "not slow" $(PYTEST_ARGS)
 
 # ruff, then mypy over flows, steps and snapshots ([tool.mypy] in pyproject.toml).
 lint: venv

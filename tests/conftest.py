@@ -10,12 +10,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from tests.servers.postgres import PostgresServer
 from tests.servers.prefect_server import PrefectServer
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
+
+# Property tests check behaviour, not speed: on a shared two-core machine a case can take longer than
+# hypothesis's default 200 ms deadline without anything being wrong (speed lives in benchmarks/).
+settings.register_profile("ferry", deadline=None)
+settings.load_profile("ferry")
 
 
 @dataclass

@@ -20,9 +20,14 @@ SSH_PORT = 2222  # not 22: also exercises known_hosts' "[host]:port" entries
 
 
 def private_network(offset: int = 0) -> str:
-    """A loopback /24 for this process (``offset`` picks another one for a second lab)."""
+    """A loopback /24 for this process (``offset`` < 8 picks another one for a second lab).
+
+    The offset has its own range of the second octet, so two processes with neighbouring pids (pytest-xdist
+    workers) never land on each other's networks: 127.(100 + 16·offset + pid mod 16).(pid / 16 mod 250 + 1)."""
+    if not 0 <= offset < 8:
+        raise ValueError(f"offset {offset} is outside 0..7")
     pid = os.getpid()
-    return f"127.{100 + (pid + offset) % 150}.{(pid // 150) % 250 + 1}"
+    return f"127.{100 + 16 * offset + pid % 16}.{(pid // 16) % 250 + 1}"
 
 
 @dataclass
