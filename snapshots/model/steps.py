@@ -292,6 +292,8 @@ class WindowsServiceStep(StepBase):
     stop_timeout: Seconds = Field(120, gt=0, description="Seconds to wait for the service to stop")
     start_timeout: Seconds = Field(120, gt=0, description="Seconds to wait for the service to reach Running")
     substitute: Substitution = Field(Substitution(), description="Config files whose #{...} are substituted")
+    transforms: list[Transform] = Field(default_factory=list, description=TRANSFORMS_DESCRIPTION)
+    automatic_transforms: bool = Field(True, description=AUTOMATIC_DESCRIPTION)
     keep: int = Field(3, ge=1, le=100, description="Versioned folders kept (the one in use is never removed)")
     root: str = Field(r"C:\ferry\Applications", description="Windows folder the versioned folders go under")
     acquire: Literal["push", "target-pulls"] = Field("push", description="push: streamed over WinRM; "

@@ -35,8 +35,8 @@ from snapshots.errors import SnapshotIntegrityError, StepFailed
 from snapshots.model.steps import IisWebsiteStep
 from steps.context import PackageRef, StepContext
 from steps.kinds.config_prep import prepare, transform_plan
+from steps.kinds.powershell_scripts import compose
 from steps.scratch import private_tempdir
-from steps.transports.winrm import load_script
 
 SCRIPT = "iis-deploy.ps1"
 SCRIPTS = Path(__file__).resolve().parent / "powershell"
@@ -170,54 +170,64 @@ def config_digest(overrides: list[dict[str, str]]) -> str:
 
 def run(ctx: StepContext) -> None:
     transport = ctx.transport
-    invoke = getattr(transport, "invoke", None)
-    if invoke is None:
+    if getattr(transport, "invoke", None) is None:
         raise _fail(ctx, "iis-website runs on Windows targets: give the target a winrm transport")
-    for notice in getattr(transport, "notices", []):
-        ctx.log(f"WARNING: {notice}")
     plan = iis_parameters(ctx)
-    ref = plan.package
-    actual = sha256_file(ref.path)
-    if actual != ref.sha256:
-        raise SnapshotIntegrityError(f"{ref.path.name} has sha256 {actual}, but release {ctx.release} pinned "
-                                     f"{ref.sha256}: refusing to deploy it")
-    overrides = substituted_files(ctx, ref.path)
+    overrides = send_package(ctx, plan.package, plan.package_file)
     plan.parameters["Overrides"] = overrides
     plan.parameters["ConfigDigest"] = config_digest(overrides) if overrides else ""
-    step: IisWebsiteStep = ctx.step
-    if step.acquire == "push":
-        sent = transport.upload(ref.path, plan.package_file, ref.sha256)
-        ctx.log(f"sent {ref.filename} ({ref.path.stat().st_size} bytes) to {plan.package_file}" if sent
-                else f"{ref.filename} is already on the target (same sha256)")
-    else:
-        url = ctx.render(step.feed_url or "", f"{ctx.where} feed_url").rstrip("/") + "/" + ref.filename
-        # WinRM-only: the invoke check above let only a WinRM transport through
-        pulled = transport.pull(url, plan.package_file, ref.sha256)  # type: ignore[attr-defined]  # WinRM
-        ctx.log(f"the target downloaded {url} (sha256 verified)" if pulled
-                else f"{ref.filename} is already on the target (same sha256)")
-    result_line: list[str] = []
-
-    def on_line(line: str) -> None:
-        if line.startswith("##ferry-result "):
-            result_line.append(line)
-        elif not line.startswith("##ferry-"):
-            ctx.log(line)
-
-    result, lines = invoke(_script(), parameters=plan.parameters, timeout=step.timeout or 1800, on_line=on_line)
-    if not result.ok:
-        errors = [line[len("ERROR: "):] for line in result.output_tail if line.startswith("ERROR: ")]
-        message = errors[0] if errors else "iis-deploy.ps1 failed"
-        raise StepFailed(f"IIS deployment failed: {message}", step=step.name, target=ctx.target_name,
-                         exit_code=result.exit_code, output_tail=result.output_tail)
-    reply = next((line for line in lines if line.startswith("##ferry-result ")), None)
-    if reply is None:
-        raise _fail(ctx, "iis-deploy.ps1 ended without reporting what it did")
-    done = json.loads(reply.split(" ", 1)[1])
+    done = invoke_script(ctx, SCRIPT, plan.parameters, "IIS deployment")
     how = "repointed to the kept folder" if done.get("reused") else "installed"
     ctx.log(f"{plan.parameters['SiteName']}{plan.parameters['VirtualPath']}: {how} {done['folder']}"
             + (f" (was {done['previous']})" if done.get("previous") and done["previous"] != done["folder"] else "")
             + (f"; removed {', '.join(done['removed'])}" if done.get("removed") else ""))
 
 
-def _script() -> str:
-    return load_script(SCRIPT, SCRIPTS)
+def send_package(ctx: StepContext, ref: PackageRef, package_file: str) -> list[dict[str, str]]:
+    """Check the package against the release's pin, compute the substituted/transformed config files on the
+    worker, and get the package onto the target (``acquire``: push or target-pulls). Returns the overrides.
+    Shared by the Windows step kinds (iis-website, windows-service)."""
+    transport = ctx.transport
+    for notice in getattr(transport, "notices", []):
+        ctx.log(f"WARNING: {notice}")
+    actual = sha256_file(ref.path)
+    if actual != ref.sha256:
+        raise SnapshotIntegrityError(f"{ref.path.name} has sha256 {actual}, but release {ctx.release} pinned "
+                                     f"{ref.sha256}: refusing to deploy it")
+    overrides = substituted_files(ctx, ref.path)
+    step = ctx.step
+    if step.acquire == "push":
+        sent = transport.upload(ref.path, package_file, ref.sha256)
+        ctx.log(f"sent {ref.filename} ({ref.path.stat().st_size} bytes) to {package_file}" if sent
+                else f"{ref.filename} is already on the target (same sha256)")
+    else:
+        url = ctx.render(step.feed_url or "", f"{ctx.where} feed_url").rstrip("/") + "/" + ref.filename
+        # WinRM-only: callers let only a transport with invoke (WinRM) through
+        pulled = transport.pull(url, package_file, ref.sha256)  # type: ignore[attr-defined]  # WinRM
+        ctx.log(f"the target downloaded {url} (sha256 verified)" if pulled
+                else f"{ref.filename} is already on the target (same sha256)")
+    return overrides
+
+
+def invoke_script(ctx: StepContext, name: str, parameters: dict[str, Any], what: str) -> dict[str, Any]:
+    """Run one of the step kinds' scripts (includes spliced in) with ``parameters`` as data; its output goes to the
+    log, its ``ERROR:`` line becomes the step's failure, and its ``##ferry-result`` JSON is returned."""
+    # WinRM-only: callers let only a transport with invoke (WinRM) through
+    invoke = ctx.transport.invoke  # type: ignore[attr-defined]  # WinRM
+
+    def on_line(line: str) -> None:
+        if not line.startswith("##ferry-"):
+            ctx.log(line)
+
+    result, lines = invoke(compose(name, SCRIPTS), parameters=parameters, timeout=ctx.step.timeout or 1800,
+                           on_line=on_line)
+    if not result.ok:
+        errors = [line[len("ERROR: "):] for line in result.output_tail if line.startswith("ERROR: ")]
+        message = errors[0] if errors else f"{name} failed"
+        raise StepFailed(f"{what} failed: {message}", step=ctx.step.name, target=ctx.target_name,
+                         exit_code=result.exit_code, output_tail=result.output_tail)
+    reply = next((line for line in lines if line.startswith("##ferry-result ")), None)
+    if reply is None:
+        raise _fail(ctx, f"{name} ended without reporting what it did")
+    done: dict[str, Any] = json.loads(reply.split(" ", 1)[1])
+    return done

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from xml.sax.saxutils import escape
 
+from steps.kinds.powershell_scripts import compose
 from steps.transports.winrm import load_script
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ def _sha(text: str) -> str:
 
 def known_scripts(extra: dict[str, str]) -> dict[str, str]:
     """sha256 of each script's text → the name of its Python stand-in."""
-    known = {_sha(load_script(path.name, folder)): path.name
+    known = {_sha(compose(path.name, folder)): path.name  # as sent: with their includes spliced in
              for folder in SCRIPTS for path in folder.glob("*.ps1") if path.name != "runner.ps1"}
     for path, name in extra.items():
         known[_sha(Path(path).read_text(encoding="utf-8"))] = name

@@ -258,7 +258,7 @@ class Standin:
     """The stand-in server: shells, processes, the simulated IIS, its site listeners."""
 
     def __init__(self, config: StandinConfig) -> None:
-        from tests.standins import iis_standin
+        from tests.standins import iis_standin, service_standin
         self.config = config
         self.state_dir = Path(config.state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -266,6 +266,7 @@ class Standin:
         self.lock = threading.Lock()
         self.iis = iis_standin.Iis(self)
         self.known_scripts = iis_standin.known_scripts(config.extra_scripts)
+        self.services = service_standin.ServiceTable(self.state_dir)
         self.requests = 0
 
     def fs(self, windows_path: str) -> Path:

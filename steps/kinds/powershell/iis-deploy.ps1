@@ -61,83 +61,7 @@ function Wait-AppPoolState([string]$Name, [string]$State) {
     }
 }
 
-function Read-Journal {
-    if (Test-Path -LiteralPath $Journal -PathType Leaf) {
-        $text = [IO.File]::ReadAllText($Journal)
-        if ($text.Trim()) {
-            return @((ConvertFrom-Json $text).entries)
-        }
-    }
-    return @()
-}
-
-function Write-Journal($Entries) {
-    New-Item -ItemType Directory -Force -Path (Split-Path -Parent $Journal) | Out-Null
-    $temp = $Journal + '.ferry-tmp'
-    $json = ConvertTo-Json -InputObject @{ entries = @($Entries) } -Depth 5
-    [IO.File]::WriteAllText($temp, $json, (New-Object System.Text.UTF8Encoding $false))
-    if (Test-Path -LiteralPath $Journal -PathType Leaf) {
-        [IO.File]::Replace($temp, $Journal, $null)
-    }
-    else {
-        [IO.File]::Move($temp, $Journal)
-    }
-}
-
-function Test-Installed([string]$Candidate) {
-    $marker = Join-Path $Candidate '.ferry-install.json'
-    if (-not (Test-Path -LiteralPath $marker -PathType Leaf)) {
-        return $false
-    }
-    $installed = ConvertFrom-Json ([IO.File]::ReadAllText($marker))
-    return ($installed.sha256 -eq $Package.Sha256 -and $installed.config -eq $ConfigDigest)
-}
-
-function Install-Folder {
-    # A folder that already holds exactly this package and configuration is reused: that is how a rollback
-    # repoints IIS at the folder it kept instead of extracting again.
-    $candidate = $Folder
-    $n = 1
-    while (Test-Path -LiteralPath $candidate) {
-        if (Test-Installed $candidate) {
-            return @{ Path = $candidate; Reused = $true }
-        }
-        $n++
-        $candidate = $Folder + '_' + $n
-    }
-    $file = [string]$Package.File
-    $actual = (Get-FileHash -LiteralPath $file -Algorithm SHA256).Hash.ToLowerInvariant()
-    if ($actual -ne $Package.Sha256) {
-        throw ('package ' + $file + ' has sha256 ' + $actual + ', expected ' + $Package.Sha256)
-    }
-    $temp = $candidate + '.ferry-tmp'
-    if (Test-Path -LiteralPath $temp) {
-        Remove-Item -LiteralPath $temp -Recurse -Force
-    }
-    New-Item -ItemType Directory -Force -Path $temp | Out-Null
-    if ($file -match '\.(zip|nupkg)$') {
-        Add-Type -AssemblyName System.IO.Compression.FileSystem
-        [IO.Compression.ZipFile]::ExtractToDirectory($file, $temp)
-    }
-    else {
-        & tar.exe -xzf $file -C $temp
-        if ($LASTEXITCODE -ne 0) {
-            throw ('tar.exe could not extract ' + $file + ' (exit code ' + $LASTEXITCODE + ')')
-        }
-    }
-    foreach ($override in @($Overrides)) {
-        $relative = [string]$override.Path
-        if ([IO.Path]::IsPathRooted($relative) -or $relative -match '(^|[\\/])\.\.([\\/]|$)') {
-            throw ('refusing to write outside the package: ' + $relative)
-        }
-        $target = Join-Path $temp $relative
-        [IO.File]::WriteAllBytes($target, [Convert]::FromBase64String([string]$override.Content))
-    }
-    $marker = ConvertTo-Json -InputObject @{ package = $Package.Id; version = $Package.Version; sha256 = $Package.Sha256; config = $ConfigDigest }
-    [IO.File]::WriteAllText((Join-Path $temp '.ferry-install.json'), $marker)
-    Move-Item -LiteralPath $temp -Destination $candidate
-    return @{ Path = $candidate; Reused = $false }
-}
+# ferry:include deploy-common.ps1
 
 function Set-AppPool {
     if ($null -eq $AppPool) {
@@ -295,33 +219,7 @@ if ($offline) {
 
 # ---------------------------------------------------------------------------------------------- journal, retention
 $key = $Project + '|' + $Environment + '|' + $Package.Id + '|' + $SiteName + '|' + $VirtualPath
-$entries = @(Read-Journal | Where-Object { -not ($_.key -eq $key -and $_.folder -eq $newFolder) })
-$entries = @([pscustomobject]@{
-        key = $key; project = $Project; environment = $Environment; package = $Package.Id
-        version = $Package.Version; sha256 = $Package.Sha256; folder = $newFolder; site = $SiteName
-        virtualPath = $VirtualPath; installedAt = (Get-Date).ToUniversalTime().ToString('o')
-    }) + $entries
-$mine = @($entries | Where-Object { $_.key -eq $key })
-$removed = @()
-$index = 0
-foreach ($entry in $mine) {
-    $index++
-    # keep the newest $Keep folders, and never the one in use or the one it replaced (instant rollback)
-    if ($index -le $Keep -or $entry.folder -eq $newFolder -or $entry.folder -eq $oldFolder) {
-        continue
-    }
-    try {
-        if (Test-Path -LiteralPath $entry.folder) {
-            Remove-Item -LiteralPath $entry.folder -Recurse -Force
-        }
-        $removed += $entry.folder
-        $entries = @($entries | Where-Object { $_ -ne $entry })
-    }
-    catch {
-        Write-Host ('could not remove ' + $entry.folder + ' (kept for the next deployment): ' + $_.Exception.Message)
-    }
-}
-Write-Journal $entries
+$removed = Update-Journal $key @{ site = $SiteName; virtualPath = $VirtualPath } $newFolder $oldFolder
 
 $result = @{ folder = $newFolder; previous = $oldFolder; reused = $installed.Reused; created = $created; removed = $removed }
 Write-Output ('##ferry-result ' + (ConvertTo-Json -InputObject $result -Compress))

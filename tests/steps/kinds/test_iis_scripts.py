@@ -12,6 +12,7 @@ import tree_sitter
 import tree_sitter_powershell
 
 from steps.kinds.iis_website import SCRIPTS as KIND_SCRIPTS
+from steps.kinds.powershell_scripts import compose
 from steps.transports.winrm import SCRIPTS, bootstrap_line, request_payload
 from tests.steps.conftest import ECHO_SCRIPT, SET_OUTPUT_SCRIPT
 
@@ -35,8 +36,18 @@ def problems(source: bytes) -> list[str]:
 
 
 def test_the_expected_scripts_ship() -> None:
-    assert [p.name for p in SHIPPED] == ["iis-deploy.ps1", "pull-package.ps1", "read-file.ps1",
-                                         "receive-file.ps1", "runner.ps1", "target-health.ps1", "write-file.ps1"]
+    assert [p.name for p in SHIPPED] == [
+        "certificate-import.ps1", "deploy-common.ps1", "iis-deploy.ps1", "pull-package.ps1", "read-file.ps1",
+                                         "receive-file.ps1", "runner.ps1", "target-health.ps1",
+                                         "windows-service.ps1", "write-file.ps1"]
+
+
+@pytest.mark.parametrize("name", ["iis-deploy.ps1", "windows-service.ps1"])
+def test_scripts_as_sent_with_their_includes_parse(name: str) -> None:
+    """What ferry sends: the step kind's script with deploy-common.ps1 spliced in at its include line."""
+    text = compose(name, KIND_SCRIPTS)
+    assert "\n# ferry:include" not in text and "function Install-Folder" in text
+    assert problems(text.encode()) == []
 
 
 @pytest.mark.parametrize("script", [*SHIPPED, ECHO_SCRIPT, SET_OUTPUT_SCRIPT], ids=lambda p: Path(p).name)
