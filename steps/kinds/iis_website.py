@@ -35,6 +35,7 @@ from snapshots.errors import SnapshotIntegrityError, StepFailed
 from snapshots.model.steps import IisWebsiteStep
 from steps.context import PackageRef, StepContext
 from steps.kinds.config_prep import prepare, transform_plan
+from steps.kinds.iis_certificates import import_certificates, thumbprint_of
 from steps.kinds.powershell_scripts import compose
 from steps.scratch import private_tempdir
 
@@ -90,6 +91,8 @@ def iis_parameters(ctx: StepContext) -> IisPlan:
         if not port.isdigit() or not 1 <= int(port) <= 65535:
             raise _fail(ctx, f"{where}.port renders to {port!r}: expected a port number 1-65535")
         thumbprint = render(binding.thumbprint, f"{where}.thumbprint") or None
+        if binding.certificate:  # an infrastructure certificate: bound by its thumbprint once imported
+            thumbprint = thumbprint_of(ctx, binding.certificate)
         if thumbprint is not None and not re.fullmatch(r"[0-9A-Fa-f]{40}", thumbprint):
             raise _fail(ctx, f"{where}.thumbprint does not render to 40 hex digits (a SHA-1 thumbprint)")
         bindings.append({"Protocol": binding.protocol, "Ip": render(binding.ip, f"{where}.ip") or "*",
@@ -172,6 +175,7 @@ def run(ctx: StepContext) -> None:
     transport = ctx.transport
     if getattr(transport, "invoke", None) is None:
         raise _fail(ctx, "iis-website runs on Windows targets: give the target a winrm transport")
+    import_certificates(ctx)  # into Cert:\LocalMachine\My, key readable by the app pool, before any binding
     plan = iis_parameters(ctx)
     overrides = send_package(ctx, plan.package, plan.package_file)
     plan.parameters["Overrides"] = overrides

@@ -372,6 +372,49 @@ STANDIN_PS_VERSION = "5.1.17763.1432"
 """What the stand-in answers for $PSVersionTable.PSVersion (Windows Server 2019's Windows PowerShell)."""
 
 
+def certificate_import(ps: PowerShell, params: dict[str, Any], request: dict[str, Any]) -> int:
+    """certificate-import.ps1: open each PFX with its password (``cryptography`` here, .NET's X509Certificate2
+    there), refuse one whose thumbprint is not the one sent, add it to the simulated Cert:\\LocalMachine\\My
+    (``certificates`` + ``certificate_store`` in iis.json) unless there, and record the account given read on its
+    private key (``key_acl``). The ACL itself, the key container and IIS using the key exist only on Windows."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    _need(params, "Certificates")
+    account = str(params.get("Account") or "")
+    iis: Iis = ps.server.iis
+    for item in params["Certificates"] if isinstance(params["Certificates"], list) else [params["Certificates"]]:
+        thumbprint = str(item["Thumbprint"]).upper()
+        try:
+            key, cert, _ = pkcs12.load_key_and_certificates(base64.b64decode(str(item["Pfx"])),
+                                                            str(item["Password"]).encode())
+        except ValueError:
+            raise PsError("Exception calling \".ctor\" with \"3\" argument(s): \"The specified network password is "
+                          "not correct.\"") from None
+        if cert is None or cert.fingerprint(hashes.SHA1()).hex().upper() != thumbprint:
+            raise PsError(f"the certificate sent as {thumbprint} has thumbprint "
+                          f"{cert.fingerprint(hashes.SHA1()).hex().upper() if cert else '(none)'}")
+        with iis.lock:
+            state = iis.load()
+            store = state.setdefault("certificate_store", {})
+            present = thumbprint in {c.upper() for c in state.setdefault("certificates", [])} and key is not None
+            if not present:
+                state["certificates"].append(thumbprint)
+                store[thumbprint] = {"subject": cert.subject.rfc4514_string(), "has_private_key": key is not None,
+                                     "key_storage": "MachineKeySet, PersistKeySet", "key_acl": []}
+                state.setdefault("log", []).append({"at": time.time(), "op": "X509Store.Add", "what": thumbprint})
+            if account:
+                entry = store.setdefault(thumbprint, {"key_acl": []})
+                if account not in entry.setdefault("key_acl", []):
+                    entry["key_acl"].append(account)
+                state.setdefault("log", []).append({"at": time.time(), "op": "Set-Acl", "what": account})
+            iis.save(state)
+        ps.process.out(f"##ferry-certificate {'present' if present else 'imported'} {thumbprint}")
+        if account:
+            ps.process.out(f"##ferry-certificate granted {thumbprint} {account}")
+    return 0
+
+
 def iis_deploy(ps: PowerShell, params: dict[str, Any], request: dict[str, Any]) -> int:
     _need(params, "Project", "Environment", "Package", "Folder", "Journal", "SiteName")
     return IisDeploy(ps, params).run()
@@ -383,6 +426,7 @@ HANDLERS: dict[str, Callable[[PowerShell, dict[str, Any], dict[str, Any]], int |
     "write-file.ps1": write_file,
     "pull-package.ps1": pull_package,
     "iis-deploy.ps1": iis_deploy,
+    "certificate-import.ps1": certificate_import,
     "target-health.ps1": target_health,
     "echo-parameters": echo_parameters,
     "set-output": set_output,
