@@ -23,8 +23,7 @@ from snapshots.errors import ConfigError
 from snapshots.workspace import Workspace
 
 if TYPE_CHECKING:
-    from prefect.client.schemas.objects import FlowRun
-
+    from flows.client.http import PrefectRun
     from flows.engine.request import DeployRequest
     from flows.orchestration.launch import Launched
 
@@ -98,8 +97,6 @@ def _start_here(ctx: Workspace, request: DeployRequest, deployment_id: int, wait
 def _start_served(ctx: Workspace, served: Served, launched: Launched, wait: bool, at: datetime | None,
                   expires: datetime | None, timeout: float | None, cancel_on_timeout: bool) -> None:
     from flows.orchestration.launch import start_served
-    from flows.orchestration.served_flows import mark_record
-    from snapshots.store import records
 
     deployment_id = launched.deployment_id
     run = start_served(ctx, served, launched, at=at, expires=expires, tags=["cli"]).flow_run
@@ -116,13 +113,17 @@ def _start_served(ctx: Workspace, served: Served, launched: Launched, wait: bool
         say(f"follow it with `ferry deployment show {deployment_id}` or in the Prefect UI")
         return
 
-    def paused(_run: FlowRun) -> None:
+    def paused(_run: PrefectRun) -> None:
         say(f"deployment #{deployment_id} is paused, waiting for a person: answer in the Prefect UI (Resume) or "
             f"with `ferry deployment answer {deployment_id} <action>`")
 
-    state, code = follow(run.id, timeout=timeout, cancel_on_timeout=cancel_on_timeout, on_pause=paused)
+    state, code = follow(run.id, timeout=timeout, cancel_on_timeout=cancel_on_timeout, on_pause=paused,
+                         flushed=True)  # deploy-release sends its log before its final state
     if code == TIMED_OUT:
         if cancel_on_timeout:
+            from flows.orchestration.served_flows import mark_record  # imports Prefect: only here
+            from snapshots.store import records
+
             mark_record(deployment_id, records.CANCELLED, f"timed out after {timeout:g}s (--cancel-on-timeout)")
             err_console.print(f"error: deployment #{deployment_id} timed out after {timeout:g}s and was cancelled "
                               f"(flow run {state})", markup=False)

@@ -22,7 +22,7 @@ def serve(project: list[str] = typer.Option([], "--project", help="Serve only th
                                                help="Register on this process work pool for `prefect worker "
                                                     "start` instead of running the flows here"),
           limit: int = typer.Option(5, "--limit", min=1, help="Flow runs at once in this process"),
-          poll: float = typer.Option(1.0, "--poll-seconds", min=0.2, help="How often to ask for new runs"),
+          poll: float = typer.Option(0.2, "--poll-seconds", min=0.1, help="How often to ask for new runs"),
           sync: float = typer.Option(10.0, "--sync-seconds", min=1,
                                      help="How often to pick up applied projects and cancel expired runs"),
           warm: int = typer.Option(1, "--warm", min=0, help="Pre-started interpreters (faster run start)"),

@@ -311,3 +311,158 @@ def _seg(value: str) -> str:
     from urllib.parse import quote
 
     return quote(str(value), safe="")
+
+
+# -- the Prefect API, the same thin way -------------------------------------------------------------------
+
+
+def prefect_api_url() -> str | None:
+    """The Prefect API this process talks to, found without importing Prefect (whose import costs ~1 s):
+    Prefect's own settings when something in this process has imported it already (a test, ``ferry serve``),
+    else ``PREFECT_API_URL``, else the active profile of ``PREFECT_PROFILES_PATH`` /
+    ``$PREFECT_HOME/profiles.toml`` — where ``prefect config set`` writes it."""
+    import os
+    import sys
+
+    if "prefect.settings" in sys.modules:
+        url = sys.modules["prefect.settings"].get_current_settings().api.url
+        return str(url) if url else None
+    if os.environ.get("PREFECT_API_URL"):
+        return os.environ["PREFECT_API_URL"]
+    return _profile_setting("PREFECT_API_URL")
+
+
+def _profile_setting(name: str) -> str | None:
+    import os
+    import tomllib
+
+    home = Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
+    path = Path(os.environ.get("PREFECT_PROFILES_PATH") or home / "profiles.toml").expanduser()
+    try:
+        profiles = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    active = os.environ.get("PREFECT_PROFILE") or profiles.get("active")
+    value = (profiles.get("profiles", {}).get(active) or {}).get(name) if isinstance(active, str) else None
+    return str(value) if value else None
+
+
+def prefect_ui_url(api: str | None = None) -> str:
+    """Where the Prefect UI is (``PREFECT_UI_URL``, else the API's address without ``/api``), or empty."""
+    import os
+    import sys
+
+    if "prefect.settings" in sys.modules:
+        ui = sys.modules["prefect.settings"].get_current_settings().ui_url
+        return str(ui).rstrip("/") if ui else ""
+    if os.environ.get("PREFECT_UI_URL"):
+        return os.environ["PREFECT_UI_URL"].rstrip("/")
+    api = api or prefect_api_url()
+    return api.rstrip("/").removesuffix("/api") if api else ""
+
+
+class PrefectUnreachable(FerryError):
+    """The Prefect API is configured but does not answer (an ``httpx`` transport error)."""
+
+
+@dataclass(frozen=True)
+class PrefectRun:
+    """A flow run as ``ferry deploy --wait`` needs it: id, name, state (type as Prefect spells it, e.g.
+    ``COMPLETED``; name as shown, e.g. ``Completed``), and when it ended."""
+
+    id: str
+    name: str
+    state_type: str
+    state_name: str
+    state_message: str
+    end_time: str | None
+
+    @classmethod
+    def of(cls, body: dict[str, Any]) -> PrefectRun:
+        state = body.get("state") or {}
+        kind = str(state.get("type") or "")
+        return cls(str(body["id"]), str(body.get("name") or ""), kind, str(state.get("name") or kind.title()),
+                   str(state.get("message") or ""), body.get("end_time"))
+
+    @property
+    def final(self) -> bool:
+        return self.state_type in {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
+
+
+class PrefectApi:
+    """The few Prefect REST calls the CLI makes to start and follow a served deployment's run — plain httpx,
+    so ``ferry deploy --wait`` through ``ferry serve`` starts without importing Prefect (~1.1 s of a CLI
+    call). Errors: a transport failure is ``PrefectUnreachable``; ``None`` for 404 where the caller asks;
+    anything else non-2xx raises ``httpx.HTTPStatusError`` for the caller to word."""
+
+    def __init__(self, url: str, *, timeout: float = 30.0) -> None:
+        import os
+
+        self.url = url.rstrip("/")
+        headers = {"User-Agent": "ferry-client"}
+        auth: tuple[str, str] | None = None
+        key = os.environ.get("PREFECT_API_KEY") or _profile_setting("PREFECT_API_KEY")
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        basic = os.environ.get("PREFECT_API_AUTH_STRING") or _profile_setting("PREFECT_API_AUTH_STRING")
+        if basic and ":" in basic:
+            user, _, password = basic.partition(":")
+            auth = (user, password)
+        self._http = httpx.Client(base_url=self.url, timeout=timeout, headers=headers, auth=auth)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> PrefectApi:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise PrefectUnreachable(f"cannot reach the Prefect API at {self.url}: {type(exc).__name__}: "
+                                     f"{str(exc) or type(exc).__name__}") from None
+
+    def deployment(self, flow: str, name: str) -> dict[str, Any] | None:
+        """``GET /deployments/name/{flow}/{name}``; None when there is none."""
+        response = self._send("GET", f"/deployments/name/{_seg(flow)}/{_seg(name)}")
+        if response.status_code == 404:
+            return None
+        response.raise_for_status()
+        return dict(response.json())
+
+    def create_flow_run(self, deployment_id: str, parameters: dict[str, Any], *, at: datetime | None = None,
+                        name: str | None = None, tags: list[str] | None = None) -> PrefectRun:
+        """``POST /deployments/{id}/create_flow_run``, scheduled now or at ``at``."""
+        state: dict[str, Any] = {"type": "SCHEDULED", "name": "Scheduled"}
+        if at is not None:
+            state["state_details"] = {"scheduled_time": at.isoformat()}
+        body: dict[str, Any] = {"parameters": parameters, "state": state, "tags": tags or []}
+        if name:
+            body["name"] = name
+        response = self._send("POST", f"/deployments/{deployment_id}/create_flow_run", json=body)
+        response.raise_for_status()
+        return PrefectRun.of(response.json())
+
+    def flow_run(self, flow_run_id: str) -> PrefectRun:
+        response = self._send("GET", f"/flow_runs/{flow_run_id}")
+        response.raise_for_status()
+        return PrefectRun.of(response.json())
+
+    def logs(self, flow_run_id: str, *, after: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+        """The run's log lines (oldest first) with a timestamp at or after ``after`` (Prefect's ``after_`` is
+        inclusive): each ``{id, timestamp, level, message, task_run_id}``."""
+        logs: dict[str, Any] = {"flow_run_id": {"any_": [flow_run_id]}}
+        if after:
+            logs["timestamp"] = {"after_": after}
+        response = self._send("POST", "/logs/filter", json={"logs": logs, "sort": "TIMESTAMP_ASC", "limit": limit})
+        response.raise_for_status()
+        return list(response.json())
+
+    def set_state(self, flow_run_id: str, state_type: str, message: str) -> None:
+        """Force the run into ``state_type`` (``CANCELLED``, ``CANCELLING``)."""
+        body = {"state": {"type": state_type, "name": state_type.title(), "message": message}, "force": True}
+        self._send("POST", f"/flow_runs/{flow_run_id}/set_state", json=body).raise_for_status()

@@ -94,15 +94,32 @@ def deploy_release(project: str, environment: str, release: str = "latest", targ
             with ctx.store.begin() as conn:
                 prompted.discard_bundle(conn, prompted_ref)
         logger.error(str(exc))
+        send_log()
         raise
     remove_filter = install_masking_filter(plan.current.masker)
     try:
         return _run(plan, deployment_id, ctx, logger)
     finally:
+        send_log()
         remove_filter()
 
 
-def _run(plan: DeploymentPlan, deployment_id: int, ctx: Workspace, logger: Logger) -> dict[str, Any]:
+def send_log() -> None:
+    """Send the run's log lines to the Prefect API now, before the engine sets the final state: a follower
+    (``ferry deploy --wait``, the server API's log) that sees Completed/Failed then has the whole log and
+    exits at once, instead of waiting for Prefect's next batch (every 2 s) or the process's exit."""
+    from prefect.logging.handlers import APILogWorker
+
+    try:  # what APILogHandler.flush does from sync code; the next line logged starts a new worker
+        APILogWorker.drain_all(timeout=5, at_exit=False)
+    except Exception:  # no API (a test's in-process run) or a broken connection: the lines come at exit
+        logging.getLogger("ferry").debug("could not send the log before the final state", exc_info=True)
+
+
+def _run(plan: DeploymentPlan, deployment_id: int, ctx: Workspace, logger: Logger,
+         runbook: bool = False) -> dict[str, Any]:
+    """Run a checked and recorded deployment — or, with ``runbook``, a runbook run: the same slots, heartbeat
+    and engine, but no journal, no rollback, no release notes and no lifecycle auto-deploy."""
     limit = environment_limit(plan.project, plan.environment.name)
     target_limits = [target_limit(t.name) for t in plan.targets]
     ensure_limits([limit, *target_limits])

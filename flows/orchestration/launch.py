@@ -64,7 +64,6 @@ def start_served(ctx: Workspace, served: Served, launched: Launched, *, at: date
                  expires: datetime | None = None, tags: list[str] | None = None, client: Any = None) -> Launched:
     """A flow run of the served deployment for a recorded deployment (now, or scheduled ``at``). If Prefect
     refuses the run, the record says so (Failed, not started) and the error goes on."""
-    from flows.orchestration.served_flows import mark_record
     from flows.orchestration.triggers import served_parameters
 
     params = served_parameters(launched.request, launched.deployment_id)
@@ -73,6 +72,8 @@ def start_served(ctx: Workspace, served: Served, launched: Launched, *, at: date
     try:
         run = create_run(served, params, at=at, tags=tags, client=client)
     except Exception as exc:
+        from flows.orchestration.served_flows import mark_record  # imports Prefect: only on this failure path
+
         mark_record(launched.deployment_id, records.FAILED, f"not started: {exc}")
         raise
     with ctx.store.begin() as conn:
@@ -204,6 +205,7 @@ def read_log(ctx: Workspace, deployment_id: int, after: str | None = None, limit
         seen = set(cursor.get("seen", []))
         ended = bool(cursor.get("ended"))
         with client_or_new(client) as prefect:
+            run = prefect.read_flow_run(run_id)  # before the log: a final state read first means a complete log
             logs = prefect.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id]),
                                               timestamp=LogFilterTimestamp(after_=since) if since else None),
                                     limit=limit, sort=LogSort.TIMESTAMP_ASC)
@@ -222,16 +224,18 @@ def read_log(ctx: Workspace, deployment_id: int, after: str | None = None, limit
                 cursor = {"after": last.isoformat(), "seen": sorted(set(same))}
             if cursor:
                 cursor["ended"] = ended
-            run = prefect.read_flow_run(run_id)
         if run.state is not None:
             state = run.state.name or str(run.state.type.value)
         # Log lines reach Prefect in batches, some after the final state: the log is complete once the
         # engine's closing line is in, or a few seconds after the run ended (a run cancelled before it
-        # started has no closing line). ``limit`` lines at a time: more may be waiting.
+        # started has no closing line) — or at once for a Completed/Failed run: deploy-release sends its
+        # log before its final state (the engine's closing line may then come later, unread).
+        # ``limit`` lines at a time: more may be waiting.
         final = run.state is not None and run.state.is_final()
+        flushed = run.state is not None and (run.state.is_completed() or run.state.is_failed())
         ended_at = run.end_time or (run.state.timestamp if run.state is not None else None)
         quiet = ended_at is not None and (datetime.now(UTC) - ended_at).total_seconds() > LOG_TAIL_SECONDS
-        drained = final and len(logs) < limit and (ended or quiet)
+        drained = final and len(logs) < limit and (ended or quiet or flushed)
         with ctx.store.read() as conn:  # the record may have finished while the log was read
             found = records.get(conn, deployment_id)
     finished = found.state in records.FINISHED and drained

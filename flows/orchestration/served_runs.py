@@ -18,11 +18,14 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+import httpx
+
+from flows.client.http import PrefectApi, PrefectRun, PrefectUnreachable, prefect_api_url, prefect_ui_url
 from snapshots.errors import FerryError
 
 if TYPE_CHECKING:  # Prefect is imported where it is used: the CLI imports this module before it needs one
     from prefect.client.orchestration import SyncPrefectClient
-    from prefect.client.schemas.objects import FlowRun, Log
+    from prefect.client.schemas.objects import FlowRun
     from prefect.states import State
 
 LIVE_SECONDS = 90
@@ -56,18 +59,29 @@ class Served:
 
 
 def api_url() -> str | None:
-    from prefect.settings import get_current_settings
-
-    url = get_current_settings().api.url
-    return str(url) if url else None
+    """The Prefect API URL, read without importing Prefect (see ``flows.client.http.prefect_api_url``)."""
+    return prefect_api_url()
 
 
-def run_url(flow_run_id: UUID) -> str:
+def run_url(flow_run_id: UUID | str) -> str:
     """Where the run is in the Prefect UI (empty when there is no UI URL)."""
-    from prefect.settings import get_current_settings
+    ui = prefect_ui_url()
+    return f"{ui}/runs/flow-run/{flow_run_id}" if ui else ""
 
-    ui = get_current_settings().ui_url
-    return f"{str(ui).rstrip('/')}/runs/flow-run/{flow_run_id}" if ui else ""
+
+_apis: dict[str, PrefectApi] = {}
+"""One thin client per Prefect API URL for this process: building an httpx client (its TLS context) costs
+tens of milliseconds on a loaded machine, and a CLI call makes several requests."""
+
+
+def thin_api() -> PrefectApi | None:
+    """The process's thin Prefect API client, or None when no Prefect API is configured."""
+    url = api_url()
+    if not url:
+        return None
+    if url not in _apis:
+        _apis[url] = PrefectApi(url)
+    return _apis[url]
 
 
 def client_or_new(client: SyncPrefectClient | None) -> AbstractContextManager[SyncPrefectClient]:
@@ -80,11 +94,29 @@ def client_or_new(client: SyncPrefectClient | None) -> AbstractContextManager[Sy
     return get_client(sync_client=True)
 
 
+def _served_of(flow: str, found: dict[str, Any]) -> Served:
+    polled = found.get("last_polled")
+    return Served(UUID(str(found["id"])), f"{flow}/{found['name']}",
+                  datetime.fromisoformat(polled.replace("Z", "+00:00")) if polled else None,
+                  found.get("work_pool_name"))
+
+
 def find_served(project: str, flow: str = "deploy-release", *,
                 client: SyncPrefectClient | None = None) -> Served | None:
-    """The project's served deployment, or None when no Prefect API is configured or none is registered."""
-    if not api_url():
+    """The project's served deployment, or None when no Prefect API is configured or none is registered.
+    Without ``client`` (the CLI): plain HTTP, no Prefect import."""
+    api = thin_api()
+    if api is None:
         return None
+    if client is None:
+        try:
+            thin = api.deployment(flow, deployment_name(project))
+        except PrefectUnreachable as exc:  # the API is configured but not answering: running locally would fail
+            raise FerryError(str(exc)) from None
+        except httpx.HTTPStatusError as exc:
+            raise FerryError(f"the Prefect API at {api_url()} answered {exc.response.status_code} for "
+                             f"{flow}/{deployment_name(project)}") from None
+        return _served_of(flow, thin) if thin is not None else None
     from prefect.exceptions import ObjectNotFound
 
     try:
@@ -99,8 +131,22 @@ def find_served(project: str, flow: str = "deploy-release", *,
 
 def create_run(served: Served, parameters: dict[str, Any], *, at: datetime | None = None,
                name: str | None = None, tags: list[str] | None = None,
-               client: SyncPrefectClient | None = None) -> FlowRun:
-    """A flow run of the served deployment, scheduled now or at ``at``; returns Prefect's FlowRun."""
+               client: SyncPrefectClient | None = None) -> FlowRun | PrefectRun:
+    """A flow run of the served deployment, scheduled now or at ``at``; returns the run (``.id``, ``.name``):
+    Prefect's FlowRun with a ``client``, else the thin client's ``PrefectRun`` (no Prefect import)."""
+    hint409 = " (a project applied moments ago reaches ferry serve within its --sync-seconds)"
+    if client is None and (api := thin_api()) is not None:
+        try:
+            return api.create_flow_run(str(served.id), parameters, at=at, name=name, tags=["ferry", *(tags or [])])
+        except PrefectUnreachable as exc:
+            raise FerryError(str(exc)) from None
+        except httpx.HTTPStatusError as exc:
+            try:
+                detail = exc.response.json().get("detail", exc.response.text)
+            except ValueError:
+                detail = exc.response.text
+            raise FerryError(f"{served.full_name} refused the run: {detail}"
+                             f"{hint409 if exc.response.status_code == 409 else ''}") from None
     from prefect.exceptions import PrefectHTTPStatusError
     from prefect.states import Scheduled
 
@@ -111,73 +157,84 @@ def create_run(served: Served, parameters: dict[str, Any], *, at: datetime | Non
                                                           tags=["ferry", *(tags or [])])
     except PrefectHTTPStatusError as exc:
         detail = exc.response.json().get("detail", exc.response.text) if exc.response.content else str(exc)
-        hint = (" (a project applied moments ago reaches ferry serve within its --sync-seconds)"
-                if exc.response.status_code == 409 else "")
+        hint = hint409 if exc.response.status_code == 409 else ""
         raise FerryError(f"{served.full_name} refused the run: {detail}{hint}") from None
 
 
 TIMED_OUT = 124
 """Exit code when ``--timeout`` passes before the deployment finishes (as ``timeout(1)``)."""
 
+FOLLOW_POLL = 0.2
+"""Seconds between two looks at a followed run: the CLI exits within this long of the run's end."""
 
-def follow(flow_run_id: UUID, *, timeout: float | None = None, cancel_on_timeout: bool = False,
-           echo: Callable[[str], None] | None = None, on_pause: Callable[[FlowRun], None] | None = None,
-           poll: float = 1.0) -> tuple[str, int]:
+
+def follow(flow_run_id: UUID | str, *, timeout: float | None = None, cancel_on_timeout: bool = False,
+           echo: Callable[[str], None] | None = None, on_pause: Callable[[PrefectRun], None] | None = None,
+           poll: float = FOLLOW_POLL, flushed: bool = False) -> tuple[str, int]:
     """Stream a flow run's log lines until it ends. Returns (final state name, exit code): 0 when it
     completed, 1 when it failed, crashed or was cancelled, ``TIMED_OUT`` when ``timeout`` passed first
-    (after cancelling it if ``cancel_on_timeout``)."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId, LogFilterTimestamp
-    from prefect.client.schemas.sorting import LogSort
+    (after cancelling it if ``cancel_on_timeout``). Plain HTTP (the thin client): no Prefect import.
 
+    ``flushed``: the flow sends its whole log before it reports its final state (``deploy-release`` does),
+    so a Completed or Failed run is done once the log has been read after that state — no waiting for the
+    engine's own closing line, which Prefect ships in a later batch (up to ~2 s)."""
+    api = thin_api()
+    if api is None:
+        raise FerryError("no Prefect API is configured (PREFECT_API_URL) to follow the run on")
+    run_id = str(flow_run_id)
     echo = echo or _print
     deadline = time.monotonic() + timeout if timeout is not None else None
-    seen: set[UUID] = set()
-    after: datetime | None = None
+    seen: set[str] = set()
+    after: str | None = None
     paused_notified = False
     ended = [False]  # the engine's own last line ("Finished in state …") has been shown
 
-    with get_client(sync_client=True) as client:
-        def drain() -> int:
-            nonlocal after
-            shown = 0
-            while True:
-                logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]),
-                                                  timestamp=LogFilterTimestamp(after_=after) if after else None),
-                                        limit=200, sort=LogSort.TIMESTAMP_ASC)
-                fresh = [log for log in logs if log.id not in seen]
-                for log in fresh:
-                    seen.add(log.id)
-                    echo(_format(log))
-                    shown += 1
-                    if log.task_run_id is None and log.message.startswith("Finished in state"):
-                        ended[0] = True
-                if logs:
-                    after = logs[-1].timestamp
-                if len(logs) < 200:
-                    return shown
-
+    def drain() -> int:
+        nonlocal after
+        shown = 0
         while True:
+            logs = api.logs(run_id, after=after, limit=200)
+            fresh = [log for log in logs if str(log["id"]) not in seen]
+            for log in fresh:
+                seen.add(str(log["id"]))
+                echo(_format(log))
+                shown += 1
+                if log.get("task_run_id") is None and str(log.get("message", "")).startswith("Finished in state"):
+                    ended[0] = True
+            if logs:
+                after = str(logs[-1]["timestamp"])
+            if len(fresh) < 200:
+                return shown
+
+    try:
+        while True:
+            asked = time.monotonic()
             drain()
-            run = client.read_flow_run(flow_run_id)
-            state = run.state
-            if state is not None and state.is_final():
-                _drain_tail(drain, ended)
-                return state.name or str(state.type.value), 0 if state.is_completed() else 1
-            if state is not None and state.is_paused() and not paused_notified:
+            run = api.flow_run(run_id)
+            if run.final:
+                if run.state_type in ("COMPLETED", "FAILED") and flushed:
+                    drain()  # lines sent just before the final state, after the read above
+                else:
+                    _drain_tail(drain, ended)
+                return run.state_name, 0 if run.state_type == "COMPLETED" else 1
+            if run.state_type == "PAUSED" and not paused_notified:
                 paused_notified = True
                 if on_pause is not None:
                     on_pause(run)
-            elif state is not None and not state.is_paused():
+            elif run.state_type != "PAUSED":
                 paused_notified = False
             if deadline is not None and time.monotonic() > deadline:
                 if cancel_on_timeout:
-                    _cancel(client, flow_run_id, f"timed out after {timeout:g}s (--cancel-on-timeout)")
-                    final = _wait_final(client, flow_run_id, 60)
+                    _cancel(api, run_id, f"timed out after {timeout:g}s (--cancel-on-timeout)")
+                    final = _wait_final(api, run_id, 60)
                     _drain_tail(drain, ended)
                     return final, TIMED_OUT
-                return (state.name if state and state.name else "unknown"), TIMED_OUT
-            time.sleep(poll)
+                return (run.state_name or "unknown"), TIMED_OUT
+            pause = poll - (time.monotonic() - asked)
+            if pause > 0:
+                time.sleep(pause)
+    except PrefectUnreachable as exc:
+        raise FerryError(str(exc)) from None
 
 
 def _drain_tail(drain: Callable[[], int], ended: list[bool]) -> None:
@@ -191,33 +248,30 @@ def _drain_tail(drain: Callable[[], int], ended: list[bool]) -> None:
             quiet_since = time.monotonic()
 
 
-def _cancel(client: SyncPrefectClient, flow_run_id: UUID, message: str) -> None:
-    from prefect.states import Cancelled, Cancelling
-
-    run = client.read_flow_run(flow_run_id)
-    if run.state is not None and run.state.is_final():
+def _cancel(api: PrefectApi, flow_run_id: str, message: str) -> None:
+    run = api.flow_run(flow_run_id)
+    if run.final:
         return
     # A run nobody has picked up yet has no process to stop: cancel it outright.
-    state: State[Any] = Cancelled(message=message) if run.state is None or run.state.is_scheduled() else Cancelling(
-        message=message)
-    client.set_flow_run_state(flow_run_id, state, force=True)
+    waiting = run.state_type in ("", "SCHEDULED")
+    api.set_state(flow_run_id, "CANCELLED" if waiting else "CANCELLING", message)
 
 
-def _wait_final(client: SyncPrefectClient, flow_run_id: UUID, seconds: float) -> str:
+def _wait_final(api: PrefectApi, flow_run_id: str, seconds: float) -> str:
     end = time.monotonic() + seconds
     while time.monotonic() < end:
-        state = client.read_flow_run(flow_run_id).state
-        if state is not None and state.is_final():
-            return state.name or str(state.type.value)
+        run = api.flow_run(flow_run_id)
+        if run.final:
+            return run.state_name
         time.sleep(0.5)
     return "Cancelling"
 
 
-def _format(log: Log) -> str:
+def _format(log: dict[str, Any]) -> str:
     from logging import getLevelName
 
-    stamp = log.timestamp.astimezone().strftime("%H:%M:%S")
-    return f"{stamp} | {getLevelName(log.level):<7} | {log.message}"
+    stamp = datetime.fromisoformat(str(log["timestamp"]).replace("Z", "+00:00")).astimezone().strftime("%H:%M:%S")
+    return f"{stamp} | {getLevelName(int(log.get('level') or 20)):<7} | {log.get('message', '')}"
 
 
 def _print(line: str) -> None:

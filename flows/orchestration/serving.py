@@ -62,7 +62,7 @@ class ServeOptions:
     projects: list[str] | None = None
     work_pool: str | None = None
     limit: int = 5
-    poll_seconds: float = 1.0
+    poll_seconds: float = 0.2
     sync_seconds: float = 10.0
     warm: int = 1
     once: bool = False

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -112,6 +113,19 @@ def test_ferry_deploy_runs_through_the_served_deployment_and_streams_its_log(ser
     assert failed.exit_code == 1, failed.output
     assert "failed" in failed.stderr
     assert served.records()[0]["state"] == "Failed"
+
+
+def test_deploy_wait_through_serve_never_imports_prefect(served: ServedProject) -> None:
+    """The CLI side of a served deployment is plain HTTP (flows.client.http): importing Prefect cost ~1.1 s
+    of every `ferry deploy --wait`. `python -X importtime` lists every module the command loaded."""
+    proc = subprocess.run([sys.executable, "-X", "importtime", FERRY, "deploy", served.name, "1.0.0", "--to", "Dev",
+                           "--force", "--wait"], capture_output=True, text=True, env=served.env, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    assert f"of deploy-release/{served.name}" in proc.stdout  # it went through ferry serve
+    assert "succeeded" in proc.stdout.splitlines()[-1]
+    loaded = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    assert "httpx" in loaded and "flows.client.http" in loaded
+    assert sorted(m for m in loaded if m == "prefect" or m.startswith("prefect.")) == []
 
 
 def test_a_deployment_created_through_the_api_can_be_followed_from_the_cli(served: ServedProject) -> None:
