@@ -24,6 +24,17 @@ def _shown(var: dict[str, Any]) -> str:
     return MASK if var.get("sensitive") else repr(var.get("value"))
 
 
+def _from(var: dict[str, Any]) -> str:
+    """`` (library: Database r3)`` for a variable a library set or step template gave, else nothing."""
+    return f" ({var['source']})" if var.get("source") else ""
+
+
+def _moved(old: dict[str, Any], new: dict[str, Any]) -> str:
+    if old.get("source") == new.get("source"):
+        return _from(new)
+    return f" ({old.get('source') or 'project'} → {new.get('source') or 'project'})"
+
+
 def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
     strip = ("ciphertext",)
     return canonical_json({k: v for k, v in a.items() if k not in strip}) == \
@@ -49,16 +60,50 @@ def diff_releases(a: Release, b: Release) -> dict[str, list[str]]:
     for key in sorted(set(a_vars) | set(b_vars)):
         old, new = a_vars.get(key), b_vars.get(key)
         if old and not new:
-            variables.append(f"- {_variable_key(old)} = {_shown(old)}")
+            variables.append(f"- {_variable_key(old)} = {_shown(old)}{_from(old)}")
         elif new and not old:
-            variables.append(f"+ {_variable_key(new)} = {_shown(new)}")
+            variables.append(f"+ {_variable_key(new)} = {_shown(new)}{_from(new)}")
         elif old and new and not _same(old, new):
-            if old.get("sensitive") or new.get("sensitive"):
-                variables.append(f"~ {_variable_key(new)}: {MASK} (sensitive value changed)")
+            if old.get("sensitive") and new.get("sensitive") and old.get("fingerprint") == new.get("fingerprint"):
+                variables.append(f"~ {_variable_key(new)}: {MASK}{_moved(old, new)}")  # same secret, new source
+            elif old.get("sensitive") or new.get("sensitive"):
+                variables.append(f"~ {_variable_key(new)}: {MASK} (sensitive value changed){_moved(old, new)}")
+            elif _shown(old) == _shown(new):
+                variables.append(f"~ {_variable_key(new)}: {_shown(new)}{_moved(old, new)}")
             else:
-                variables.append(f"~ {_variable_key(new)}: {_shown(old)} → {_shown(new)}")
+                variables.append(f"~ {_variable_key(new)}: {_shown(old)} → {_shown(new)}{_moved(old, new)}")
     old_text = yaml.safe_dump(a.process, sort_keys=False, allow_unicode=True).splitlines()
     new_text = yaml.safe_dump(b.process, sort_keys=False, allow_unicode=True).splitlines()
     process = list(difflib.unified_diff(old_text, new_text, f"{a.version}/process", f"{b.version}/process",
                                         lineterm="", n=2))
-    return {"packages": packages, "variables": variables, "process": process}
+    changes = {"packages": packages, "variables": variables, "process": process}
+    if a.snapshot.get("library") or b.snapshot.get("library"):  # only releases that used a library get the section
+        changes["library"] = _library_changes(a.snapshot.get("library") or {}, b.snapshot.get("library") or {})
+    return changes
+
+
+def _library_changes(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """Which library variable set and step template revisions each release froze, where they differ."""
+    lines = []
+    old_sets = {s["name"]: s["revision"] for s in a.get("variable_sets") or []}
+    new_sets = {s["name"]: s["revision"] for s in b.get("variable_sets") or []}
+    for name in sorted(set(old_sets) | set(new_sets)):
+        if name not in new_sets:
+            lines.append(f"- library variable set {name} r{old_sets[name]}")
+        elif name not in old_sets:
+            lines.append(f"+ library variable set {name} r{new_sets[name]}")
+        elif old_sets[name] != new_sets[name]:
+            lines.append(f"~ library variable set {name} r{old_sets[name]} → r{new_sets[name]}")
+    old_steps = {t["step"]: t for t in a.get("step_templates") or []}
+    new_steps = {t["step"]: t for t in b.get("step_templates") or []}
+    for step in sorted(set(old_steps) | set(new_steps)):
+        old, new = old_steps.get(step), new_steps.get(step)
+        if new is None and old is not None:
+            lines.append(f"- step {step!r}: template {old['template']} r{old['revision']}")
+        elif old is None and new is not None:
+            lines.append(f"+ step {step!r}: template {new['template']} r{new['revision']}")
+        elif old is not None and new is not None and (old["template"], old["revision"]) != (new["template"],
+                                                                                              new["revision"]):
+            lines.append(f"~ step {step!r}: template {old['template']} r{old['revision']} → "
+                         f"{new['template']} r{new['revision']}")
+    return lines

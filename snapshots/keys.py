@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import Column, Connection, Integer, MetaData, Table, Text, func, insert, inspect, select, update
 from sqlalchemy.exc import IntegrityError
 
-from snapshots import releases
+from snapshots import library, releases
 from snapshots.canonical import canonical_json
 from snapshots.errors import ConflictError, MasterKeyError, SnapshotIntegrityError
 from snapshots.model.documents import content_digest
@@ -243,6 +243,7 @@ def _rotate_in(conn: Connection, old: Vault, new: Vault, actor: str) -> tuple[in
         audit.record(conn, actor, "project.rekey", f"project/{name}", revision=row.revision + 1,
                      key=short(new.key_id))
         projects += 1
+    library.rekey(conn, old, new, actor)  # library variable sets' sensitive values, like a project's
     snapshots = 0
     for release in every:
         last = signing.sign_chain(conn, new, release.signed, [s.signed for s in release.variable_snapshots])

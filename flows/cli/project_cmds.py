@@ -15,8 +15,13 @@ app = typer.Typer()
 """This module's commands; the root app in ``flows.cli.app`` merges them in."""
 
 
+_KINDS = {"project": "project", "variable_set": "library variable set", "step_template": "step template"}
+"""How ``ferry apply`` names each kind of document it stored."""
+
+
 @app.command()
-def apply(files: list[Path] = typer.Argument(..., help="project and/or infrastructure YAML files"),
+def apply(files: list[Path] = typer.Argument(..., help="project, infrastructure, library_variable_set and "
+                                                        "step_template YAML files"),
           as_json: bool = typer.Option(False, "--json")) -> None:
     """Validate YAML files and store a new revision of each one that changed."""
     from snapshots.projects import apply as apply_files
@@ -31,7 +36,7 @@ def apply(files: list[Path] = typer.Argument(..., help="project and/or infrastru
         print_json([r.__dict__ for r in results])
         return
     for r in results:
-        what = "infrastructure" if r.kind == "infrastructure" else f"project {r.name}"
+        what = "infrastructure" if r.kind == "infrastructure" else f"{_KINDS.get(r.kind, r.kind)} {r.name}"
         state = f"stored revision {r.revision}" if r.changed else f"unchanged (revision {r.revision})"
         say(f"{what}: {state}  ← {r.source}")
 
@@ -39,14 +44,23 @@ def apply(files: list[Path] = typer.Argument(..., help="project and/or infrastru
 class SchemaKind(StrEnum):
     project = "project"
     infrastructure = "infrastructure"
+    library_variable_set = "library-variable-set"
+    step_template = "step-template"
 
 
 @app.command()
 def schema(kind: SchemaKind) -> None:
-    """Print the JSON Schema of a project or infrastructure file (for editors)."""
-    from snapshots.model import Infrastructure, Project
+    """Print the JSON Schema of a project, infrastructure, library variable set or step template file (for
+    editors)."""
+    from pydantic import BaseModel
 
-    model = Project if kind is SchemaKind.project else Infrastructure
+    from snapshots.model import Infrastructure, Project
+    from snapshots.model.library import LibraryVariableSet, StepTemplate
+
+    models: dict[SchemaKind, type[BaseModel]] = {
+        SchemaKind.project: Project, SchemaKind.infrastructure: Infrastructure,
+        SchemaKind.library_variable_set: LibraryVariableSet, SchemaKind.step_template: StepTemplate}
+    model = models[kind]
     schema = model.model_json_schema(mode="validation")
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = f"ferry {kind.value}"

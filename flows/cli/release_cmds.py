@@ -143,6 +143,7 @@ def show(project: str, version: str,
     With --environment/--target: the values that target would get, after scoping and substitution, with the
     system variables of that context, so scoping can be checked before deploying."""
     from snapshots import releases
+    from snapshots.library import step_sources
 
     ctx = Workspace()
     if environment is not None or target is not None or step is not None:
@@ -152,10 +153,12 @@ def show(project: str, version: str,
         release = releases.require(conn, project, version)
     snapshots = release.variable_snapshots if history else [release.variables]
     data = {**_summary(release), "notes": release.snapshot["notes"], "lifecycle": release.snapshot["lifecycle"],
-            "process": release.process,
+            "process": release.process, "library": release.snapshot.get("library") or {},
             "variable_snapshots": [{"revision": s.revision, "created_at": s.created_at, "created_by": s.created_by,
                                     "project_revision": s.document["project_revision"], "digest": s.digest,
-                                    "variables": releases.masked_variables(s.variables)} for s in snapshots]}
+                                    "variables": [{**v, "source": v.get("source") or "project"}
+                                                  for v in releases.masked_variables(s.variables)]}
+                                   for s in snapshots]}
     if as_json:
         print_json(data)
         return
@@ -166,12 +169,21 @@ def show(project: str, version: str,
         say(f"notes: {data['notes']}")
     print_table("packages", ["id", "version", "sha256"],
                 [(p["id"], p["version"], p["sha256"]) for p in release.packages])
-    print_table("process", ["#", "step", "kind", "roles"], list(_process_rows(release.process)))
+    sources = step_sources(release.snapshot)
+    if sources:  # a release that used a step template says which step came from which template revision
+        print_table("process", ["#", "step", "kind", "roles", "from"],
+                    [(*row, sources.get(row[1].strip(), "")) for row in _process_rows(release.process)])
+    else:
+        print_table("process", ["#", "step", "kind", "roles"], list(_process_rows(release.process)))
     for snap in data["variable_snapshots"]:
-        print_table(f"variables (revision {snap['revision']}, {snap['created_at']} by {snap['created_by']}, "
-                    f"from project revision {snap['project_revision']})",
-                    ["name", "value", "scope"],
-                    [(v["name"], v["value"], _scope(v.get("scope") or {})) for v in snap["variables"]])
+        title = (f"variables (revision {snap['revision']}, {snap['created_at']} by {snap['created_by']}, "
+                 f"from project revision {snap['project_revision']})")
+        if any(v["source"] != "project" for v in snap["variables"]):
+            print_table(title, ["name", "value", "scope", "from"],
+                        [(v["name"], v["value"], _scope(v.get("scope") or {}), v["source"]) for v in snap["variables"]])
+        else:
+            print_table(title, ["name", "value", "scope"],
+                        [(v["name"], v["value"], _scope(v.get("scope") or {})) for v in snap["variables"]])
 
 
 def _show_for_context(ctx: Workspace, project: str, version: str, environment: str | None, target: str | None,

@@ -11,7 +11,8 @@ from pydantic import AfterValidator, ConfigDict, Field, model_validator
 
 from snapshots.model.common import FromEnv, FromFile, Model, Name, NameList, ScalarText
 from snapshots.model.feeds import PACKAGE_FEEDS_DESCRIPTION, PACKAGES_DESCRIPTION, split_package_entries
-from snapshots.model.steps import ParentStep, ProcessItem, Step
+from snapshots.model.steps import ParentStep, Step
+from snapshots.model.template_steps import ProjectProcessItem, TemplateStep
 
 
 class Scope(Model):
@@ -150,8 +151,14 @@ class Project(Model):
     allow_no_targets: bool = Field(
         False, description="A deployment in which a step finds no target (no target has its roles, or all were "
                            "excluded) skips that step instead of failing (a step may also allow it on its own)")
-    process: list[ProcessItem] = Field(default_factory=list)
+    process: list[ProjectProcessItem] = Field(
+        default_factory=list, description="The deployment process in order: steps (kind: …), parent steps (steps: "
+                                          "[…], rolling) and step template uses (template: …, parameters: …)")
     variables: list[Variable] = Field(default_factory=list)
+    include: NameList = Field(
+        default_factory=list, description="Library variable sets whose variables the project uses, e.g. [Common, "
+                                          "Database]; the project's own variable wins over a library one of the "
+                                          "same name and scope, an earlier set over a later one")
     triggers: list[Trigger] = Field(
         default_factory=list, description="Cron deploy-latest / promote schedules and release-on-push")
 
@@ -159,7 +166,7 @@ class Project(Model):
     def name(self) -> str:
         return self.project
 
-    def all_steps(self) -> Iterator[tuple[ParentStep | None, Step]]:
+    def all_steps(self) -> Iterator[tuple[ParentStep | None, Step | TemplateStep]]:
         """Every leaf step in process order, with its parent (None at top level)."""
         for item in self.process:
             if isinstance(item, ParentStep):

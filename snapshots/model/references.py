@@ -14,6 +14,7 @@ from snapshots.errors import TemplateError
 from snapshots.model.infrastructure import Infrastructure
 from snapshots.model.project import DeployLatestTrigger, Project, PromoteTrigger, ReleaseOnPushTrigger
 from snapshots.model.steps import LoadBalancerStep, ParentStep, Step
+from snapshots.model.template_steps import TemplateStep
 from snapshots.octostache import referenced_names
 
 Path = tuple[str | int, ...]
@@ -70,8 +71,8 @@ def infrastructure_problems(infra: Infrastructure) -> list[Problem]:
     return problems
 
 
-def _step_paths(project: Project) -> list[tuple[Path, Step | ParentStep]]:
-    out: list[tuple[Path, Step | ParentStep]] = []
+def _step_paths(project: Project) -> list[tuple[Path, Step | ParentStep | TemplateStep]]:
+    out: list[tuple[Path, Step | ParentStep | TemplateStep]] = []
     for i, item in enumerate(project.process):
         out.append((("process", i), item))
         if isinstance(item, ParentStep):
@@ -100,7 +101,8 @@ def project_problems(project: Project, infra: Infrastructure | None) -> list[Pro
             problems.append(Problem((*path, "package"),
                                     f"package {package!r} is not in the project's packages ({_known(packages)})"))
         top_level_leaf = len(path) == 2
-        if top_level_leaf and not isinstance(step, ParentStep) and step.run_on != "worker" and not step.roles:
+        if top_level_leaf and not isinstance(step, ParentStep | TemplateStep) and step.run_on != "worker" \
+                and not step.roles:
             problems.append(Problem((*path, "roles"), "a step that runs on targets needs roles"))
     if project.versioning.from_package and project.versioning.from_package not in packages:
         problems.append(Problem(("versioning", "from_package"),
@@ -122,7 +124,8 @@ def project_problems(project: Project, infra: Infrastructure | None) -> list[Pro
     return problems
 
 
-def _certificate_references(infra: Infrastructure, steps: list[tuple[Path, Step | ParentStep]]) -> list[Problem]:
+def _certificate_references(infra: Infrastructure,
+                            steps: list[tuple[Path, Step | ParentStep | TemplateStep]]) -> list[Problem]:
     """A step's certificate must be one the infrastructure declares (issue 15)."""
     known = {c.name for c in infra.certificates}
     problems: list[Problem] = []
@@ -140,7 +143,7 @@ def _certificate_references(infra: Infrastructure, steps: list[tuple[Path, Step 
 
 
 def _infrastructure_references(project: Project, infra: Infrastructure,
-                               steps: list[tuple[Path, Step | ParentStep]]) -> list[Problem]:
+                               steps: list[tuple[Path, Step | ParentStep | TemplateStep]]) -> list[Problem]:
     problems: list[Problem] = []
     envs = {e.name for e in infra.environments}
     targets = {t.name for t in infra.targets}
@@ -158,7 +161,7 @@ def _infrastructure_references(project: Project, infra: Infrastructure,
                 problems.append(Problem(("variables", i, "scope", "target", k),
                                         f"unknown target {target!r} (known: {_known(targets)})"))
     for path, step in steps:
-        for k, env in enumerate(getattr(step, "environments", [])):
+        for k, env in enumerate(getattr(step, "environments", None) or []):
             if env not in envs:
                 problems.append(Problem((*path, "environments", k),
                                         f"unknown environment {env!r} (known: {_known(envs)})"))

@@ -38,13 +38,14 @@ class YamlDocument:
         node, parts = self.root, []
         for index, element in enumerate(loc):
             last = index == len(loc) - 1
-            if not last and isinstance(element, str) and _is_tag(node, element):
+            after_index = index > 0 and isinstance(loc[index - 1], int)
+            if not last and isinstance(element, str) and _is_tag(node, element, after_index):
                 continue
             child = _child(node, element)
             if child is not None:
                 node = child
                 parts.append(f"[{element}]" if isinstance(element, int) else f".{element}")
-            elif last and isinstance(element, str) and not _is_tag(node, element):
+            elif last and isinstance(element, str) and not _is_tag(node, element, after_index):
                 parts.append(f".{element}")
         return node.start_mark.line + 1, "".join(parts).lstrip(".")
 
@@ -61,8 +62,10 @@ class YamlDocument:
         return True
 
 
-def _is_tag(node: yaml.Node, element: str) -> bool:
-    if element in ("step", "parent"):
+def _is_tag(node: yaml.Node, element: str, after_index: bool = True) -> bool:
+    """A union tag in a pydantic error location: a process item's ``step``/``parent``/``template`` (right after
+    its list index: a step template's own ``step:`` field is not one), or the ``kind`` value of a step."""
+    if element in ("step", "parent", "template") and after_index:
         return True
     kind = _child(node, "kind")
     return isinstance(kind, yaml.ScalarNode) and kind.value == element

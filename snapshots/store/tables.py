@@ -154,6 +154,22 @@ signatures = Table(
 revisions ("variable_snapshots"), chained; one per key that signed the row (a rotation re-signs under the new
 key), so each row names the key fingerprint it was made with."""
 
+library_revisions = Table(
+    "library_revisions", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("content_digest", Digest, nullable=False),
+    Column("document", Text, nullable=False),
+    Column("source", String(1000), nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    UniqueConstraint("kind", "name", "revision"),
+)
+"""Revisions of library variable sets (``kind`` "variable_set") and step templates ("step_template"), applied
+with ``ferry apply``; append-only (migration 0008) like the project revisions."""
+
 APPEND_ONLY = ("project_revisions", "infrastructure_revisions", "packages", "releases",
                "variable_snapshots", "audit_log", "master_keys", "signatures")
 """Rows of these tables are history: the database refuses UPDATE and DELETE on them."""
