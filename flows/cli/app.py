@@ -19,7 +19,9 @@ from flows.cli import (
     api_key_cmds,
     cert_cmds,
     deploy_cmds,
+    exit_codes,
     fleet_cmds,
+    inventory_cmds,
     key_cmds,
     lab_cmds,
     package_cmds,
@@ -43,6 +45,7 @@ _debug = {"on": False}
 for _commands in (project_cmds, package_cmds, release_cmds, deploy_cmds, target_cmds, serve_cmds, lab_cmds,
                   api_key_cmds, key_cmds, cert_cmds, fleet_cmds):
     app.add_typer(_commands.app)
+app.add_typer(inventory_cmds.app)
 
 
 @app.callback()
@@ -61,7 +64,7 @@ def build_command() -> TyperGroup:
     stack: list[Any] = [command]
     while stack:
         current = stack.pop()
-        current.rich_markup_mode = None  # type: ignore[attr-defined]  # typer's commands and groups read it
+        current.rich_markup_mode = None  # typer's commands and groups read it
         stack.extend((getattr(current, "commands", None) or {}).values())
     return command
 
@@ -82,6 +85,7 @@ def _main() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
     try:
+        exit_codes.reset()
         command = build_command()
         activate_remote(command, sys.argv[1:])  # remote mode: --server, and executor-only commands refused
         command(standalone_mode=False)
@@ -89,7 +93,7 @@ def _main() -> None:
         if _debug["on"]:
             raise
         err_console.print(f"error: {exc}", markup=False)
-        sys.exit(exc.exit_code)
+        sys.exit(exit_codes.for_error(exc.exit_code, sys.argv[1:]))  # 3: refused before a deployment started
     except (typer.Abort, KeyboardInterrupt):
         err_console.print("aborted", markup=False)
         sys.exit(130)

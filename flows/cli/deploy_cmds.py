@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from flows.cli import remote
+from flows.cli import exit_codes, remote
 from flows.cli.output import err_console, print_json, print_table, say
 from flows.cli.remote import local_only, remote_client
 from flows.orchestration.served_runs import TIMED_OUT, Served, find_served, follow, run_url
@@ -73,6 +73,7 @@ def _start(ctx: Workspace, request: DeployRequest, wait: bool, *, at: datetime |
     launched = record(ctx, request)  # "latest" means latest now, as recorded, not when it starts
     deployment_id, request, version = launched.deployment_id, launched.request, launched.request.release
     say(f"deployment #{deployment_id}: {request.project} {version} → {request.environment}")
+    exit_codes.started()
     if served is not None:
         _start_served(ctx, served, launched, wait, at, expires, timeout, cancel_on_timeout)
     else:

@@ -21,7 +21,13 @@ console = Console(highlight=False, soft_wrap=True, width=_width())
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+SCHEMA = "ferry/v1"
+"""The version of every ``--json`` document: a mapping's first key is ``"schema": "ferry/v1"``."""
+
+
 def print_json(data: Any) -> None:
+    if isinstance(data, dict):
+        data = {"schema": SCHEMA, **{k: v for k, v in data.items() if k != "schema"}}
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
 
 

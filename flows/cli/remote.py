@@ -13,6 +13,8 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from flows.cli import exit_codes
+
 if TYPE_CHECKING:
     from flows.client import FerryClient
 
@@ -21,6 +23,7 @@ REMOTE_COMMANDS = {
     ("release", "create"), ("release", "list"),
     ("deploy",), ("promote",), ("rollback",), ("status",),
     ("deployment", "list"), ("deployment", "show"), ("deployment", "answer"), ("deployment", "cancel"),
+    ("deployment", "log"), ("deployment", "follow"), ("project", "list"), ("environment", "list"),
 }
 """The command paths that have a form on the ferry server API."""
 
@@ -107,6 +110,8 @@ def started(client: FerryClient, project: str, launched: dict[str, Any], wait: b
     its log streamed (polled every 0.2 s) and the exit code its result: 0 succeeded, 1 failed or cancelled,
     124 when ``timeout`` came first (after cancelling it with ``cancel_on_timeout``)."""
     import sys
+
+    exit_codes.started()
 
     from flows.cli.output import err_console, say
 

@@ -195,6 +195,14 @@ class FerryClient:
                 body[key] = value
         return self._call("POST", f"/projects/{_seg(project)}/releases", json=body)
 
+    def list_projects(self) -> list[dict[str, Any]]:
+        """As ``ferry project list --json``'s ``projects``: the ones this key may read."""
+        return self._call("GET", "/projects")["projects"]
+
+    def list_environments(self) -> list[dict[str, Any]]:
+        """As ``ferry environment list --json``'s ``environments``."""
+        return self._call("GET", "/environments")["environments"]
+
     def list_releases(self, project: str) -> list[dict[str, Any]]:
         return self._call("GET", f"/projects/{_seg(project)}/releases")["releases"]
 

@@ -70,6 +70,9 @@ def create_app(ctx: Workspace) -> FastAPI:
     app.state.ctx = ctx
     for module in (routes_packages, routes_projects, routes_deployments):
         app.include_router(module.router, prefix=PREFIX)
+    from flows.server import routes_inventory  # project list, environment list
+
+    app.include_router(routes_inventory.router, prefix=PREFIX)
     _mount_prefect_proxy(app, ctx)
 
     @app.exception_handler(FerryError)

@@ -314,6 +314,13 @@ def _ids() -> list[str]:
     return ids
 
 
+def _starts(args: list[str]) -> bool:
+    """A command that starts deployments (deploy, promote, rollback, runbook run; not --plan): its refusals exit 3."""
+    words = [a for a in args if not a.startswith("-")]
+    starts = words[:1] in (["deploy"], ["promote"], ["rollback"]) or words[:2] == ["runbook", "run"]
+    return starts and "--plan" not in args
+
+
 TRACEBACK = re.compile(r"Traceback \(most recent call last\)|^\s+File \"", re.MULTILINE)
 
 
@@ -329,7 +336,7 @@ def test_bad_input(spec: dict[str, Any], case: Case) -> None:
     shown = f"exit {outcome.code}\nstdout:\n{outcome.stdout}\nstderr:\n{outcome.stderr}"
     assert not TRACEBACK.search(outcome.stdout + outcome.stderr), shown
     lines = outcome.stderr.splitlines()
-    expected_code = int(spec.get("exit", 2 if spec.get("usage") else 1))
+    expected_code = int(spec.get("exit", 2 if spec.get("usage") else 3 if _starts(args) else 1))
     assert outcome.code == expected_code, shown
     if spec.get("usage"):
         assert len(lines) == 2 and lines[0].startswith("Usage: ferry"), shown

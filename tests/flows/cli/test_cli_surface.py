@@ -1,0 +1,61 @@
+"""What a CI author scripts against (issue 16), run in-process as the bad-input catalogue runs ferry: exit codes
+(refused before start 3, usage 2), ``project list`` / ``environment list`` and the ``ferry/v1`` JSON envelope,
+``deployment log`` of a deployment that does not exist."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.bad_inputs.test_bad_inputs import Outcome, _run_inprocess
+from tests.sample import Sample
+
+
+def ferry(*args: str) -> Outcome:
+    return _run_inprocess(list(args), {})
+
+
+@pytest.fixture
+def applied(ferry_home: Path, sample: Sample) -> Sample:
+    done = ferry("apply", str(sample.infrastructure), str(sample.project))
+    assert done.code == 0, done.stderr
+    return sample
+
+
+def test_project_and_environment_lists(applied: Sample) -> None:
+    projects = ferry("project", "list", "--json")
+    assert projects.code == 0, projects.stderr
+    doc = json.loads(projects.stdout)
+    assert doc["schema"] == "ferry/v1"
+    assert [(p["name"], p["revision"], p["lifecycle"]) for p in doc["projects"]] == [("OctoFX", 1, "Default")]
+    environments = json.loads(ferry("environment", "list", "--json").stdout)
+    assert environments["schema"] == "ferry/v1"
+    assert [e["name"] for e in environments["environments"]] == ["Development", "Test", "Production"]
+    assert [t["name"] for t in environments["environments"][1]["targets"]] == ["test-01", "test-02"]
+    table = ferry("environment", "list")
+    assert "test-01 (web), test-02 (web)" in table.stdout and "Production" in table.stdout
+
+
+def test_refused_before_start_is_exit_code_3_and_usage_is_2(applied: Sample) -> None:
+    for args in (("deploy", "OctoFX", "9.9.9", "--to", "Test"),
+                 ("promote", "OctoFX", "--from", "Development", "--to", "Test"),
+                 ("rollback", "OctoFX", "--env", "Test"),
+                 ("deploy", "OctoFX", "latest", "--to", "Nowhere")):
+        refused = ferry(*args)
+        assert refused.code == 3, (args, refused.stderr)
+        assert refused.stderr.startswith("error: ") and refused.stdout == ""
+    usage = ferry("promote", "OctoFX", "--from", "Development", "--to", "Test", "--no-such-option")
+    assert usage.code == 2 and "No such option" in usage.stderr
+    # the same error from a command that starts nothing stays 1
+    assert ferry("release", "show", "OctoFX", "9.9.9").code == 1
+    missing = ferry("deployment", "log", "42")
+    assert missing.code == 1 and "no deployment 42" in missing.stderr
+    assert ferry("deployment", "follow", "42").code == 1
+
+
+def test_json_documents_are_versioned(applied: Sample) -> None:
+    status = ferry("status", "OctoFX", "--json")
+    assert status.code == 0, status.stderr
+    assert json.loads(status.stdout)["schema"] == "ferry/v1"
