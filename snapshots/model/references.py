@@ -13,6 +13,7 @@ from typing import Any
 from snapshots.errors import TemplateError
 from snapshots.model.infrastructure import Infrastructure
 from snapshots.model.project import DeployLatestTrigger, Project, PromoteTrigger, ReleaseOnPushTrigger
+from snapshots.model.service_checks import service_problems
 from snapshots.model.steps import LoadBalancerStep, ParentStep, Step
 from snapshots.model.template_steps import TemplateStep
 from snapshots.octostache import referenced_names
@@ -118,6 +119,7 @@ def project_problems(project: Project, infra: Infrastructure | None) -> list[Pro
         for k, name in enumerate(var.scope.step):
             if name.casefold() not in step_names:
                 problems.append(Problem(("variables", i, "scope", "step", k), f"unknown step {name!r}"))
+    problems += [Problem(path, message) for path, message in service_problems(project)]
     if infra is not None:
         problems += _infrastructure_references(project, infra, steps)
         problems += _certificate_references(infra, steps)
