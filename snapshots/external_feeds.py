@@ -28,8 +28,9 @@ from urllib.parse import unquote, urljoin, urlsplit
 import httpx
 
 from snapshots.errors import ConfigError, FeedError, SnapshotIntegrityError
-from snapshots.model.common import FromEnv, FromFile
+from snapshots.feed_credentials import reveal
 from snapshots.model.feeds import HttpFeed, NugetFeed, S3Feed
+from snapshots.store.crypto import Vault
 from snapshots.store.feed import EXTENSIONS, Package, parse_filename
 from snapshots.versions import is_version, latest, sort_key
 
@@ -44,27 +45,14 @@ class ExternalPackage(Package):
     feed: str = ""
 
 
-def secret(ref: Any, what: str) -> str | None:
-    """A credential reference's value, read on the executor at the moment it is needed."""
-    if ref is None:
-        return None
-    if isinstance(ref, FromEnv):
-        if ref.from_env not in os.environ:
-            raise FeedError(f"{what}: environment variable {ref.from_env} is not set")
-        return os.environ[ref.from_env]
-    if isinstance(ref, FromFile):
-        try:
-            return Path(ref.from_file).expanduser().read_text(encoding="utf-8").rstrip("\n")
-        except OSError as exc:
-            raise FeedError(f"{what}: cannot read {ref.from_file}: {exc.strerror}") from None
-    raise FeedError(f"{what}: unsupported credential reference")
-
-
 class _Client:
     """One feed: list versions of a package, stream one file."""
 
-    def __init__(self, feed: AnyFeed) -> None:
-        self.feed = feed
+    def __init__(self, feed: AnyFeed, vault: Vault | None = None) -> None:
+        self.feed, self.vault = feed, vault
+
+    def secret(self, credential: Any) -> str | None:
+        return reveal(credential, self.vault, self.where())
 
     def where(self) -> str:
         return f"feed {self.feed.name!r}"
@@ -83,7 +71,7 @@ class _HttpBase(_Client):
     def client(self) -> httpx.Client:
         auth = None
         if self.feed.username:
-            auth = httpx.BasicAuth(self.feed.username, secret(self.feed.password, self.where()) or "")
+            auth = httpx.BasicAuth(self.feed.username, self.secret(self.feed.password) or "")
         return httpx.Client(auth=auth, timeout=self.feed.timeout, follow_redirects=True)
 
     def fail(self, url: str, exc: Exception | None = None, response: httpx.Response | None = None) -> FeedError:
@@ -184,11 +172,10 @@ class _S3(_Client):
         import boto3
         from botocore.config import Config
 
-        where = self.where()
         return boto3.client(
             "s3", endpoint_url=self.feed.endpoint_url, region_name=self.feed.region or "us-east-1",
-            aws_access_key_id=secret(self.feed.access_key_id, where),
-            aws_secret_access_key=secret(self.feed.secret_access_key, where),
+            aws_access_key_id=self.secret(self.feed.access_key_id),
+            aws_secret_access_key=self.secret(self.feed.secret_access_key),
             config=Config(connect_timeout=self.feed.timeout, read_timeout=self.feed.timeout,
                           retries={"max_attempts": 1}))
 
@@ -256,20 +243,20 @@ def _reason(exc: Exception | None) -> str:
     return (text or type(exc).__name__)[:160]
 
 
-def client_for(feed: AnyFeed) -> _Client:
+def client_for(feed: AnyFeed, vault: Vault | None = None) -> _Client:
     if isinstance(feed, NugetFeed):
-        return _Nuget(feed)
+        return _Nuget(feed, vault)
     if isinstance(feed, HttpFeed):
-        return _HttpDir(feed)
-    return _S3(feed)
+        return _HttpDir(feed, vault)
+    return _S3(feed, vault)
 
 
 class ExternalFeeds:
     """The infrastructure's feeds plus the worker cache they download into."""
 
-    def __init__(self, feeds: list[AnyFeed], cache: Path) -> None:
+    def __init__(self, feeds: list[AnyFeed], cache: Path, vault: Vault | None = None) -> None:
         self.feeds = {f.name: f for f in feeds}
-        self.cache = cache
+        self.cache, self.vault = cache, vault
 
     def get(self, name: str) -> AnyFeed:
         if name not in self.feeds:
@@ -281,7 +268,7 @@ class ExternalFeeds:
         return self.cache / feed / package_id / filename
 
     def versions(self, feed: str, package_id: str) -> dict[str, str]:
-        return client_for(self.get(feed)).versions(package_id)
+        return client_for(self.get(feed), self.vault).versions(package_id)
 
     def resolve(self, feed: str, package_id: str, version: str | None,
                 pick: Callable[[list[str]], str | None] | None = None) -> ExternalPackage:
@@ -312,7 +299,7 @@ class ExternalFeeds:
         fd, tmp = tempfile.mkstemp(prefix=".download-", dir=dest.parent)
         try:
             with os.fdopen(fd, "wb") as out:
-                for chunk in client_for(self.get(feed)).stream(package_id, version, filename):
+                for chunk in client_for(self.get(feed), self.vault).stream(package_id, version, filename):
                     digest.update(chunk)
                     out.write(chunk)
                     size += len(chunk)

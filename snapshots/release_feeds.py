@@ -14,6 +14,7 @@ from snapshots.digests import sha256_file
 from snapshots.errors import SnapshotIntegrityError
 from snapshots.external_feeds import ExternalFeeds, ExternalPackage
 from snapshots.projects import latest_infrastructure
+from snapshots.store.crypto import Vault
 from snapshots.store.feed import Feed, Package
 
 
@@ -22,9 +23,9 @@ def cache_dir(feed: Feed) -> Path:
     return feed.root / ".external"
 
 
-def external_feeds(conn: Connection, feed: Feed) -> ExternalFeeds:
+def external_feeds(conn: Connection, feed: Feed, vault: Vault) -> ExternalFeeds:
     found = latest_infrastructure(conn)
-    return ExternalFeeds(list(found[1].feeds) if found else [], cache_dir(feed))
+    return ExternalFeeds(list(found[1].feeds) if found else [], cache_dir(feed), vault)
 
 
 def package_feeds(document: dict[str, Any]) -> dict[str, str]:
@@ -32,11 +33,11 @@ def package_feeds(document: dict[str, Any]) -> dict[str, str]:
     return dict(document.get("package_feeds") or {})
 
 
-def pin(conn: Connection, feed: Feed, feed_name: str, package_id: str, version: str | None,
+def pin(conn: Connection, feed: Feed, vault: Vault, feed_name: str, package_id: str, version: str | None,
         pick: Callable[[list[str]], str | None] | None = None) -> ExternalPackage:
     """Resolve (explicit ``version``; else ``pick`` over the feed's versions, oldest first — a channel's rules;
     else the newest stable), download once into the cache, and return the package with its sha256."""
-    return external_feeds(conn, feed).resolve(feed_name, package_id, version, pick)
+    return external_feeds(conn, feed, vault).resolve(feed_name, package_id, version, pick)
 
 
 def snapshot_fields(package: Package) -> dict[str, str]:
@@ -44,9 +45,9 @@ def snapshot_fields(package: Package) -> dict[str, str]:
     return {"feed": package.feed} if isinstance(package, ExternalPackage) and package.feed else {}
 
 
-def ensure(conn: Connection, feed: Feed, entry: dict[str, Any]) -> Path:
+def ensure(conn: Connection, feed: Feed, vault: Vault, entry: dict[str, Any]) -> Path:
     """A release's external package on this worker, checked against its pin (downloaded again if the cache lost it)."""
-    return external_feeds(conn, feed).ensure(entry["feed"], entry["id"], entry["version"], entry["filename"],
+    return external_feeds(conn, feed, vault).ensure(entry["feed"], entry["id"], entry["version"], entry["filename"],
                                              entry["sha256"])
 
 

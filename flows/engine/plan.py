@@ -78,7 +78,7 @@ def release_plan(conn: Connection, feed: Feed, vault: Vault, release: Release, e
     filled = apply_prompted(decrypted, prompted)
     previous = records.last_successful(conn, release.project, environment, other_than_release=release.id)
     packages = {p["id"]: PackageRef(p["id"], p["version"], p["sha256"], p["filename"],
-                                    release_feeds.ensure(conn, feed, p) if p.get("feed")  # external: pin checked
+                                    release_feeds.ensure(conn, feed, vault, p) if p.get("feed")  # external: pin checked
                                     else feed.path_of(p["id"], p["filename"])) for p in release.packages}
     return ReleasePlan(release=release, process=_PROCESS.validate_python(release.process),
                        index=VariableIndex(filled), variables_revision=release.variables.revision,

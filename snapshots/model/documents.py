@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from snapshots.canonical import digest
 from snapshots.certificates import Certificate, CertificateError, parse, read_source
 from snapshots.errors import ConfigError
+from snapshots.feed_credentials import without_ciphertexts
 from snapshots.model import Infrastructure, Project
 from snapshots.model.common import FromEnv, FromFile
 from snapshots.model.references import Problem, infrastructure_problems, project_problems
@@ -134,4 +135,5 @@ def infrastructure_document(loaded: LoadedInfrastructure) -> dict[str, Any]:
 def content_digest(document: dict[str, Any]) -> str:
     """Digest of what the document *means*: ciphertexts left out (they differ on every encryption)."""
     variables = [{k: v for k, v in var.items() if k != "ciphertext"} for var in document.get("variables", [])]
+    document = without_ciphertexts(document)  # feed credentials (infrastructure)
     return digest({**document, "variables": variables} if "variables" in document else document)

@@ -1,5 +1,6 @@
 """External package feeds in the infrastructure YAML (``feeds:``): NuGet v3, a plain HTTP(S) directory, an S3
-bucket. Credentials are references (``{from_env: VAR}`` / ``{from_file: path}``), never written in the YAML."""
+bucket. Credentials are references ({from_env: VAR} / {from_file: path}), never written in the YAML; ``ferry apply``
+reads them once and stores them encrypted (``snapshots.feed_credentials``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,17 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, field_validator
 
 from snapshots.model.common import Model, Name, SecretRef
+
+
+class StoredSecret(Model):
+    """A feed credential as the store keeps it: read from its reference at ``ferry apply`` and encrypted with the
+    master key (as sensitive variables are); decrypted only on the executor, when the feed is used."""
+
+    ciphertext: str = Field(description="The value encrypted by ferry (written by ferry, not by hand)")
+    fingerprint: str = Field(description="Keyed fingerprint of the value (written by ferry)")
+
+
+Credential = SecretRef | StoredSecret
 
 BUILT_IN = "built-in"
 """The name a project package's ``feed`` may use for ferry's own feed (the default)."""
@@ -23,11 +35,11 @@ class NugetFeed(Model):
     """A NuGet v3 feed: its service index names the flat container (PackageBaseAddress/3.0.0) ferry reads."""
 
     name: Name = Field(description="The feed's name, used by a project's packages: [{id, feed}]")
-    kind: Literal["nuget"]
+    kind: Literal["nuget"] = Field(description="nuget: a NuGet v3 feed")
     url: str = Field(description="The v3 service index, e.g. https://api.nuget.org/v3/index.json")
     username: str | None = Field(None, description="Basic-auth user name (with password)")
-    password: SecretRef | None = Field(None, description="Basic-auth password or API key (sensitive): "
-                                       "{from_env: VAR} or {from_file: path}")
+    password: Credential | None = Field(None, description="Basic-auth password or API key (sensitive): "
+                                       "{from_env: VAR} or {from_file: path}, read and stored encrypted at ferry apply")
     timeout: float = Field(30, gt=0, le=3600, description="Seconds for each HTTP request")
 
     _url = field_validator("url")(classmethod(lambda cls, v: _http_url(v)))
@@ -37,11 +49,11 @@ class HttpFeed(Model):
     """A plain HTTP(S) directory of <Id>.<Version>.<ext> files; versions come from its listing page."""
 
     name: Name = Field(description="The feed's name, used by a project's packages: [{id, feed}]")
-    kind: Literal["http"]
+    kind: Literal["http"] = Field(description="http: packages downloaded from a base URL")
     url: str = Field(description="The directory's URL; files are <url>/<Id>.<Version>.<ext>, its listing (an "
                                  "index page with links) says which exist")
     username: str | None = Field(None, description="Basic-auth user name (with password)")
-    password: SecretRef | None = Field(None, description="Basic-auth password (sensitive): {from_env: VAR} or "
+    password: Credential | None = Field(None, description="Basic-auth password (sensitive): {from_env: VAR} or "
                                        "{from_file: path}")
     timeout: float = Field(30, gt=0, le=3600, description="Seconds for each HTTP request")
 
@@ -52,14 +64,15 @@ class S3Feed(Model):
     """An S3-compatible bucket holding <prefix><Id>.<Version>.<ext> objects."""
 
     name: Name = Field(description="The feed's name, used by a project's packages: [{id, feed}]")
-    kind: Literal["s3"]
+    kind: Literal["s3"] = Field(description="s3: packages in an S3 bucket")
     bucket: Name = Field(description="Bucket name")
     prefix: str = Field("", description="Key prefix of the package objects, e.g. packages/")
     endpoint_url: str | None = Field(None, description="S3-compatible endpoint (MinIO, Ceph…); default: AWS")
     region: str | None = Field(None, description="Region name, e.g. eu-west-1")
-    access_key_id: SecretRef | None = Field(None, description="Access key id (sensitive reference); default: "
-                                            "the executor's usual AWS credentials")
-    secret_access_key: SecretRef | None = Field(None, description="Secret access key (sensitive reference)")
+    access_key_id: Credential | None = Field(None, description="Access key id (sensitive reference, stored "
+                                            "encrypted); default: the executor's usual AWS credentials")
+    secret_access_key: Credential | None = Field(None, description="Secret access key (sensitive reference, "
+                                                "stored encrypted)")
     timeout: float = Field(30, gt=0, le=3600, description="Seconds to connect and for each read")
 
 

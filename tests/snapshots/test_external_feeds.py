@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
+from sqlalchemy import text
 
 from snapshots import releases
 from snapshots.errors import FeedError, SnapshotIntegrityError
@@ -147,19 +148,28 @@ def test_ensure_uses_the_cache_refills_it_and_refuses_other_bytes(web: StaticFee
 VAULT = Vault(b"f" * 32)
 
 
-def test_release_pins_the_feed_and_deploys_refuse_bytes_changed_after(web: StaticFeeds, sample: Sample,
-                                                                      database_url: str, tmp_path: Path) -> None:
+def test_release_pins_the_feed_and_deploys_refuse_bytes_changed_after(
+        web: StaticFeeds, sample: Sample, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from flows.engine.plan import release_plan
 
     web.publish_nuget("OctoFX.Web", [*VERSIONS, "1.4.0"])
+    web.publish_nuget("OctoFX.Web", [*VERSIONS, "1.4.0"], private=True)
     infra = yaml.safe_load(sample.infrastructure.read_text())
-    infra["feeds"] = [{"name": "nuget-main", "kind": "nuget", "url": web.nuget_url()}]
+    infra["feeds"] = [{"name": "nuget-main", "kind": "nuget", "url": web.nuget_url(private=True), "username": USER,
+                       "password": {"from_env": "FEED_PW"}}]
     sample.infrastructure.write_text(yaml.safe_dump(infra, sort_keys=False))
     sample.edit_project(lambda d: d.update(packages=[{"id": "OctoFX.Web", "feed": "nuget-main"}]))
     store, feed = Store(database_url), Feed(tmp_path / "feed")
+    monkeypatch.setenv("FEED_PW", PASSWORD)
     try:
         with store.begin() as conn:
-            apply(conn, [sample.infrastructure, sample.project], VAULT, "tester")
+            [applied, _] = apply(conn, [sample.infrastructure, sample.project], VAULT, "tester")
+            again = apply(conn, [sample.infrastructure], VAULT, "tester")
+            stored = conn.execute(text("select document from infrastructure_revisions")).scalars().all()
+        assert applied.changed and not again[0].changed  # the same YAML again: no change, ciphertexts aside
+        assert len(stored) == 1 and PASSWORD not in stored[0] and '"ciphertext"' in stored[0]
+        monkeypatch.delenv("FEED_PW")  # the executor uses the stored, encrypted credential from now on
+        with store.begin() as conn:
             release, _ = releases.create(conn, feed, "OctoFX", "tester", vault=VAULT)
         [pin] = release.packages
         assert (pin["version"], pin["feed"]) == ("1.4.0", "nuget-main")
@@ -169,7 +179,8 @@ def test_release_pins_the_feed_and_deploys_refuse_bytes_changed_after(web: Stati
         cached = plan.packages["OctoFX.Web"].path
         assert cached.read_bytes() == web.nupkg_path("OctoFX.Web", "1.4.0").read_bytes()
         # the feed re-publishes 1.4.0 with other bytes and this worker's cache is gone: refused
-        web.nupkg_path("OctoFX.Web", "1.4.0").write_bytes(nupkg("OctoFX.Web", "1.4.0-evil"))
+        (web.root / "private" / web.nupkg_path("OctoFX.Web", "1.4.0").relative_to(web.root)).write_bytes(
+            nupkg("OctoFX.Web", "1.4.0-evil"))
         cached.unlink()
         with store.begin() as conn, pytest.raises(SnapshotIntegrityError) as caught:
             release_plan(conn, feed, VAULT, release, "Development", {})
