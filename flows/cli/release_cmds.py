@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from flows.cli.output import print_json, print_table, say
+from flows.cli.release_deploy import check_deploy_to, deploy_after_create, remember, remembered
 from flows.cli.remote import local_only, remote_client
 from snapshots.errors import ConfigError, NotFoundError, TemplateError
 from snapshots.workspace import Workspace
@@ -36,6 +37,11 @@ def create(project: str,
                                                 help="An existing version is not an error"),
            auto_deploy: bool = typer.Option(True, "--auto-deploy/--no-auto-deploy",
                                             help="Start the lifecycle's auto-deploy environments (via ferry serve)"),
+           deploy_to: list[str] = typer.Option([], "--deploy-to", metavar="ENV",
+                                               help="Then deploy it to ENV (repeat for several: in lifecycle "
+                                                    "order, each waited for; the first failure stops the rest)"),
+           wait: bool = typer.Option(False, "--wait", help="With --deploy-to: wait for the last deployment too "
+                                                           "(streams its log; exit code = result)"),
            as_json: bool = typer.Option(False, "--json")) -> None:
     """Freeze the project's current process, variables and package versions into a release; then the
     lifecycle's auto-deploy environments get it (when `ferry serve` serves the project)."""
@@ -43,8 +49,10 @@ def create(project: str,
     if notes is not None and notes_file is not None:
         raise ConfigError("give --notes or --notes-file, not both")
     text = notes_file.read_text(encoding="utf-8") if notes_file else (notes or "")
+    check_deploy_to(deploy_to)  # an unknown environment is refused before the release is created
     if (client := remote_client()) is not None:
         _create_remote(client, project, version, package, text, ignore_existing, auto_deploy, as_json)
+        deploy_after_create(project, remembered(), deploy_to, wait)
         return
     ctx = Workspace()
     pins = releases.parse_package_pins(package)
@@ -60,12 +68,14 @@ def create(project: str,
         started = start_auto_deploys(ctx, project, release.version, messages.append)
     if as_json:
         print_json({**_summary(release), "created": created, "auto_deploy": started})
+        deploy_after_create(project, release.version, deploy_to, wait, [s.get("environment") for s in started])
         return
     state = "created" if created else "already exists (ignored)"
     pkgs = ", ".join(f"{p['id']} {p['version']}" for p in release.packages) or "no packages"
     say(f"release {release.project} {release.version} {state}: {pkgs}; digest {release.digest}")
     for message in messages:
         say(message)
+    deploy_after_create(project, release.version, deploy_to, wait, [s.get("environment") for s in started])
 
 
 def _create_remote(client: FerryClient, project: str, version: str | None, package: list[str], notes: str,
@@ -81,6 +91,7 @@ def _create_remote(client: FerryClient, project: str, version: str | None, packa
         pins[package_id] = pinned
     answer = client.create_release(project, version=version, packages=pins or None, notes=notes or None,
                                    ignore_existing=ignore_existing)
+    remember(answer["version"])
     shown = client.show_release(project, answer["version"])
     summary = {key: shown.get(key) for key in ("project", "version", "digest", "created_at", "created_by",
                                                "project_revision", "variable_revision", "packages")}

@@ -59,3 +59,12 @@ def test_json_documents_are_versioned(applied: Sample) -> None:
     status = ferry("status", "OctoFX", "--json")
     assert status.code == 0, status.stderr
     assert json.loads(status.stdout)["schema"] == "ferry/v1"
+
+
+def test_deploy_to_goes_in_lifecycle_order_each_once() -> None:
+    from flows.cli.release_deploy import _in_order
+
+    order = ["Development", "Test", "Production"]
+    assert _in_order(["Production", "Development", "test", "Development"], order) == ["Development", "test",
+                                                                                       "Production"]
+    assert _in_order(["Elsewhere", "Test"], order) == ["Test", "Elsewhere"]
