@@ -45,13 +45,15 @@ class FromEnv(Model):
     """A value read from an environment variable (of `ferry apply` for variables, of the worker for
     target credentials)."""
 
-    from_env: Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+    from_env: Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] = Field(
+        description="Name of the environment variable holding the value, e.g. OCTOFX_DB_PASSWORD")
 
 
 class FromFile(Model):
     """A value read from a file (trailing newline stripped)."""
 
-    from_file: Name
+    from_file: Name = Field(
+        description="Path of a file holding the value (relative to the YAML file; trailing newline dropped)")
 
 
 SecretRef = FromEnv | FromFile

@@ -11,16 +11,16 @@ from snapshots.model.feeds import FEEDS_DESCRIPTION, Feeds
 
 
 class Environment(Model):
-    name: Name
-    description: str = ""
+    name: Name = Field(description="The environment's name, e.g. Production")
+    description: str = Field("", description="What the environment is (for readers)")
     guided_failure: bool = Field(False, description="Pause on a failed step and ask a person (retry/skip/abort)")
 
 
 class Phase(Model):
     """One stage of a lifecycle. ``minimum`` None means every environment must be reached."""
 
-    name: Name
-    environments: NameList = Field(min_length=1)
+    name: Name = Field(description="The phase's name, e.g. Test")
+    environments: NameList = Field(min_length=1, description="Environments of this phase, e.g. [Test]")
     minimum: int | None = Field(None, ge=0, description="Environments that must succeed before the next phase")
     optional: bool = Field(False, description="Later phases may proceed without this one")
     auto_deploy: bool | NameList = Field(
@@ -48,8 +48,8 @@ DEFAULT_LIFECYCLE = "Default"
 
 
 class Lifecycle(Model):
-    name: Name
-    phases: list[Phase] = Field(min_length=1)
+    name: Name = Field(description="The lifecycle's name, e.g. Default")
+    phases: list[Phase] = Field(min_length=1, description="Phases in order; a release must pass each before the next")
 
     @model_validator(mode="after")
     def _environment_once(self) -> Lifecycle:
@@ -66,40 +66,45 @@ class LoadBalancer(Model):
     """A balancer ferry drives during rolling steps. ``nodes`` lists every HAProxy runtime API to talk to:
     ``tcp://host:port``, ``unix:///path`` or ``ssh://user@host/path/to/socket``."""
 
-    name: Name
-    kind: Literal["haproxy"] = "haproxy"
-    backend: Name
-    nodes: list[Annotated[str, Field(pattern=r"^(tcp|unix|ssh)://.+")]] = Field(min_length=1)
-    timeout: Seconds = 5
+    name: Name = Field(description="The balancer's name, as load-balancer steps refer to it, e.g. web-lb")
+    kind: Literal["haproxy"] = Field("haproxy", description="haproxy (the only kind so far; default)")
+    backend: Name = Field(description="HAProxy backend holding the targets' servers, e.g. octofx")
+    nodes: list[Annotated[str, Field(pattern=r"^(tcp|unix|ssh)://.+")]] = Field(
+        min_length=1, description="Each HAProxy runtime API: tcp://host:port, unix:///path or ssh://user@host/socket")
+    timeout: Seconds = Field(5, description="Seconds to wait for each runtime API answer (default 5)")
 
 
 class SshTransport(Model):
-    kind: Literal["ssh"]
-    host: Name
-    port: int = Field(22, ge=1, le=65535)
-    user: Name
-    key_file: str | None = None
+    kind: Literal["ssh"] = Field(description="ssh: a Linux target over SSH (paramiko)")
+    host: Name = Field(description="Host name or address, e.g. 127.0.0.2")
+    port: int = Field(22, ge=1, le=65535, description="SSH port (default 22)")
+    user: Name = Field(description="User to log in as, e.g. deploy")
+    key_file: str | None = Field(None, description="Private key file, e.g. ~/.ssh/id_ed25519 (default: the SSH agent)")
     host_key: str | None = Field(
         None, pattern=r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+$",
         description="Pinned public host key ('type base64'); or record one with `ferry target trust`")
-    password: SecretRef | None = None
-    connect_timeout: Seconds = 10
+    password: SecretRef | None = Field(
+        None, description="Password, as {from_env: VAR} or {from_file: path} (never written in the YAML)")
+    connect_timeout: Seconds = Field(10, description="Seconds to wait for the connection (default 10)")
 
 
 class WinRmTransport(Model):
-    kind: Literal["winrm"]
-    host: Name
-    port: int | None = Field(None, ge=1, le=65535)
-    scheme: Literal["https", "http"] = "https"
-    auth: Literal["ntlm", "kerberos", "credssp", "certificate", "basic"] = "ntlm"
-    username: str | None = None
-    password: SecretRef | None = None
-    ca_file: str | None = None
+    kind: Literal["winrm"] = Field(description="winrm: a Windows target over WinRM (pywinrm)")
+    host: Name = Field(description="Host name or address, e.g. web01.corp.example")
+    port: int | None = Field(None, ge=1, le=65535, description="WinRM port (default 5986 for https, 5985 for http)")
+    scheme: Literal["https", "http"] = Field(
+        "https", description="https (default) or http (with NTLM/Kerberos/CredSSP message encryption)")
+    auth: Literal["ntlm", "kerberos", "credssp", "certificate", "basic"] = Field(
+        "ntlm", description="ntlm (default), kerberos, credssp, certificate or basic (https only)")
+    username: str | None = Field(None, description="Account for ntlm/credssp/basic, e.g. CORP\\deploy")
+    password: SecretRef | None = Field(None, description="Password, as {from_env: VAR} or {from_file: path}")
+    ca_file: str | None = Field(None, description="CA bundle that signed the target's certificate (https)")
     verify: bool = Field(True, description="Verify the server certificate; turning this off is logged")
-    cert_file: str | None = None
-    cert_key_file: str | None = None
-    operation_timeout: Seconds = 20
-    read_timeout: Seconds = 30
+    cert_file: str | None = Field(None, description="auth certificate: client certificate file (PEM)")
+    cert_key_file: str | None = Field(None, description="auth certificate: the client certificate's key file (PEM)")
+    operation_timeout: Seconds = Field(20, description="Seconds WinRM may take per operation (default 20)")
+    read_timeout: Seconds = Field(
+        30, description="Seconds to wait for an HTTP answer (default 30; above operation_timeout)")
 
     @model_validator(mode="after")
     def _auth_fits(self) -> WinRmTransport:
@@ -115,8 +120,8 @@ class WinRmTransport(Model):
 class LocalTransport(Model):
     """A target that is a directory on the worker, running bash scripts (Octopus's "run on the server")."""
 
-    kind: Literal["local"]
-    root: Name
+    kind: Literal["local"] = Field(description="local: a directory on the worker, running bash scripts")
+    root: Name = Field(description="The directory that stands for the target's file system")
 
 
 Transport = Annotated[SshTransport | WinRmTransport | LocalTransport, Field(discriminator="kind")]
@@ -153,7 +158,7 @@ class MachinePolicy(Model):
     """Octopus's machine policy: how often targets are health-checked, and what a deployment does with one that
     is unavailable."""
 
-    name: Name
+    name: Name = Field(description="The policy's name, as targets' machine_policy refers to it")
     health_check: HealthCheck = Field(default_factory=HealthCheck, description="The served health check")
     unavailable_targets: Literal["fail", "skip"] = Field(
         "fail", description="A target that cannot be reached during a deployment fails it (fail), or is left "
@@ -168,7 +173,7 @@ class CertificateSpec(Model):
     """A certificate kept by ferry (issue 15): read at ``ferry apply``, stored encrypted, deployed by the package
     step (PEM files) and the iis-website step (Cert:\\LocalMachine\\My + HTTPS binding)."""
 
-    name: Name
+    name: Name = Field(description="The certificate's name, as steps refer to it")
     source: str | FromEnv = Field(description="A PFX (.pfx/.p12) or PEM file (certificate + private key), "
                                   "relative to the YAML file; or {from_env: VAR} holding PEM text or a base64 PFX")
     password: SecretRef | None = Field(None, description="The PFX's or encrypted key's password (sensitive): "
@@ -176,14 +181,14 @@ class CertificateSpec(Model):
 
 
 class Target(Model):
-    name: Name
-    environment: Name
-    roles: NameList = Field(default_factory=list)
+    name: Name = Field(description="The target's name, unique, e.g. prod-01 (Machine.Name)")
+    environment: Name = Field(description="The environment the target belongs to, e.g. Production")
+    roles: NameList = Field(default_factory=list, description="Roles (tags) that steps select targets by, e.g. [web]")
     machine_policy: Name = Field(DEFAULT_MACHINE_POLICY, description="The machine policy (machine_policies) "
                                  "deciding health checks and what a deployment does when this target is unavailable")
     hostname: str | None = Field(None, description="Machine.Hostname (defaults to the transport's host)")
     balancer_server: str | None = Field(None, description="Server name in the load balancer (default: name)")
-    transport: Transport
+    transport: Transport = Field(description="How ferry reaches it: ssh, winrm or local (kind: …)")
 
     @property
     def machine_hostname(self) -> str:
@@ -193,10 +198,13 @@ class Target(Model):
 
 
 class Infrastructure(Model):
-    environments: list[Environment] = Field(default_factory=list)
-    lifecycles: list[Lifecycle] = Field(default_factory=list)
-    load_balancers: list[LoadBalancer] = Field(default_factory=list)
-    targets: list[Target] = Field(default_factory=list)
+    environments: list[Environment] = Field(
+        default_factory=list, description="Environments in order, e.g. Development, Test, Production")
+    lifecycles: list[Lifecycle] = Field(
+        default_factory=list, description="Lifecycles: the phases releases go through (Default is built in)")
+    load_balancers: list[LoadBalancer] = Field(
+        default_factory=list, description="Load balancers ferry drives during rolling steps")
+    targets: list[Target] = Field(default_factory=list, description="The servers deployments run on")
     machine_policies: list[MachinePolicy] = Field(
         default_factory=list, description="Health-check interval and unavailable-target handling, by name")
     certificates: list[CertificateSpec] = Field(

@@ -18,11 +18,11 @@ from snapshots.model.template_steps import ProjectProcessItem, TemplateStep
 class Scope(Model):
     """Where a variable value applies. Same kind ORs, different kinds AND."""
 
-    environment: NameList = Field(default_factory=list)
-    role: NameList = Field(default_factory=list)
-    target: NameList = Field(default_factory=list)
-    step: NameList = Field(default_factory=list)
-    channel: NameList = Field(default_factory=list)
+    environment: NameList = Field(default_factory=list, description="Only in these environments, e.g. [Production]")
+    role: NameList = Field(default_factory=list, description="Only on targets with one of these roles, e.g. [web]")
+    target: NameList = Field(default_factory=list, description="Only on these targets, e.g. [prod-01]")
+    step: NameList = Field(default_factory=list, description="Only in these steps (by name)")
+    channel: NameList = Field(default_factory=list, description="Only for releases in these channels")
 
     def is_empty(self) -> bool:
         return not (self.environment or self.role or self.target or self.step or self.channel)
@@ -31,18 +31,20 @@ class Scope(Model):
 class Prompt(Model):
     """A value asked for at deploy time (``--variable NAME=VALUE``)."""
 
-    label: str = ""
-    description: str = ""
-    required: bool = True
+    label: str = Field("", description="What the person is asked, e.g. 'Who approved?'")
+    description: str = Field("", description="Longer help shown with the prompt")
+    required: bool = Field(True, description="A deployment without a value is refused (default true)")
 
 
 class Variable(Model):
-    name: Name
-    value: ScalarText | FromEnv | FromFile | None = None
-    sensitive: bool = False
-    scope: Scope = Scope()
-    prompt: Prompt | None = None
-    description: str = ""
+    name: Name = Field(description="The variable's name as #{Name} reads it, e.g. ConnectionStrings:Default")
+    value: ScalarText | FromEnv | FromFile | None = Field(
+        None, description="Text, or {from_env: VAR} / {from_file: path} (read at ferry apply)")
+    sensitive: bool = Field(False, description="A secret: encrypted at rest and masked in every output (default false)")
+    scope: Scope = Field(
+        Scope(), description="Where the value applies (environment, role, target, step, channel); unscoped by default")
+    prompt: Prompt | None = Field(None, description="Ask for the value at deploy time (--variable NAME=VALUE)")
+    description: str = Field("", description="What the variable is for (for readers)")
 
     @model_validator(mode="after")
     def _has_value(self) -> Variable:
@@ -94,20 +96,20 @@ TimeZone = Annotated[str, AfterValidator(_timezone)]
 class ScheduledTrigger(Model):
     """Fields of the cron triggers (Octopus's scheduled triggers), run by ``ferry serve`` as Prefect schedules."""
 
-    name: Name
+    name: Name = Field(description="The trigger's name, unique in the project")
     cron: Cron = Field(description="When, as five-field cron, e.g. '0 3 * * 1-5' (03:00 on weekdays)")
     timezone: TimeZone = Field("UTC", description="IANA time zone the cron is read in")
     expires_after: int = Field(
         3600, ge=1, le=7 * 86_400,
         description="Seconds after its time a run that has not started is cancelled instead of run late")
-    enabled: bool = True
+    enabled: bool = Field(True, description="false keeps the schedule but does not run it (default true)")
 
 
 class DeployLatestTrigger(ScheduledTrigger):
     """Deploy the project's latest release to an environment on a schedule."""
 
-    action: Literal["deploy-latest"]
-    environment: Name
+    action: Literal["deploy-latest"] = Field(description="deploy-latest: deploy the latest release to an environment")
+    environment: Name = Field(description="The environment to deploy to, e.g. Test")
 
 
 class PromoteTrigger(ScheduledTrigger):
@@ -116,7 +118,7 @@ class PromoteTrigger(ScheduledTrigger):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_by_name=True, validate_by_alias=True,
                               serialize_by_alias=True)
 
-    action: Literal["promote"]
+    action: Literal["promote"] = Field(description="promote: deploy what last succeeded in from to to")
     from_: Name = Field(alias="from", description="Source environment")
     to: Name = Field(description="Destination environment")
 
@@ -125,10 +127,11 @@ class ReleaseOnPushTrigger(Model):
     """Create a release when a new version of ``package`` is pushed to the built-in feed (then the
     lifecycle's auto-deploy environments get it)."""
 
-    name: Name
-    action: Literal["create-release-on-push"]
-    package: Name
-    enabled: bool = True
+    name: Name = Field(description="The trigger's name, unique in the project")
+    action: Literal["create-release-on-push"] = Field(
+        description="create-release-on-push: create a release when the package is pushed")
+    package: Name = Field(description="The package id whose push creates a release")
+    enabled: bool = Field(True, description="false ignores pushes (default true)")
 
 
 Trigger = Annotated[DeployLatestTrigger | PromoteTrigger | ReleaseOnPushTrigger, Field(discriminator="action")]
@@ -136,8 +139,9 @@ Trigger = Annotated[DeployLatestTrigger | PromoteTrigger | ReleaseOnPushTrigger,
 
 class Project(Model):
     project: Name = Field(description="The project's name")
-    description: str = ""
-    lifecycle: Name = "Default"
+    description: str = Field("", description="What the project deploys (for readers)")
+    lifecycle: Name = Field(
+        "Default", description="The lifecycle releases follow (default: Default, every environment in order)")
     packages: list[Name] = Field(default_factory=list, description=PACKAGES_DESCRIPTION)
     package_feeds: dict[Name, Name] = Field(default_factory=dict, description=PACKAGE_FEEDS_DESCRIPTION)
 
@@ -146,7 +150,7 @@ class Project(Model):
     def _package_entries(cls, data: Any) -> Any:
         return split_package_entries(data)
 
-    versioning: Versioning = Versioning()
+    versioning: Versioning = Field(Versioning(), description="How release create picks a version when none is given")
     strict_variables: bool = Field(True, description="An unknown #{Name} fails the step (False: warn, leave it)")
     allow_no_targets: bool = Field(
         False, description="A deployment in which a step finds no target (no target has its roles, or all were "
@@ -154,7 +158,8 @@ class Project(Model):
     process: list[ProjectProcessItem] = Field(
         default_factory=list, description="The deployment process in order: steps (kind: …), parent steps (steps: "
                                           "[…], rolling) and step template uses (template: …, parameters: …)")
-    variables: list[Variable] = Field(default_factory=list)
+    variables: list[Variable] = Field(
+        default_factory=list, description="Variables read as #{Name}: scoped, sensitive or prompted")
     include: NameList = Field(
         default_factory=list, description="Library variable sets whose variables the project uses, e.g. [Common, "
                                           "Database]; the project's own variable wins over a library one of the "

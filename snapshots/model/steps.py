@@ -22,16 +22,19 @@ _TEMPLATE = re.compile(r"#\{")
 class StepBase(Model):
     """Fields every step kind has: where it runs, when it runs, and how it is retried."""
 
-    name: Name
+    name: Name = Field(
+        description="The step's name, unique in the project (scopes, --skip, logs and Octopus.Action[Name] use it)")
     roles: NameList = Field(default_factory=list, description="Target roles the step runs for")
-    run_on: RunOn = "target"
+    run_on: RunOn = Field(
+        "target", description="target (default), worker-for-each-target (on the worker, once per target) or worker")
     condition: str = Field(
         "success", description="success | failure | always | a variable expression such as #{if Run}true#{/if}")
     required: bool = Field(False, description="A required step cannot be skipped at deploy time")
-    enabled: bool = True
+    enabled: bool = Field(True, description="false leaves the step out of deployments (default true)")
     environments: NameList = Field(default_factory=list, description="Run only in these environments")
-    retries: int = Field(0, ge=0, le=100)
-    retry_delay: Seconds = 5
+    retries: int = Field(
+        0, ge=0, le=100, description="Retries of a failed step on a target before it fails (default 0)")
+    retry_delay: Seconds = Field(5, description="Seconds between retries (default 5)")
     timeout: Seconds | None = Field(None, gt=0, description="Seconds before the step is failed")
     allow_no_targets: bool = Field(
         False, description="No target in the environment has the step's roles (or all were excluded): skip the "
@@ -52,15 +55,18 @@ def _valid_condition(value: str) -> str:
 class Substitution(Model):
     """Config-file variable substitution: plain ``#{...}`` in ``files``, structured keys in ``structured``."""
 
-    files: list[Name] = Field(default_factory=list)
-    structured: list[Name] = Field(default_factory=list)
+    files: list[Name] = Field(
+        default_factory=list, description="Files whose #{...} are replaced, e.g. [config/site.conf]")
+    structured: list[Name] = Field(
+        default_factory=list, description="JSON/YAML/XML files whose keys variables set, e.g. [appsettings.json]")
 
 
 class ScriptStep(StepBase):
-    kind: Literal["script"]
-    script: str = Field(min_length=1)
-    syntax: Literal["bash", "powershell"] = "bash"
-    parameters: dict[str, str] = Field(default_factory=dict)
+    kind: Literal["script"] = Field(description="script: run a bash or PowerShell script on each target")
+    script: str = Field(min_length=1, description="The script, sent as written; it reads values with ferry_var NAME")
+    syntax: Literal["bash", "powershell"] = Field("bash", description="bash (default) or powershell")
+    parameters: dict[str, str] = Field(
+        default_factory=dict, description="Extra NAME: value pairs the script reads; values may use #{...}")
 
 
 class CertificateFiles(Model):
@@ -80,14 +86,17 @@ class CertificateFiles(Model):
 class PackageStep(StepBase):
     """Linux package deployment: releases/<version> folders and an atomic ``current`` symlink."""
 
-    kind: Literal["package"]
-    package: Name
-    root: Name = "/opt/ferry/apps"
-    substitute: Substitution = Substitution()
+    kind: Literal["package"] = Field(
+        description="package: install a package on Linux as releases/<version> with an atomic current symlink")
+    package: Name = Field(description="Package id to install (one of the project's packages), e.g. OctoFX.Web")
+    root: Name = Field("/opt/ferry/apps", description="Folder of releases/ and current (default /opt/ferry/apps)")
+    substitute: Substitution = Field(
+        Substitution(), description="Config files to substitute variables into after extraction")
     transforms: list[Transform] = Field(default_factory=list, description=TRANSFORMS_DESCRIPTION)
     automatic_transforms: bool = Field(True, description=AUTOMATIC_DESCRIPTION)
     keep: int = Field(3, ge=1, le=100, description="Release folders kept (the one in use is never removed)")
-    run_scripts: bool = True
+    run_scripts: bool = Field(
+        True, description="Run the package's PreDeploy/Deploy/PostDeploy.sh scripts (default true)")
     config_file_mode: str = Field("0640", pattern=r"^0?[0-7]{3}$",
                                   description="Permission bits (octal, quoted: \"0640\") of config files that "
                                               "substitution rewrote: they may hold secrets, so not world-readable")
@@ -101,15 +110,17 @@ class PackageStep(StepBase):
 
 
 class Binding(Model):
-    protocol: Literal["http", "https"] = "http"
-    ip: str = "*"
-    port: int | str = 80
-    host: str = ""
-    thumbprint: str | None = None
+    protocol: Literal["http", "https"] = Field(
+        "http", description="http (default) or https (needs thumbprint or certificate)")
+    ip: str = Field("*", description="IP address to listen on; * (default) for all")
+    port: int | str = Field(80, description="Port number 1-65535 or a #{variable} (default 80)")
+    host: str = Field("", description="Host header, e.g. octofx.example (default: none, any host)")
+    thumbprint: str | None = Field(
+        None, description="https: SHA-1 thumbprint (40 hex digits) of a certificate in the machine store, or #{...}")
     certificate: Name | None = Field(
         None, description="An infrastructure certificate (certificates:) to import into Cert:\\LocalMachine\\My, "
         "grant the app pool read on its private key and bind by its thumbprint (instead of thumbprint)")
-    sni: bool = False
+    sni: bool = Field(False, description="https: use Server Name Indication (needs host; default false)")
 
     @field_validator("port")
     @classmethod
@@ -140,20 +151,27 @@ class Binding(Model):
 
 
 class Site(Model):
-    name: Name
-    bindings: list[Binding] = Field(default_factory=list)
-    binding_mode: Literal["replace", "merge"] = "replace"
+    name: Name = Field(description="IIS site name, e.g. OctoFX")
+    bindings: list[Binding] = Field(
+        default_factory=list, description="The site's bindings (protocol, ip, port, host, certificate)")
+    binding_mode: Literal["replace", "merge"] = Field(
+        "replace", description="replace (default): exactly these bindings; merge: add to existing ones")
 
 
 class AppPool(Model):
-    name: Name
-    runtime: Literal["v4.0", "v2.0", "no-managed-code"] = "v4.0"
-    pipeline: Literal["Integrated", "Classic"] = "Integrated"
+    name: Name = Field(description="Application pool name, e.g. OctoFX")
+    runtime: Literal["v4.0", "v2.0", "no-managed-code"] = Field(
+        "v4.0", description="CLR version: v4.0 (default), v2.0 or no-managed-code")
+    pipeline: Literal["Integrated", "Classic"] = Field(
+        "Integrated", description="Managed pipeline mode: Integrated (default) or Classic")
     identity: Literal["ApplicationPoolIdentity", "LocalSystem", "LocalService", "NetworkService",
-                      "SpecificUser"] = "ApplicationPoolIdentity"
-    username: str | None = None
+                      "SpecificUser"] = Field(
+        "ApplicationPoolIdentity", description="The pool's account (default ApplicationPoolIdentity; SpecificUser "
+                                               "needs username and password)")
+    username: str | None = Field(None, description="identity SpecificUser: the account, e.g. CORP\\svc-octofx")
     password: str | None = Field(None, description="A #{...} reference to a sensitive variable")
-    start_mode: Literal["OnDemand", "AlwaysRunning"] = "OnDemand"
+    start_mode: Literal["OnDemand", "AlwaysRunning"] = Field(
+        "OnDemand", description="OnDemand (default) or AlwaysRunning")
 
     @model_validator(mode="after")
     def _user(self) -> AppPool:
@@ -168,19 +186,25 @@ class AppPool(Model):
 class IisWebsiteStep(StepBase):
     """Deploy a package to IIS as a web site, web application or virtual directory."""
 
-    kind: Literal["iis-website"]
-    package: Name
-    deploy_as: Literal["website", "application", "virtual-directory"] = "website"
-    site: Site
+    kind: Literal["iis-website"] = Field(
+        description="iis-website: deploy a package to IIS as a web site, application or virtual directory")
+    package: Name = Field(description="Package id to deploy (one of the project's packages)")
+    deploy_as: Literal["website", "application", "virtual-directory"] = Field(
+        "website", description="website (default), application or virtual-directory")
+    site: Site = Field(description="The IIS site (name, bindings); for an application, the site it lives in")
     virtual_path: str | None = Field(None, description="/path for an application or virtual directory")
-    app_pool: AppPool | None = None
-    substitute: Substitution = Substitution()
+    app_pool: AppPool | None = Field(
+        None, description="The application pool to create or reconfigure (not for a virtual directory)")
+    substitute: Substitution = Field(
+        Substitution(), description="Config files to substitute variables into (e.g. web.config)")
     transforms: list[Transform] = Field(default_factory=list, description=TRANSFORMS_DESCRIPTION)
     automatic_transforms: bool = Field(True, description=AUTOMATIC_DESCRIPTION)
-    app_offline: bool = False
-    keep: int = Field(3, ge=1, le=100)
-    root: str = r"C:\ferry\Applications"
-    acquire: Literal["push", "target-pulls"] = "push"
+    app_offline: bool = Field(False, description="Drop app_offline.htm while switching folders (default false)")
+    keep: int = Field(3, ge=1, le=100, description="Release folders kept (default 3; the one in use stays)")
+    root: str = Field(
+        r"C:\ferry\Applications", description="Folder of the versioned folders (default C:\\ferry\\Applications)")
+    acquire: Literal["push", "target-pulls"] = Field(
+        "push", description="push (default): ferry uploads the package; target-pulls: the target downloads it")
     feed_url: str | None = Field(
         None, description="acquire: target-pulls — base URL the target downloads <package file> from")
 
@@ -200,40 +224,46 @@ class IisWebsiteStep(StepBase):
 class LoadBalancerStep(StepBase):
     """Take a target out of (``remove``) or put it back into (``add``) a load balancer."""
 
-    kind: Literal["load-balancer"]
-    run_on: RunOn = "worker-for-each-target"
-    balancer: Name
-    action: Literal["add", "remove"]
+    kind: Literal["load-balancer"] = Field(
+        description="load-balancer: take a target out of, or put it back into, a load balancer")
+    run_on: RunOn = Field(
+        "worker-for-each-target", description="Default worker-for-each-target: ferry drives the balancer per target")
+    balancer: Name = Field(description="Name of a load_balancers entry of the infrastructure, e.g. web-lb")
+    action: Literal["add", "remove"] = Field(
+        description="remove (drain, then maintenance) or add (ready, wait until UP)")
     server: str = Field("#{Machine.Name}", description="Server name in the balancer's backend")
-    drain_timeout: Seconds = 60
-    up_timeout: Seconds = 60
+    drain_timeout: Seconds = Field(60, description="remove: seconds to wait for sessions to reach 0 (default 60)")
+    up_timeout: Seconds = Field(60, description="add: seconds to wait for the health check to say UP (default 60)")
     force: bool = Field(False, description="On drain timeout, cut the remaining sessions instead of failing")
 
 
 class HttpExpectation(Model):
-    status: int = Field(200, ge=100, le=599)
-    contains: str | None = None
+    status: int = Field(200, ge=100, le=599, description="Expected HTTP status (default 200)")
+    contains: str | None = Field(
+        None, description="Text the body must contain, e.g. #{Release.Number} (default: not checked)")
 
 
 class HttpCheckStep(StepBase):
     """Request a URL on the target directly until status and body match."""
 
-    kind: Literal["http-check"]
-    run_on: RunOn = "worker-for-each-target"
-    url: Annotated[str, Field(pattern=r"^(https?://|#\{)")]
-    method: Literal["GET", "HEAD", "POST"] = "GET"
-    expect: HttpExpectation = HttpExpectation()
+    kind: Literal["http-check"] = Field(description="http-check: request a URL until status and body match")
+    run_on: RunOn = Field("worker-for-each-target", description="Where it runs (default worker-for-each-target)")
+    url: Annotated[str, Field(pattern=r"^(https?://|#\{)")] = Field(
+        description="http(s) URL or #{...}, e.g. http://#{Machine.Hostname}:8080/health")
+    method: Literal["GET", "HEAD", "POST"] = Field("GET", description="GET (default), HEAD or POST")
+    expect: HttpExpectation = Field(
+        HttpExpectation(), description="What the answer must be: status (default 200) and optional body text")
     within: Seconds = Field(60, description="Keep trying for this long")
-    interval: Seconds = 1
+    interval: Seconds = Field(1, description="Seconds between attempts (default 1)")
 
 
 class ManualStep(StepBase):
     """Pause for a person to proceed or abort, with notes recorded on the deployment."""
 
-    kind: Literal["manual"]
-    run_on: RunOn = "worker"
-    instructions: str = Field(min_length=1)
-    responsible: str | None = None
+    kind: Literal["manual"] = Field(description="manual: pause for a person to proceed or abort (notes recorded)")
+    run_on: RunOn = Field("worker", description="Where it runs (default worker: once per deployment)")
+    instructions: str = Field(min_length=1, description="What the person should check or do before proceeding")
+    responsible: str | None = Field(None, description="Who should answer, e.g. a team name (shown with the pause)")
 
 
 _SERVICE_NAME = re.compile(r"^[A-Za-z0-9_.@:+-]{1,200}$")
@@ -273,7 +303,8 @@ class WindowsServiceStep(StepBase):
     """Install or update a Windows Service from a package, over WinRM: stop → new versioned folder → switch
     the binary path → start, reverting to the previous folder if the service does not reach Running."""
 
-    kind: Literal["windows-service"]
+    kind: Literal["windows-service"] = Field(
+        description="windows-service: install a package and run it as a Windows service")
     package: Name = Field(description="The package holding the service's executable")
     service_name: Name = Field(description="The service's (key) name, as sc.exe and Get-Service know it")
     display_name: str | None = Field(None, description="Name shown in services.msc (default: service_name)")
@@ -330,7 +361,8 @@ class SystemdServiceStep(StepBase):
     """Install or update a Linux service over SSH: the package in a release folder, a unit file from a template
     whose ExecStart points at ``current``, daemon-reload, restart, wait until active; revert on failure."""
 
-    kind: Literal["systemd-service"]
+    kind: Literal["systemd-service"] = Field(
+        description="systemd-service: install a package and run it as a systemd (or supervisor) service")
     package: Name = Field(description="The package holding the service's executable")
     service_name: Name = Field(description="The unit's name without .service (systemd) or the program name "
                                            "(supervisor)")
@@ -448,17 +480,17 @@ class Rolling(Model):
 class ParentStep(Model):
     """A step whose children run in order on one target, across targets a window at a time."""
 
-    name: Name
-    roles: NameList = Field(min_length=1)
+    name: Name = Field(description="The parent step's name, unique in the project")
+    roles: NameList = Field(min_length=1, description="Target roles whose targets the children run on, e.g. [web]")
     rolling: Rolling | None = Field(None, description="Absent: all targets at once")
-    condition: str = "success"
-    required: bool = False
-    enabled: bool = True
-    environments: NameList = Field(default_factory=list)
+    condition: str = Field("success", description="success (default) | failure | always | a #{...} expression")
+    required: bool = Field(False, description="A required step cannot be skipped at deploy time (default false)")
+    enabled: bool = Field(True, description="false leaves the step and its children out (default true)")
+    environments: NameList = Field(default_factory=list, description="Run only in these environments (default: all)")
     allow_no_targets: bool = Field(
         False, description="No target in the environment has the step's roles (or all were excluded): skip the "
                            "step instead of failing the deployment")
-    steps: list[Step] = Field(min_length=1)
+    steps: list[Step] = Field(min_length=1, description="Child steps, run in order on one target at a time")
 
     @field_validator("condition")
     @classmethod
