@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, func, insert, select
 
-from snapshots import certificates, feed_credentials
+from snapshots import certificates, feed_credentials, library, library_checks
 from snapshots.canonical import canonical_json
 from snapshots.errors import ConfigError, NotFoundError
 from snapshots.model import Infrastructure, Project
@@ -109,6 +109,7 @@ def apply(conn: Connection, files: list[Path], vault: Vault, actor: str) -> list
     """Validate every file, then store what changed, in the caller's transaction."""
     if not files:
         raise ConfigError("no files given")
+    libraries, files = library.split_files(files)
     loaded = [load_file(path) for path in files]
     infra_files = [item for item in loaded if isinstance(item, LoadedInfrastructure)]
     if len(infra_files) > 1:
@@ -133,9 +134,12 @@ def apply(conn: Connection, files: list[Path], vault: Vault, actor: str) -> list
             raise problem_error(item.doc, problem)
         for problem in template_problems(item.model.model_dump(mode="json")["process"], _template_values(item)):
             raise problem_error(item.doc, problem)
+        for problem in library_checks.problems(item, infra, library.Library.with_pending(conn, vault, libraries)):
+            raise problem_error(item.doc, problem)
     if infra_files:
         _check_stored_projects(conn, infra_files[0], {p.model.name for p in projects})
-    results = []
+    results = [Applied(lib.kind, lib.name, *library.store(conn, lib, vault, actor), lib.doc.file)
+               for lib in libraries]
     if infra_files:
         stored = [require_project(conn, name).model() for name in project_names(conn) if name not in seen]
         infra_files[0].model = feed_credentials.seal(infra_files[0].model, infra_files[0].doc, vault)

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import Connection, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from snapshots import release_feeds
+from snapshots import library, release_feeds
 from snapshots.canonical import canonical_json, digest_text
 from snapshots.errors import ConfigError, ConflictError, NotFoundError, SnapshotIntegrityError
 from snapshots.model.references import TemplateValue, template_problems
@@ -152,6 +152,7 @@ def create(conn: Connection, feed: Feed, project: str, actor: str, *, vault: Vau
                 return existing, False
             raise ConflictError(f"release {version} of {project} already exists "
                                 "(use another --version, or --ignore-existing)")
+    revision, provenance = _with_library(conn, vault, revision)
     _check_variables(conn, revision)
     _check_templates(revision, vault)
     packages = _pin_packages(conn, feed, revision, package_pins or {}, vault)
@@ -181,6 +182,8 @@ def create(conn: Connection, feed: Feed, project: str, actor: str, *, vault: Vau
     }
     if doc.get("allow_no_targets"):  # only when set: releases that do not use it keep their former shape
         snapshot["allow_no_targets"] = True
+    if provenance:  # which library variable set / step template revisions went in (only when any did)
+        snapshot["library"] = provenance
     text = canonical_json(snapshot)
     try:
         release_id = inserted_id(conn.execute(insert(releases).values(
@@ -197,6 +200,31 @@ def create(conn: Connection, feed: Feed, project: str, actor: str, *, vault: Vau
     release = find(conn, project, version)
     assert release is not None
     return release, True
+
+
+def _with_library(conn: Connection, vault: Vault, revision: ProjectRevision) -> tuple[ProjectRevision, dict[str, Any]]:
+    """The project revision with its step template uses expanded and its included sets' variables added (the
+    newest revisions of each), and the provenance to record; unchanged when it uses no library."""
+    if not library.uses_library(revision.document):
+        return revision, {}
+    expanded = library.expand(revision.document, library.Library(conn, vault))
+    if expanded.problems:
+        raise ConfigError(f"project {revision.project} (revision {revision.revision}): {expanded.problems[0].message}")
+    document = {**revision.document, "process": expanded.process, "variables": expanded.variables}
+    return replace(revision, document=document), expanded.provenance
+
+
+def _current_variables(conn: Connection, vault: Vault, release: Release,
+                       revision: ProjectRevision) -> list[dict[str, Any]]:
+    """What ``update-variables`` snapshots: the project's current variables and its included sets' newest ones;
+    the template parameters stay as the release froze them (they belong to its frozen steps)."""
+    kept = [v for v in release.variables.variables if str(v.get("source", "")).startswith("template:")]
+    if not library.uses_library(revision.document) and not kept:
+        return list(revision.document["variables"])
+    expanded = library.expand({**revision.document, "process": []}, library.Library(conn, vault))
+    if expanded.problems:
+        raise ConfigError(f"project {revision.project} (revision {revision.revision}): {expanded.problems[0].message}")
+    return expanded.variables + kept
 
 
 def _refuse_same_precedence(conn: Connection, project: str, version: str) -> None:
@@ -279,10 +307,10 @@ def update_variables(conn: Connection, project: str, version: str, actor: str, *
     release = require(conn, project, version)
     revision = require_project(conn, project)
     current = release.variables
-    if _variables_meaning(current.variables) == _variables_meaning(revision.document["variables"]):
+    variables = _current_variables(conn, vault, release, revision)
+    if _variables_meaning(current.variables) == _variables_meaning(variables):
         return release, False
-    number = add_variable_snapshot(conn, vault, release, revision.id, revision.revision,
-                                   revision.document["variables"], actor)
+    number = add_variable_snapshot(conn, vault, release, revision.id, revision.revision, variables, actor)
     audit.record(conn, actor, "release.update-variables", f"project/{project}/release/{release.version}",
                  revision=number, project_revision=revision.revision)
     return require(conn, project, version), True
