@@ -114,6 +114,10 @@ def test_install_update_and_a_service_that_fails_to_start_reverts(win: WinRmTran
     config = winrm_http.fs(v1 + r"\OctoFX.Worker.exe.config").read_text()
     assert 'value="1.0.0"' in config  # substituted on the worker
     assert any("service OctoFX.Worker: created, Running" in line for line in logs), logs
+    # the password travelled as data: not in the step's log, the stand-in's state or its own log
+    assert not any(SECRET in line for line in logs)
+    assert SECRET not in (winrm_http.state_dir / "services.json").read_text()
+    assert SECRET not in (winrm_http.state_dir / "standin.log").read_text(errors="replace")
 
     run(context(model, win, make_package(tmp_path, "2.0.0")))
     v2 = rf"{ROOT}\Production\OctoFX.Worker\2.0.0"
