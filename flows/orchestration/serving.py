@@ -47,6 +47,7 @@ from prefect.states import Cancelled, State
 
 import flows.orchestration.served_flows
 from flows.orchestration import warm_pool
+from flows.orchestration.health_serving import sync_health_checks
 from flows.orchestration.served_flows import ProjectSpec, deadline, load_specs, mark_record, project_flows
 from flows.orchestration.served_runs import deployment_name
 from snapshots.model.project import DeployLatestTrigger, PromoteTrigger
@@ -144,6 +145,9 @@ class Server:
                 continue
             await self.register(spec)
             self._signature[spec.name] = signature
+        # machine policies' health checks (issue 15): one interval-scheduled deployment per policy in use
+        self._health = await sync_health_checks(self.ctx, self.runner, self.options.work_pool,
+                                                getattr(self, "_health", None), self.say)
 
     async def register(self, spec: ProjectSpec) -> None:
         flows = project_flows(spec)
