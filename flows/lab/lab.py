@@ -299,8 +299,8 @@ class Lab:
                     self._start_sshd(target)
                     changed.append(target.name)
             for target in state.targets:
-                if target.pid and self._start_supervisord(target):
-                    changed.append(f"{target.name} supervisord")
+                if target.pid and self._start_supervisord(target) and target.name not in changed:
+                    changed.append(target.name)  # part of the target: reported as the target
             if not _alive(state.haproxy_pid, str(self.haproxy_cfg)):
                 state.haproxy_pid = self._start_haproxy(state)
                 self._settle(state)
