@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from flows.engine import prepared
 from flows.engine.plan import prepare
 from snapshots.store import prompted, records
 from snapshots.workspace import Workspace
@@ -53,4 +54,5 @@ def check_and_record(ctx: Workspace, request: DeployRequest) -> tuple[int, str]:
                         "force": request.force})
         prompted.store_for_deployment(conn, ctx.vault, deployment_id, request.project, request.variables,
                                       ctx.actor)
+    prepared.remember(deployment_id, plan)  # a run starting in this process takes it
     return deployment_id, version

@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
+from contextlib import ExitStack
 from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run as current_flow_run
 from sqlalchemy import Connection
 
+from flows.engine import prepared
 from flows.engine.plan import DeploymentPlan, prepare
 from flows.orchestration import artifacts
 from flows.orchestration.concurrency import ensure_limits, environment_limit, release_lease, slot, target_limit
@@ -70,9 +73,11 @@ def deploy_release(project: str, environment: str, release: str = "latest", targ
                 stored = prompted.read(conn, ctx.vault, deployment_id)
             else:
                 stored = from_ref
-            plan = prepare(conn, ctx.feed, ctx.vault, project=project, release=release, environment=environment,
-                           targets=targets, exclude_targets=exclude_targets, skip_steps=skip_steps,
-                           variables={**direct, **stored}, guided_failure=guided_failure, force=force)
+            # prepared once: the plan this process made when it recorded the deployment, if it did
+            plan = prepared.take(deployment_id) or prepare(
+                conn, ctx.feed, ctx.vault, project=project, release=release, environment=environment,
+                targets=targets, exclude_targets=exclude_targets, skip_steps=skip_steps,
+                variables={**direct, **stored}, guided_failure=guided_failure, force=force)
             _refuse_plain_secrets(plan, direct)
             if deployment_id is None:
                 deployment_id = records.create(
@@ -149,7 +154,18 @@ def _run_alive(plan: DeploymentPlan, deployment_id: int, ctx: Workspace, logger:
         with ctx.store.begin() as conn:
             records.add_lease(conn, deployment_id, lease_id)
 
-    with slot(limit, on_lease=held), slot(*target_limits, on_lease=held):
+    engine = Engine(plan=plan, deployment_id=deployment_id, store=ctx.store, feed=ctx.feed, vault=ctx.vault,
+                    home=ctx.settings.home, created_by=ctx.actor)
+    # The first targets' sessions open (TCP, key exchange, authentication: ~0.1 s each over SSH) while the
+    # slots are taken (Prefect API calls), not after. Only opened: nothing runs on a target before the slot.
+    engine.pool.prefetch(plan.targets[:PREFETCH_FIRST])
+    try:
+        slots = _hold_slots(limit, target_limits, held)
+    except BaseException:
+        engine.pool.close()
+        engine.writer.close()
+        raise
+    with slots:
         with ctx.store.begin() as conn:
             for other in records.list_deployments(conn, plan.project, plan.environment.name):
                 if other.id != deployment_id and other.state in (records.RUNNING, records.PAUSED):
@@ -158,8 +174,6 @@ def _run_alive(plan: DeploymentPlan, deployment_id: int, ctx: Workspace, logger:
             records.set_state(conn, deployment_id, records.RUNNING)
         logger.info(f"deployment #{deployment_id}: {plan.project} {version} → {plan.environment.name} "
                     f"({len(plan.targets)} target(s), variables revision {plan.current.variables_revision})")
-        engine = Engine(plan=plan, deployment_id=deployment_id, store=ctx.store, feed=ctx.feed, vault=ctx.vault,
-                        home=ctx.settings.home, created_by=ctx.actor)
         try:
             engine.run()
         except BaseException as exc:
@@ -184,6 +198,22 @@ def _run_alive(plan: DeploymentPlan, deployment_id: int, ctx: Workspace, logger:
     _auto_deploy(ctx, plan.project, version, logger)
     return {"deployment_id": deployment_id, "project": plan.project, "release": version,
             "environment": plan.environment.name, "state": records.SUCCESS}
+
+
+PREFETCH_FIRST = 4
+"""Targets whose sessions open while the deployment takes its concurrency slots."""
+
+
+def _hold_slots(limit: str, target_limits: list[str], held: Callable[[str], None]) -> ExitStack:
+    """The environment's slot, then the targets' slots, held until the returned stack closes."""
+    stack = ExitStack()
+    try:
+        stack.enter_context(slot(limit, on_lease=held))
+        stack.enter_context(slot(*target_limits, on_lease=held))
+    except BaseException:
+        stack.close()
+        raise
+    return stack
 
 
 HEARTBEAT_EVERY = 2.0
