@@ -87,10 +87,16 @@ def _push_remote(client: FerryClient, files: list[Path], as_json: bool) -> None:
 
 @package_app.command("list")
 def list_packages(package_id: str | None = typer.Argument(None, metavar="[ID]"),
+                  feed_name: str | None = typer.Option(
+                      None, "--feed", metavar="NAME",
+                      help="Ask an external feed of the infrastructure (feeds:) which versions of ID it holds"),
                   as_json: bool = typer.Option(False, "--json")) -> None:
     """Packages in the feed, newest version first per id."""
     from snapshots.versions import sort_key  # semver: a quarter of a second, only for this command
 
+    if feed_name is not None:
+        _list_external(feed_name, package_id, as_json)
+        return
     if (client := remote_client()) is not None:
         found = [{"id": p["package_id"], "version": p["version"], "filename": p.get("filename"), "size": p["size"],
                   "sha256": p["sha256"], "pushed_at": p.get("pushed_at"), "pushed_by": p.get("pushed_by")}
@@ -106,3 +112,26 @@ def list_packages(package_id: str | None = typer.Argument(None, metavar="[ID]"),
         return
     print_table(None, ["id", "version", "size", "sha256", "pushed"],
                 [(p["id"], p["version"], p["size"], p["sha256"][:16] + "…", p["pushed_at"]) for p in found])
+
+
+def _list_external(feed_name: str, package_id: str | None, as_json: bool) -> None:
+    """``package list ID --feed NAME``: the versions an external feed holds (asked live, with its credentials)."""
+    from snapshots import release_feeds
+    from snapshots.errors import ConfigError
+    from snapshots.versions import sort_key
+
+    if package_id is None:
+        raise ConfigError("--feed needs a package ID: external feeds are asked for one package's versions")
+    if remote_client() is not None:
+        raise ConfigError("--feed asks the feed with the executor's credentials: run it where ferry serve runs")
+    ctx = Workspace()
+    with ctx.store.read() as conn:
+        feeds = release_feeds.external_feeds(conn, ctx.feed, ctx.vault)
+    found = [{"id": package_id, "version": v, "filename": name, "feed": feed_name}
+             for v, name in sorted(feeds.versions(feed_name, package_id).items(), key=lambda kv: sort_key(kv[0]),
+                                   reverse=True)]
+    if as_json:
+        print_json(found)
+        return
+    print_table(None, ["id", "version", "file", "feed"], [(p["id"], p["version"], p["filename"], p["feed"])
+                                                          for p in found])

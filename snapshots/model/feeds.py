@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, field_validator
+from pydantic import AfterValidator, BeforeValidator, Field, field_validator
 
 from snapshots.model.common import Model, Name, SecretRef
 
@@ -19,7 +19,14 @@ class StoredSecret(Model):
     fingerprint: str = Field(description="Keyed fingerprint of the value (written by ferry)")
 
 
-Credential = SecretRef | StoredSecret
+def _not_written_here(value: Any) -> Any:
+    if isinstance(value, str | int | float):
+        raise ValueError("a feed credential is a reference ({from_env: VAR} or {from_file: path}), never written "
+                         "in the YAML")
+    return value
+
+
+Credential = Annotated[SecretRef | StoredSecret, BeforeValidator(_not_written_here)]
 
 BUILT_IN = "built-in"
 """The name a project package's ``feed`` may use for ferry's own feed (the default)."""

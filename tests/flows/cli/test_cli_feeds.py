@@ -1,0 +1,44 @@
+"""External feeds through the `ferry` command: `package list ID --feed NAME` asks the feed live with the stored,
+encrypted credential, and `release create` pins a package from it (feed and sha256 shown by `release show`)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.sample import Sample
+from tests.servers.package_feeds import PASSWORD, USER, StaticFeeds, static_feeds
+
+
+@pytest.fixture
+def web(tmp_path: Path) -> Iterator[StaticFeeds]:
+    (tmp_path / "served").mkdir()
+    with static_feeds(tmp_path / "served") as feeds:
+        feeds.publish_nuget("OctoFX.Web", ["1.0.0", "1.1.0", "2.0.0-rc.1"], private=True)
+        yield feeds
+
+
+def test_package_list_feed_and_release_create_from_it(ferry: Any, sample: Sample, web: StaticFeeds,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    infra = yaml.safe_load(sample.infrastructure.read_text())
+    infra["feeds"] = [{"name": "nuget-main", "kind": "nuget", "url": web.nuget_url(private=True), "username": USER,
+                       "password": {"from_env": "NUGET_PW"}}]
+    sample.infrastructure.write_text(yaml.safe_dump(infra, sort_keys=False))
+    sample.edit_project(lambda d: d.update(packages=[{"id": "OctoFX.Web", "feed": "nuget-main"}]))
+    monkeypatch.setenv("NUGET_PW", PASSWORD)
+    assert ferry("apply", str(sample.infrastructure), str(sample.project)).exit_code == 0
+    monkeypatch.delenv("NUGET_PW")
+    listed = ferry("package", "list", "OctoFX.Web", "--feed", "nuget-main", "--json")
+    assert listed.exit_code == 0, listed.output
+    assert [p["version"] for p in json.loads(listed.stdout)] == ["2.0.0-rc.1", "1.1.0", "1.0.0"]
+    created = ferry("release", "create", "OctoFX")
+    assert created.exit_code == 0, created.output
+    shown = ferry("release", "show", "OctoFX", "1.1.0", "--json")
+    assert shown.exit_code == 0, shown.output
+    assert PASSWORD not in listed.output + created.output + shown.output
+    assert "OctoFX.Web" in shown.stdout and "1.1.0" in shown.stdout
