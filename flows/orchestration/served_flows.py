@@ -8,7 +8,8 @@ else refused by the API with HTTP 409 before a flow run exists), with every othe
 - ``deploy-release/<project>``: deploy a release (``latest`` by default) to one environment;
 - ``promote/<project>``: deploy what last succeeded in one environment to another;
 - ``rollback/<project>``: redeploy an environment's previous successful release;
-- ``create-release/<project>``: freeze a release (then the lifecycle's auto-deploy environments get it).
+- ``create-release/<project>``: freeze a release (then the lifecycle's auto-deploy environments get it);
+- ``plan-release/<project>``: what a deployment would do, as a markdown artifact, touching no target.
 
 A process worker on another machine finds these flows by import path
 (``flows.orchestration.served_flows.deploy_release__<hex of the project name>``): this module's
@@ -33,6 +34,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, W
 from pydantic.config import JsonValue
 
 from flows.orchestration.deploy_flow import deploy_release
+from flows.orchestration.plan_flow import plan_flow
 from flows.orchestration.triggers import auto_deploy
 from snapshots import releases
 from snapshots.errors import ConfigError, NotFoundError
@@ -42,10 +44,10 @@ from snapshots.store import records
 from snapshots.workspace import Workspace
 
 KINDS = {"deploy_release": "deploy-release", "promote": "promote", "rollback": "rollback",
-         "create_release": "create-release"}
+         "create_release": "create-release", "plan_release": "plan-release"}
 """Python attribute prefix → Prefect flow name."""
 
-_ATTRIBUTE = re.compile(r"^(deploy_release|promote|rollback|create_release)__([0-9a-f]+)$")
+_ATTRIBUTE = re.compile(r"^(deploy_release|promote|rollback|create_release|plan_release)__([0-9a-f]+)$")
 
 
 @dataclass(frozen=True)
@@ -343,7 +345,7 @@ def create_release_flow(spec: ProjectSpec) -> Flow[..., Any]:
 
 BUILDERS: dict[str, Callable[[ProjectSpec], Flow[..., Any]]] = {
     "deploy_release": deploy_flow, "promote": promote_flow, "rollback": rollback_flow,
-    "create_release": create_release_flow}
+    "create_release": create_release_flow, "plan_release": lambda spec: plan_flow(spec, _finish)}
 
 
 def project_flows(spec: ProjectSpec) -> dict[str, Flow[..., Any]]:

@@ -169,7 +169,7 @@ class Server:
             self.registered[(spec.name, kind)] = Registered(deployment_id, full, kind, spec)
         triggers = sum(len(s) for s in schedules.values())
         where = f"work pool {pool}" if pool else "served here"
-        self.say(f"{spec.name}: deploy-release, promote, rollback, create-release registered ({where}); "
+        self.say(f"{spec.name}: deploy-release, promote, rollback, create-release, plan-release registered ({where}); "
                  f"environments {', '.join(spec.environments)}; {triggers} scheduled trigger(s)")
 
     async def sweep_expired(self) -> int:

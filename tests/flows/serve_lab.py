@@ -115,7 +115,7 @@ class ServedProject:
     def forget(self) -> None:
         """Delete this project's deployments from the session's Prefect server (their schedules would keep
         adding runs nobody serves)."""
-        for flow in ("deploy-release", "promote", "rollback", "create-release"):
+        for flow in ("deploy-release", "promote", "rollback", "create-release", "plan-release"):
             response = self.api.get(f"/deployments/name/{flow}/{self.name}")
             if response.status_code == 200:
                 self.api.delete(f"/deployments/{response.json()['id']}")

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -218,3 +219,32 @@ def test_timeout_stops_waiting_or_cancels(served: ServedProject) -> None:
     record = served.records()[0]
     assert record["state"] == "Cancelled"
     assert served.flow_run(record["flow_run_id"])["state"]["type"] == "CANCELLED"
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_plan_release_publishes_the_plan_as_an_artifact_and_touches_nothing(served: ServedProject) -> None:
+    """The served deployment's plan mode (issue 14 item 6): the plan-release deployment's run leaves a markdown
+    artifact of the phases, targets and steps; no deployment record, no file on any target changed."""
+    targets = served.project.root / "targets"
+    before_files, before_records = _tree(targets), served.records()
+    response = served.create_run({"environment": "Dev", "release": "1.0.0"}, flow="plan-release")
+    assert response.status_code == 201, response.text
+    run = served.wait_final(response.json()["id"])
+    assert run["state"]["type"] == "COMPLETED", run["state"]
+    assert run["name"] == f"{served.name} plan 1.0.0 → Dev"
+    artifacts = served.api.post("/artifacts/filter",
+                                json={"artifacts": {"flow_run_id": {"any_": [run["id"]]}}}).json()
+    [plan] = [a for a in artifacts if a["type"] == "markdown"]
+    assert plan["key"] == f"ferry-{served.name.lower()}-dev-plan"
+    text = plan["data"]
+    assert f"# Plan: {served.name} 1.0.0 → Dev" in text and "Nothing was deployed" in text
+    for target in served.project.targets("Dev"):
+        assert f"| | Install | {target} | {target} | run |" in text
+    assert _tree(targets) == before_files
+    assert served.records() == before_records
+    refused = served.create_run({"environment": "Dev", "release": "9.9.9"}, flow="plan-release")
+    failed = served.wait_final(refused.json()["id"])
+    assert failed["state"]["type"] == "FAILED" and "9.9.9" in (failed["state"]["message"] or "")
