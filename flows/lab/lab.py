@@ -273,8 +273,11 @@ class Lab:
     # -- up -------------------------------------------------------------------------------------------------
 
     def up(self, targets: int = 7, *, network: str = "127.0.0", ssh_port: int = 22, app_port: int = 8080,
-           balancer_port: int = 8000, api_port: int = 9999) -> dict[str, Any]:
-        """Start the lab, or make sure the running one is complete. Returns ``status()`` plus what changed."""
+           balancer_port: int = 8000, api_port: int = 9999, supervisors: int = 1) -> dict[str, Any]:
+        """Start the lab, or make sure the running one is complete. Returns ``status()`` plus what changed.
+
+        The first ``supervisors`` targets (dev-01 by default) also run a supervisord, the service manager the
+        systemd-service step's end-to-end test drives (each costs ~25 MB and a second of CPU to start)."""
         self.preflight()
         octets = network.split(".")
         if len(octets) != 3 or octets[0] != "127" or not all(o.isdigit() and 0 <= int(o) <= 255 for o in octets):
@@ -298,7 +301,7 @@ class Lab:
                 if not _alive(target.pid, str(self.target_dir(target.name))):
                     self._start_sshd(target)
                     changed.append(target.name)
-            for target in state.targets:
+            for target in state.targets[:max(0, supervisors)]:
                 if target.pid and self._start_supervisord(target) and target.name not in changed:
                     changed.append(target.name)  # part of the target: reported as the target
             if not _alive(state.haproxy_pid, str(self.haproxy_cfg)):

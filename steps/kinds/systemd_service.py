@@ -107,7 +107,7 @@ class _Service:
         """Restart and wait until active on two checks ``STABLE_SECONDS`` apart; return the seconds it took."""
         started = time.monotonic()
         self.each(self.manager.restart(self.name), f"restarting {self.name}")
-        if self.manager.restart_waits and self.call(self.manager.is_active(self.name), quiet=True)[0].ok:
+        if self.manager.restart_waits:  # its restart succeeds only once the service stayed up (startsecs)
             return time.monotonic() - started
         deadline = started + timeout
         active_since: float | None = None
@@ -152,18 +152,21 @@ def run(ctx: StepContext) -> None:
     old_unit = ctx.transport.read_file(unit_path)
     try:
         package_step.switch_current(job)
-        service.install(text, job.base)
-        ctx.log(f"installed {unit_path} ({service_manager.kind})")
+        if old_unit == text.encode("utf-8"):  # it names `current`, not a version: usually unchanged
+            ctx.log(f"{unit_path} is unchanged ({service_manager.kind}): no reload needed")
+        else:
+            service.install(text, job.base)
+            ctx.log(f"installed {unit_path} ({service_manager.kind})")
         took = service.start(step.start_timeout)
     except (ServiceNotStarted, StepFailed) as exc:
         service.show_logs()
-        reverted = _revert(ctx, service, job, old_unit)
+        reverted = _revert(ctx, service, job, old_unit, text)
         raise StepFailed(f"{exc}; {reverted}", step=step.name, target=ctx.target_name) from None
     ctx.log(f"{step.service_name} is active ({took:.1f}s) on {job.release_dir}")
     package_step.retain(job)
 
 
-def _revert(ctx: StepContext, service: _Service, job: Any, old_unit: bytes | None) -> str:
+def _revert(ctx: StepContext, service: _Service, job: Any, old_unit: bytes | None, new_unit: str) -> str:
     """Put back the previous release and unit file and start it; say what was done."""
     step: SystemdServiceStep = ctx.step
     if not job.previous or old_unit is None:
@@ -174,7 +177,8 @@ def _revert(ctx: StepContext, service: _Service, job: Any, old_unit: bytes | Non
         return "no earlier release to revert to: the service is stopped"
     try:
         package_step.switch_current(job, to=job.previous)
-        service.install(old_unit.decode("utf-8"), job.base)
+        if old_unit != new_unit.encode("utf-8"):
+            service.install(old_unit.decode("utf-8"), job.base)
         service.start(step.start_timeout)
     except (ServiceNotStarted, StepFailed) as exc:
         return f"reverting to {job.previous} failed too: {exc}"
