@@ -87,6 +87,15 @@ def test_apply_stores_the_key_encrypted_and_cert_list_shows_expiry(tmp_path: Pat
         assert conn.execute(select(func.count()).select_from(certificates.certificates)).scalar() == 2
         assert certificates.load(conn, ctx.vault, "site").key_pem.encode() == key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    # a key rotation re-encrypts the certificates too: readable with the new key alone
+    assert ferry(home, "key", "rotate").code == 0
+    retired = list(home.glob("master.key.*.retired"))
+    assert len(retired) == 1
+    retired[0].unlink()
+    ctx = _workspace(home, monkeypatch)
+    with ctx.store.read() as conn:
+        assert certificates.load(conn, ctx.vault, "api").info.thumbprint == certs.thumbprint(other)
+        assert certificates.load(conn, ctx.vault, "site").key_pem.startswith("-----BEGIN PRIVATE KEY-----")
 
 
 def test_a_deployment_refuses_an_expired_certificate_and_warns_within_30_days(

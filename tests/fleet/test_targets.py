@@ -38,11 +38,15 @@ def write_infra(root: Path, *, extra_targets: list[dict[str, Any]] | None = None
     return path
 
 
+HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+"""Any well-formed key: nothing listens on the port, so no key is ever compared."""
+
+
 def dead_ssh_target(name: str = "gone-01", environment: str = "Dev", policy: str = "Tolerant") -> dict[str, Any]:
     return {"name": name, "environment": environment, "roles": ["web"], "machine_policy": policy,
             "transport": {"kind": "ssh", "host": "127.0.0.1", "port": free_port(), "user": "nobody",
                           "connect_timeout": 2,
-                          "host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"}}
+                          "host_key": HOST_KEY}}
 
 
 def test_check_reports_each_target_and_fails_on_an_unreachable_one(tmp_path: Path) -> None:
@@ -95,7 +99,8 @@ def test_target_list_shows_what_the_journal_holds(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("change", "message"), [
     ({"targets": [{"name": "a", "environment": "Dev", "machine_policy": "Nope",
                    "transport": {"kind": "local", "root": "/tmp"}}]},
-     r"infrastructure\.yaml:\d+: targets\[0\]\.machine_policy: unknown machine policy 'Nope' \(known: Default, Tolerant\)"),
+     r"infrastructure\.yaml:\d+: targets\[0\]\.machine_policy: unknown machine policy 'Nope' "
+     r"\(known: Default, Tolerant\)"),
     ({"machine_policies": [{"name": "P", "health_check": {"interval": "soon"}}]},
      r"infrastructure\.yaml:\d+: machine_policies\[0\]\.health_check\.interval: .*'soon' is not a duration"),
     ({"machine_policies": [{"name": "P", "unavailable_targets": "ignore"}]},
