@@ -103,7 +103,7 @@ class ServiceDeploy(IisDeploy):
             if p.get("Description"):
                 service["description"] = str(p["Description"])
             if recovery is not None:
-                actions = [f"restart/{int(recovery['RestartDelayMilliseconds'])}" if a == "restart" else '""/0'
+                actions = [f"restart/{int(recovery['RestartDelayMilliseconds'])}" if a == "restart" else "/0"
                            for a in recovery.get("Actions") or []]
                 service["recovery"] = {"reset": int(recovery["ResetPeriodSeconds"]), "actions": "/".join(actions)}
 

@@ -84,7 +84,8 @@ function Set-ServiceConfiguration([string]$BinaryPath) {
         Set-Service -Name $ServiceName -Description $Description
     }
     if ($null -ne $Recovery) {
-        $steps = @($Recovery.Actions | ForEach-Object { if ($_ -eq 'restart') { 'restart/' + [int]$Recovery.RestartDelayMilliseconds } else { '""/0' } })
+        # sc.exe's actions= is action/delay pairs joined by '/'; "take no action" is an empty action: restart/60000//0
+        $steps = @($Recovery.Actions | ForEach-Object { if ($_ -eq 'restart') { 'restart/' + [int]$Recovery.RestartDelayMilliseconds } else { '/0' } })
         & sc.exe failure $ServiceName reset= ([int]$Recovery.ResetPeriodSeconds) actions= ($steps -join '/') | Out-Null
         if ($LASTEXITCODE -ne 0) {
             throw ('sc.exe failure ' + $ServiceName + ' exited ' + $LASTEXITCODE)

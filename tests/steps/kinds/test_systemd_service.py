@@ -117,6 +117,9 @@ def test_install_update_and_a_failing_start_that_reverts_over_ssh(dev: SshTransp
         assert current == [f"{root}/Test/Svc/2.0.0"]
         version, pid3 = running()[:2]
         assert version == "2.0.0" and pid3 != pid2  # started again on the previous release
+        staged: list[str] = []  # the unit file (it may hold Environment= secrets) was not left behind staged
+        dev.run(f"ls -A {root}/Test/Svc/.units", on_line=staged.append)
+        assert staged == []
     finally:
         dev.run(f"rm -f -- {SUPERVISOR_UNITS}/{name}.conf")
         supervisor("update")  # removes (and stops) the program

@@ -109,7 +109,7 @@ def test_install_update_and_a_service_that_fails_to_start_reverts(win: WinRmTran
     assert worker["status"] == "Running" and worker["pathName"] == rf'"{v1}\bin\OctoFX.Worker.exe" --port 8081'
     assert worker["startName"] == r".\svc-octofx" and worker["delayedAutoStart"] is True
     assert worker["passwordSha256"] == hashlib.sha256(SECRET.encode()).hexdigest()  # arrived intact, as data
-    assert worker["recovery"] == {"reset": 86400, "actions": 'restart/60000/restart/60000/""/0'}
+    assert worker["recovery"] == {"reset": 86400, "actions": "restart/60000/restart/60000//0"}  # sc.exe's syntax
     assert worker["displayName"] == "OctoFX worker (Production)"
     config = winrm_http.fs(v1 + r"\OctoFX.Worker.exe.config").read_text()
     assert 'value="1.0.0"' in config  # substituted on the worker
