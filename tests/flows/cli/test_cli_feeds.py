@@ -1,5 +1,6 @@
-"""External feeds through the `ferry` command: `package list ID --feed NAME` asks the feed live with the stored,
-encrypted credential, and `release create` pins a package from it (feed and sha256 shown by `release show`)."""
+"""External feeds through `ferry`'s command tree, in this process (four commands, no Python start-up each):
+`package list ID --feed NAME` asks the feed live with the stored, encrypted credential, and `release create`
+pins a package from it."""
 
 from __future__ import annotations
 
@@ -10,9 +11,23 @@ from typing import Any
 
 import pytest
 import yaml
+from click.testing import CliRunner
 
+from flows.cli.app import build_command
+from snapshots.errors import FerryError
+from tests.conftest import CliResult
 from tests.sample import Sample
 from tests.servers.package_feeds import PASSWORD, USER, StaticFeeds, static_feeds
+
+
+def ferry_here(*args: str) -> CliResult:
+    """As the ``ferry`` fixture, in process: a FerryError becomes ``error: <message>`` and exit code 1."""
+    result: Any = CliRunner().invoke(build_command(), list(args), catch_exceptions=True, standalone_mode=False)
+    if isinstance(result.exception, FerryError):
+        return CliResult(1, result.stdout, result.stderr + f"error: {result.exception}\n")
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return CliResult(result.exit_code, result.stdout, result.stderr)
 
 
 @pytest.fixture
@@ -23,8 +38,9 @@ def web(tmp_path: Path) -> Iterator[StaticFeeds]:
         yield feeds
 
 
-def test_package_list_feed_and_release_create_from_it(ferry: Any, sample: Sample, web: StaticFeeds,
+def test_package_list_feed_and_release_create_from_it(ferry_home: Path, sample: Sample, web: StaticFeeds,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    ferry = ferry_here
     infra = yaml.safe_load(sample.infrastructure.read_text())
     infra["feeds"] = [{"name": "nuget-main", "kind": "nuget", "url": web.nuget_url(private=True), "username": USER,
                        "password": {"from_env": "NUGET_PW"}}]
