@@ -16,8 +16,10 @@ Both deploy the OctoFX sample package (``examples/octofx``) with a window of ``-
 disable each server in HAProxy, install the package into a new release folder, run its Deploy.sh, switch
 ``current``, restart through its PostDeploy.sh, smoke test the app on the target, enable the server and wait
 for HAProxy to call it UP. Every run deploys a version never deployed before (a fresh package is built for
-each), so neither side can skip work. After one untimed warm-up run of each, runs alternate
-ferry / Ansible / floor for ``--pairs`` rounds.
+each), so neither side can skip work. After one untimed warm-up run of each, ``--pairs`` rounds run in ABBA
+order (ferry, Ansible, floor, fresh floor; then the reverse), so neither tool always goes first; ratios are
+taken within a round (paired) and reported with their spread, each run with the load average and the
+CPU-seconds the whole machine spent during it (every process it caused, /proc/stat).
 
 Each run is checked before it counts: both tools reach HAProxy's runtime API through a recording proxy, and
 every server must have been set to drain, then taken out (MAINT), then put back — in that order; a monitor
@@ -31,7 +33,9 @@ target that unpacks it and runs the same scripts, the smoke test as one HTTP pol
 batches of the slowest target's time. Each tool's overhead is its wall time above the floor.
 
 ferry's time is the whole ``ferry deploy PROJECT VERSION --to ENV --wait`` command (process start included);
-Ansible's the whole ``ansible-playbook`` command. Package push and release creation happen before the clock.
+Ansible's the whole ``ansible-playbook`` command. Package push and release creation happen before the clock
+and are timed and reported beside it. Two floors: one that accepts the UP HAProxy remembers from before
+MAINT (as Ansible's haproxy module does), one that waits for fresh health checks as ferry does.
 """
 
 from __future__ import annotations
@@ -365,8 +369,6 @@ class Bench:
     # -- the three ways of doing the job --------------------------------------------------------------------
 
     def run_ferry(self, version: str, package: Path) -> Run:
-        self._ferry("package", "push", str(package))
-        self._ferry("release", "create", PROJECT, "--version", version, "--package", f"{PACKAGE}:{version}")
         out = self.logs / f"ferry-{version}.log"
         start = time.perf_counter()
         with open(out, "w") as sink:
@@ -405,8 +407,11 @@ class Bench:
             raise Refused(f"ansible-playbook for {version} failed (exit {code}); see {out}")
         return Run("ansible", version, seconds, {"output": out.read_text(), "log": str(out)})
 
-    def run_floor(self, version: str, package: Path) -> Run:
-        """The same work with no tool: per batch, each target in a thread; floor = Σ batches max(target)."""
+    def run_floor(self, version: str, package: Path, *, fresh: bool = False) -> Run:
+        """The same work with no tool: per batch, each target in a thread; floor = Σ batches max(target).
+        ``fresh``: put a server back as ferry does — DRAIN with its health forced down until HAProxy's own
+        checks pass again (``rise`` fresh checks), then READY — instead of accepting the UP HAProxy remembers
+        from before MAINT (what Ansible's haproxy module's wait does)."""
         data = package.read_bytes()
         q = shlex.quote
         release = f"{APP_STATE}/{version}"
@@ -436,6 +441,11 @@ class Bench:
             _poll_health(f"{t['app_url']}health", version)
             t3 = time.perf_counter()
             phases["smoke test"] = t3 - t2
+            if fresh:
+                haproxy_command(sock, f"set server {BACKEND}/{name} state drain")
+                haproxy_command(sock, f"set server {BACKEND}/{name} health down")
+                while server_stats(sock)[name]["status"] != "DRAIN":
+                    time.sleep(0.01)
             haproxy_command(sock, f"set server {BACKEND}/{name} state ready")
             while not server_stats(sock)[name]["status"].startswith("UP"):
                 time.sleep(0.01)
@@ -453,7 +463,7 @@ class Bench:
                 per_target.update({t["name"]: r for t, r in zip(batch, results, strict=True)})
                 floor += max(r["total"] for r in results)
         wall = time.perf_counter() - start
-        return Run("floor", version, floor, {"wall": wall, "per_target": per_target})
+        return Run("floor-fresh" if fresh else "floor", version, floor, {"wall": wall, "per_target": per_target})
 
     # -- checking a run -------------------------------------------------------------------------------------
 
@@ -462,7 +472,7 @@ class Bench:
         ends UP on the new version."""
         problems: list[str] = []
         names = [t["name"] for t in self.targets]
-        if run.tool != "floor":
+        if not run.tool.startswith("floor"):
             for name in names:
                 mine = [c for _, c in commands if re.search(rf"\b{BACKEND}/{re.escape(name)}(\s|;|$)", c)]
                 if not _drained_out_and_back(mine, f"{BACKEND}/{name}"):
@@ -499,13 +509,37 @@ class Bench:
     def timed(self, tool: str) -> Run:
         version, package = self.next_package()
         do: Callable[[str, Path], Run] = {"ferry": self.run_ferry, "ansible": self.run_ansible,
-                                          "floor": self.run_floor}[tool]
+                                          "floor": self.run_floor,
+                                          "floor-fresh": lambda v, p: self.run_floor(v, p, fresh=True)}[tool]
+        prepare = 0.0
+        if tool == "ferry":  # push and release create: timed and reported beside the deployment, not in it
+            started = time.perf_counter()
+            self._ferry("package", "push", str(package))
+            self._ferry("release", "create", PROJECT, "--version", version, "--package", f"{PACKAGE}:{version}")
+            prepare = time.perf_counter() - started
         self.recorder.take()  # type: ignore[union-attr]
+        load_before, cpu_before = load_average(), machine_cpu_seconds()
         with StateMonitor(self.haproxy_socket) as monitor:
             run = do(version, package)
+        run.detail.update(load=max(load_before, load_average()), cpu=machine_cpu_seconds() - cpu_before,
+                          push_release=prepare)
         self.check(run, self.recorder.take(), monitor.seen)  # type: ignore[union-attr]
-        log(f"{tool:8} {version:8} {run.seconds:7.2f} s  (checked: all drained, out, back UP, on {version})")
+        log(f"{tool:11} {version:8} {run.seconds:7.2f} s  load {run.detail['load']:.2f}  "
+            f"machine CPU {run.detail['cpu']:.1f} s  (checked: all drained, out, back UP, on {version})")
         return run
+
+
+def load_average() -> float:
+    """The 1-minute load average now."""
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
+def machine_cpu_seconds() -> float:
+    """CPU-seconds the whole machine has spent busy since boot (every process, every core: user, nice,
+    system, irq, softirq, steal from /proc/stat), so a run's cost includes every process it caused."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    busy = sum(int(fields[i]) for i in (0, 1, 2, 5, 6, 7) if i < len(fields))
+    return busy / os.sysconf("SC_CLK_TCK")
 
 
 def _drained_out_and_back(commands: list[str], server: str) -> bool:
@@ -547,12 +581,24 @@ def _poll_health(url: str, version: str, within: float = 30) -> None:
 
 # ------------------------------------------------------------------------------------------------ report
 
+TOOLS = ("floor", "floor-fresh", "ferry", "ansible")
+
+
 def summarize(runs: list[Run], targets: int, window: int, pairs: int) -> dict[str, Any]:
-    by = {tool: [r.seconds for r in runs if r.tool == tool] for tool in ("floor", "ferry", "ansible")}
+    by = {tool: [r.seconds for r in runs if r.tool == tool] for tool in TOOLS}
     med = {tool: statistics.median(v) for tool, v in by.items()}
+    ferry = [r for r in runs if r.tool == "ferry"]
+    ansible = [r for r in runs if r.tool == "ansible"]
+    fresh = [r for r in runs if r.tool == "floor-fresh"]
+    ratios = [f.seconds / a.seconds for f, a in zip(ferry, ansible, strict=True)]  # the same pair's runs
+    to_fresh = [f.seconds / x.seconds for f, x in zip(ferry, fresh, strict=True)]
     return {
         "targets": targets, "window": window, "pairs": pairs, "runs": by, "median": med,
-        "ratio_ferry_ansible": med["ferry"] / med["ansible"],
+        "ratio_ferry_ansible": statistics.median(ratios), "paired_ratios": ratios,
+        "ratio_ferry_fresh_floor": statistics.median(to_fresh), "paired_fresh_ratios": to_fresh,
+        "load": {tool: [round(r.detail["load"], 2) for r in runs if r.tool == tool] for tool in TOOLS},
+        "cpu_seconds": {tool: statistics.median(r.detail["cpu"] for r in runs if r.tool == tool) for tool in TOOLS},
+        "push_release_median": statistics.median(r.detail["push_release"] for r in ferry),
         "overhead": {tool: (med[tool] - med["floor"]) / med["floor"] for tool in ("ferry", "ansible")},
         "floor_wall_median": statistics.median(r.detail["wall"] for r in runs if r.tool == "floor"),
         "ferry_flow_run_median": statistics.median(r.detail["flow_run"] for r in runs if r.tool == "ferry"),
@@ -576,12 +622,21 @@ def print_table(s: dict[str, Any]) -> None:
     print(f"\nrolling deployment of {PACKAGE}: {s['targets']} targets behind HAProxy, window {s['window']} "
           f"({batches} batches), {s['pairs']} pairs alternating ferry / Ansible / floor")
     print(f"  {'':34}{'median':>9}   {'runs':<28}{'above the floor':>18}")
-    rows = [("floor (same work, no tool)", "floor"), ("ferry deploy --wait", "ferry"), ("ansible-playbook", "ansible")]
+    rows = [("floor, remembered UP", "floor"), ("floor, fresh checks (as ferry)", "floor-fresh"),
+            ("ferry deploy --wait", "ferry"), ("ansible-playbook", "ansible")]
     for label, tool in rows:
         spread = " ".join(f"{x:.2f}" for x in runs[tool])
-        above = "" if tool == "floor" else f"+{med[tool] - med['floor']:6.2f} s ({100 * s['overhead'][tool]:5.1f}%)"
-        print(f"  {label:34}{med[tool]:8.2f} s   {spread:<28}{above:>18}")
-    print(f"  {'ratio ferry / Ansible':34}{s['ratio_ferry_ansible']:8.2f}     (target ≤ {TARGET_RATIO:.2f})")
+        above = "" if tool.startswith("floor") else \
+            f"+{med[tool] - med['floor']:6.2f} s ({100 * s['overhead'][tool]:5.1f}%)"
+        print(f"  {label:34}{med[tool]:8.2f} s   {spread:<44}{above:>18}  CPU {s['cpu_seconds'][tool]:5.1f} s  "
+              f"load {min(s['load'][tool]):.1f}–{max(s['load'][tool]):.1f}")
+    r = s["paired_ratios"]
+    print(f"  {'ratio ferry / Ansible (paired)':34}{s['ratio_ferry_ansible']:8.2f}     "
+          f"(pairs {min(r):.2f}–{max(r):.2f}; target ≤ {TARGET_RATIO:.2f} at load < 1)")
+    r = s["paired_fresh_ratios"]
+    print(f"  {'ferry / fresh-check floor (paired)':34}{s['ratio_ferry_fresh_floor']:8.2f}     "
+          f"(pairs {min(r):.2f}–{max(r):.2f}; target ≤ 1.5)")
+    print(f"  package push + release create before each ferry deployment: median {s['push_release_median']:.2f} s")
     print(f"  {'ferry overhead above the floor':34}{100 * s['overhead']['ferry']:7.1f}%     "
           f"(target < {100 * TARGET_OVERHEAD:.0f}%)")
     flow = s["ferry_flow_run_median"]
@@ -599,7 +654,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--targets", type=int, default=8)
     parser.add_argument("--window", type=int, default=2)
-    parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--json", action="store_true", help="print the summary as JSON too")
     parser.add_argument("--keep", action="store_true", help="keep the lab and logs (prints where)")
     args = parser.parse_args()
@@ -615,9 +670,11 @@ def main() -> None:
         log("warm-up (untimed): one ferry run (first install everywhere), one Ansible run")
         for tool in ("ferry", "ansible"):
             bench.timed(tool)
-        for pair in range(args.pairs):
+        for pair in range(args.pairs):  # ABBA: neither tool always runs first (or right after the other)
             log(f"pair {pair + 1}/{args.pairs}")
-            for tool in ("ferry", "ansible", "floor"):
+            order = ("ferry", "ansible", "floor", "floor-fresh") if pair % 2 == 0 else \
+                ("floor-fresh", "floor", "ansible", "ferry")
+            for tool in order:
                 runs.append(bench.timed(tool))
     except Refused as exc:
         sys.exit(f"REFUSED — not a valid measurement, nothing reported: {exc}")
