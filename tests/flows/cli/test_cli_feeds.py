@@ -1,6 +1,6 @@
 """External feeds through `ferry`'s command tree, in this process (four commands, no Python start-up each):
 `package list ID --feed NAME` asks the feed live with the stored, encrypted credential, and `release create`
-pins a package from it."""
+pins a package from it; afterwards the secret scan finds the feed password in no form in FERRY_HOME."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from flows.cli.app import build_command
 from snapshots.errors import FerryError
 from tests.conftest import CliResult
 from tests.sample import Sample
+from tests.secret_scan import scan_bytes, scan_files
 from tests.servers.package_feeds import PASSWORD, USER, StaticFeeds, static_feeds
 
 
@@ -57,4 +58,9 @@ def test_package_list_feed_and_release_create_from_it(ferry_home: Path, sample: 
     shown = ferry("release", "show", "OctoFX", "1.1.0", "--json")
     assert shown.exit_code == 0, shown.output
     assert PASSWORD not in listed.output + created.output + shown.output
+    # the secret scan's forms (plain, base64, hex, URL, JSON…): none in FERRY_HOME (store, feed, cache, logs)
+    outputs = scan_bytes(PASSWORD, (listed.output + created.output + shown.output).encode(), "CLI output")
+    home = scan_files(PASSWORD, [ferry_home])
+    assert home.total == 0 and outputs.total == 0, f"{home}\n{outputs}"
+    assert home.looked_at.get("files", 0) > 0
     assert "OctoFX.Web" in shown.stdout and "1.1.0" in shown.stdout
