@@ -316,6 +316,9 @@ def _substitute(job: _Run) -> None:
     result = job.shell(_LIST, quiet=True, on_mark=lambda k, v: listed.append(v) if k == "file" else None)
     if not result.ok:
         raise job.fail(f"cannot list {job.release_dir}", result)
+    pairs = transform_plan(ctx, listed)
+    if not files_globs and not structured and not pairs:
+        return
     patterns = [glob_regex(p) for p in [*files_globs, *structured]]
     in_pairs = {name for pair in pairs for name in (pair.transform, pair.target)}
     wanted = sorted(f for f in listed if f in in_pairs or any(p.match(f) for p in patterns))
@@ -339,9 +342,6 @@ def _substitute(job: _Run) -> None:
                 ctx.transport.write_file(f"{job.release_dir}/{rel}", after, mode=ctx.step.config_mode)
 
 
-    pairs = transform_plan(ctx, listed)
-    if not files_globs and not structured and not pairs:
-        return
 def _retain(job: _Run) -> None:
     """Keep the newest ``keep`` release folders (and their package files); a failure here only warns."""
     kept: list[str] = []
