@@ -45,6 +45,21 @@ class LifecycleError(FerryError):
     """A release may not enter an environment yet: an earlier lifecycle phase is not satisfied."""
 
 
+class ChannelRuleError(FerryError):
+    """A package version does not satisfy the rules of the release's channel (version range, pre-release tag)."""
+
+
+class DeploymentFrozen(FerryError):
+    """A deployment would start inside a deployment freeze (``freezes:`` of the infrastructure) and no
+    ``--override-freeze`` was given. Exit code 3: refused before anything started."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, *, freeze: str, until: str) -> None:
+        self.freeze, self.until = freeze, until
+        super().__init__(message)
+
+
 class SnapshotIntegrityError(FerryError):
     """A stored snapshot or package no longer matches its recorded sha256 digest."""
 

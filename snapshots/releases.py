@@ -19,7 +19,17 @@ from sqlalchemy.exc import IntegrityError
 
 from snapshots import library, release_feeds
 from snapshots.canonical import canonical_json, digest_text
-from snapshots.errors import ConfigError, ConflictError, NotFoundError, SnapshotIntegrityError
+from snapshots.channels import (
+    channel_of,
+    check_version,
+    find_channel,
+    latest_in_channel,
+    lifecycle_of,
+    pick_version,
+    rules_for,
+)
+from snapshots.errors import ChannelRuleError, ConfigError, ConflictError, NotFoundError, SnapshotIntegrityError
+from snapshots.model.channels import Channel
 from snapshots.model.references import TemplateValue, template_problems
 from snapshots.projects import (
     ProjectRevision,
@@ -122,15 +132,18 @@ def parse_package_pins(pins: list[str]) -> dict[str, str]:
 
 
 def _pin_packages(conn: Connection, feed: Feed, revision: ProjectRevision,
-                  pins: dict[str, str], vault: Vault) -> list[Package]:
+                  pins: dict[str, str], channel: Channel, vault: Vault) -> list[Package]:
     wanted = revision.document["packages"]
     unknown = sorted(set(pins) - set(wanted))
     if unknown:
         raise ConfigError(f"--package {unknown[0]}: project {revision.project} does not deploy that package "
                           f"(its packages: {', '.join(wanted) or 'none'})")
+    for package_id, version in pins.items():  # before the feed is asked: the rule is the clearer message
+        check_version(channel, package_id, version)
     external = release_feeds.package_feeds(revision.document)
     chosen = [release_feeds.pin(conn, feed, vault, external[package_id], package_id, pins.get(package_id))
-              if package_id in external else feed.resolve(conn, package_id, pins.get(package_id))
+              if package_id in external else
+              feed.resolve(conn, package_id, pins.get(package_id) or _channel_pick(conn, feed, channel, package_id))
               for package_id in wanted]
     built_in = [p for p in chosen if not release_feeds.snapshot_fields(p)]
     if built_in:  # the bytes in the feed must still be the bytes that were pushed
@@ -139,11 +152,28 @@ def _pin_packages(conn: Connection, feed: Feed, revision: ProjectRevision,
     return chosen
 
 
+def _channel_pick(conn: Connection, feed: Feed, channel: Channel, package_id: str) -> str | None:
+    """The newest feed version of the package the channel's rules allow (None: no rule applies, the feed's
+    own choice); refused in one line when the feed has versions but none satisfies the rules."""
+    if not rules_for(channel, package_id):
+        return None
+    have = [p.version for p in feed.list(conn, package_id)]
+    picked = pick_version(channel, package_id, have)
+    if picked is None and have:
+        rules = "; ".join(r.describe() for r in rules_for(channel, package_id))
+        raise ChannelRuleError(f"no version of package {package_id} in the feed satisfies channel {channel.name!r} "
+                               f"({rules}; have: {', '.join(sorted(have, key=sort_key))})")
+    return picked
+
+
 def create(conn: Connection, feed: Feed, project: str, actor: str, *, vault: Vault, version: str | None = None,
            package_pins: dict[str, str] | None = None, notes: str = "",
-           ignore_existing: bool = False) -> tuple[Release, bool]:
-    """Freeze the project's current revision, signed with the vault's key. Returns (release, created)."""
+           ignore_existing: bool = False, channel: str | None = None) -> tuple[Release, bool]:
+    """Freeze the project's current revision, signed with the vault's key, in ``channel`` (default: the project's
+    default channel), whose rules the packages must satisfy. Returns (release, created)."""
     revision = require_project(conn, project)
+    model = revision.model()
+    lane = find_channel(model, channel)
     if version is not None:
         version = str(parse_version(version, what="release version"))
         existing = find(conn, project, version)
@@ -155,7 +185,7 @@ def create(conn: Connection, feed: Feed, project: str, actor: str, *, vault: Vau
     revision, provenance = _with_library(conn, vault, revision)
     _check_variables(conn, revision)
     _check_templates(revision, vault)
-    packages = _pin_packages(conn, feed, revision, package_pins or {}, vault)
+    packages = _pin_packages(conn, feed, revision, package_pins or {}, lane, vault)
     if version is None:
         version = next_release_version(revision.document, packages, versions(conn, project))
         existing = find(conn, project, version)
@@ -174,7 +204,8 @@ def create(conn: Connection, feed: Feed, project: str, actor: str, *, vault: Vau
         "created_at": created_at,
         "created_by": actor,
         "project_revision": revision.revision,
-        "lifecycle": doc["lifecycle"],
+        "lifecycle": lifecycle_of(model, lane),
+        "channel": lane.name,
         "strict_variables": doc["strict_variables"],
         "process": doc["process"],
         "packages": [{"id": p.package_id, "version": p.version, "sha256": p.sha256, "size": p.size,
@@ -196,7 +227,7 @@ def create(conn: Connection, feed: Feed, project: str, actor: str, *, vault: Vau
     _insert_variable_snapshot(conn, vault, release_id, project, version, 1, revision.id, revision.revision,
                               revision.document["variables"], actor, signature)
     audit.record(conn, actor, "release.create", f"project/{project}/release/{version}",
-                 digest=digest_text(text), packages={p.package_id: p.version for p in packages})
+                 digest=digest_text(text), packages={p.package_id: p.version for p in packages}, channel=lane.name)
     release = find(conn, project, version)
     assert release is not None
     return release, True
@@ -351,16 +382,27 @@ def _parse(text: str, what: str) -> dict[str, Any]:
                                      f"({exc.msg} at character {exc.pos})") from None
 
 
-def require(conn: Connection, project: str, version: str) -> Release:
-    require_project(conn, project)
+def require(conn: Connection, project: str, version: str, *, channel: str | None = None) -> Release:
+    """A release by version, or ``latest``: the highest version in ``channel`` (default: the project's default
+    channel — a pre-release in another channel is never the default channel's latest). With ``channel`` and a
+    version, the release must be in that channel."""
+    model = require_project(conn, project).model()
+    lane = find_channel(model, channel)
     if version == "latest":
-        known = versions(conn, project)
-        if not known:
-            raise NotFoundError(f"project {project} has no releases yet (ferry release create {project})")
-        version = max(known, key=sort_key)
+        newest = latest_in_channel(conn, model, lane)
+        if newest is None:
+            if not versions(conn, project):
+                raise NotFoundError(f"project {project} has no releases yet (ferry release create {project})")
+            raise NotFoundError(f"project {project} has no release in channel {lane.name!r} yet "
+                                f"(ferry release create {project} --channel {lane.name})")
+        version = newest
     release = find(conn, project, version)
     if release is None:
         raise NotFoundError(f"project {project} has no release {version}")
+    if channel is not None:
+        actual = channel_of(release.snapshot, model)
+        if actual.casefold() != lane.name.casefold():
+            raise ConflictError(f"release {project} {version} is in channel {actual!r}, not {lane.name!r}")
     return release
 
 

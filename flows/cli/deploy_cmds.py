@@ -70,7 +70,7 @@ def _start(ctx: Workspace, request: DeployRequest, wait: bool, *, at: datetime |
     if served is not None and not served.live and at is None:
         say(f"note: {served.full_name} has no live `ferry serve` ({served.describe_liveness()}): running here")
         served = None
-    launched = record(ctx, request)  # "latest" means latest now, as recorded, not when it starts
+    launched = record(ctx, request, at=at)  # "latest" means latest now, as recorded, not when it starts
     deployment_id, request, version = launched.deployment_id, launched.request, launched.request.release
     say(f"deployment #{deployment_id}: {request.project} {version} → {request.environment}")
     exit_codes.started()
@@ -202,7 +202,12 @@ def deploy(project: str, release: str = typer.Argument(..., help="A version, or 
            check_targets: bool = typer.Option(False, "--check-targets",
                                               help="With --plan: connect to each target and read its journal "
                                                    "(read-only) to tell which are already current"),
-           as_json: bool = typer.Option(False, "--json", help="With --plan: the plan as JSON")) -> None:
+           as_json: bool = typer.Option(False, "--json", help="With --plan: the plan as JSON"),
+           channel: str | None = typer.Option(None, "--channel", help="'latest' means the latest release of this "
+                                                                      "channel (default: the default channel)"),
+           override_freeze: bool = typer.Option(False, "--override-freeze",
+                                                help="Deploy although a deployment freeze is in force (recorded "
+                                                     "on the deployment: who, which freeze)")) -> None:
     """Deploy a release to an environment (a Prefect flow run; through `ferry serve` when it serves the
     project)."""
     if plan or check_targets or as_json:
@@ -212,7 +217,8 @@ def deploy(project: str, release: str = typer.Argument(..., help="A version, or 
                   targets=list(target), exclude_targets=list(exclude_target), skip_steps=list(skip),
                   variables=_variables(variable), guided_failure=guided_failure, force=force,
                   conflicting={"--wait": wait, "--timeout": timeout, "--cancel-on-timeout": cancel_on_timeout,
-                               "--at": at, "--expires": expires, "--local": local})
+                               "--at": at, "--expires": expires, "--local": local},
+                  channel=channel, override_freeze=override_freeze)
         return
     if cancel_on_timeout and timeout is None:
         raise ConfigError("--cancel-on-timeout needs --timeout SECONDS")
@@ -221,7 +227,8 @@ def deploy(project: str, release: str = typer.Argument(..., help="A version, or 
             local_only("--at" if at is not None else "--expires" if expires is not None else "--local")
         launched = client.deploy(project, release, to, targets=list(target), exclude_targets=list(exclude_target),
                                  skip_steps=list(skip), variables=_variables(variable),
-                                 guided_failure=guided_failure, force=force)
+                                 guided_failure=guided_failure, force=force, channel=channel,
+                                 override_freeze=override_freeze)
         remote.started(client, project, launched, wait or timeout is not None, timeout=timeout,
                        cancel_on_timeout=cancel_on_timeout)
         return
@@ -238,7 +245,8 @@ def deploy(project: str, release: str = typer.Argument(..., help="A version, or 
     if expires_at is not None and start_at is not None and expires_at <= start_at:
         raise ConfigError(f"--expires {expires}: must be after --at ({start_at:%Y-%m-%d %H:%M:%S %Z})")
     request = DeployRequest(project, release, to, list(target), list(exclude_target), list(skip),
-                            _variables(variable), guided_failure, force)
+                            _variables(variable), guided_failure, force, channel=channel,
+                            override_freeze=override_freeze)
     _start(Workspace(), request, wait, at=start_at, expires=expires_at, timeout=timeout,
            cancel_on_timeout=cancel_on_timeout, local=local)
 
@@ -246,30 +254,37 @@ def deploy(project: str, release: str = typer.Argument(..., help="A version, or 
 @app.command()
 def promote(project: str, from_: str = typer.Option(..., "--from", help="Source environment"),
             to: str = typer.Option(..., "--to", help="Destination environment"),
-            wait: bool = typer.Option(False, "--wait")) -> None:
-    """Deploy the release that last succeeded in one environment to the next."""
+            wait: bool = typer.Option(False, "--wait"),
+            channel: str | None = typer.Option(None, "--channel", help="Promote the channel's release (default: "
+                                                                      "the default channel)"),
+            override_freeze: bool = typer.Option(False, "--override-freeze",
+                                                 help="Deploy although a deployment freeze is in force")) -> None:
+    """Deploy the release (of a channel) that last succeeded in one environment to the next."""
     if (client := remote_client()) is not None:
-        remote.started(client, project, client.promote(project, from_, to), wait)
+        remote.started(client, project, client.promote(project, from_, to, channel=channel,
+                                                       override_freeze=override_freeze), wait)
         return
     from flows.orchestration.launch import promote_request
 
     ctx = Workspace()
-    _start(ctx, promote_request(ctx, project, from_, to), wait)
+    _start(ctx, promote_request(ctx, project, from_, to, channel=channel, override_freeze=override_freeze), wait)
 
 
 @app.command()
 def rollback(project: str, env: str = typer.Option(..., "--env", help="Environment to roll back"),
-             wait: bool = typer.Option(False, "--wait")) -> None:
+             wait: bool = typer.Option(False, "--wait"),
+             override_freeze: bool = typer.Option(False, "--override-freeze",
+                                                  help="Deploy although a deployment freeze is in force")) -> None:
     """Deploy the environment's previous successful release again, as a new deployment."""
     if (client := remote_client()) is not None:
-        launched = client.rollback(project, env)
+        launched = client.rollback(project, env, override_freeze=override_freeze)
         say(f"rolling {env} back from {launched.get('rolled_back_from')} to {launched.get('release')}")
         remote.started(client, project, launched, wait)
         return
     from flows.orchestration.launch import rollback_request
 
     ctx = Workspace()
-    request, current = rollback_request(ctx, project, env)
+    request, current = rollback_request(ctx, project, env, override_freeze=override_freeze)
     say(f"rolling {env} back from {current} to {request.release}")
     _start(ctx, request, wait)
 
@@ -320,6 +335,12 @@ def show(deployment_id: int, as_json: bool = typer.Option(False, "--json")) -> N
     say(f"created {d['created_at']} by {d['created_by']}; started {d['started_at']}; finished {d['finished_at']}")
     if d.get("error"):
         say(f"error: {d['error']}")
+    params = d.get("parameters") or {}
+    if params.get("channel"):
+        say(f"channel: {params['channel']}")
+    if params.get("freeze_override"):
+        o = params["freeze_override"]
+        say(f"freeze overridden by {o.get('by')}: {o.get('freeze')!r} (until {o.get('end')}: {o.get('reason')})")
     print_table(None, ["step", "target", "result", "attempts", "finished", "message"],
                 [(r["step"], r["target"] or "—", r["state"], r["attempts"], r["finished_at"], r["message"])
                  for r in d["results"]])

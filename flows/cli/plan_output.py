@@ -18,7 +18,8 @@ from snapshots.workspace import Workspace
 
 def show_plan(project: str, release: str, environment: str, *, plan: bool, check_targets: bool, as_json: bool,
               targets: list[str], exclude_targets: list[str], skip_steps: list[str], variables: dict[str, str],
-              guided_failure: bool | None, force: bool, conflicting: dict[str, Any]) -> None:
+              guided_failure: bool | None, force: bool, conflicting: dict[str, Any], channel: str | None = None,
+              override_freeze: bool = False) -> None:
     """``conflicting``: the deploy options that start or follow a run (``--wait`` …) and their values."""
     if not plan:
         given = "--check-targets" if check_targets else "--json"
@@ -29,7 +30,8 @@ def show_plan(project: str, release: str, environment: str, *, plan: bool, check
     if (client := remote_client()) is not None:  # the ferry server plans it where the store is
         doc = client.plan(project, release, environment, check_targets=check_targets, targets=targets,
                           exclude_targets=exclude_targets, skip_steps=skip_steps, variables=variables,
-                          guided_failure=guided_failure, force=force)
+                          guided_failure=guided_failure, force=force, channel=channel,
+                          override_freeze=override_freeze)
         _print(doc, as_json)
         return
     from flows.engine.plan import prepare
@@ -39,7 +41,8 @@ def show_plan(project: str, release: str, environment: str, *, plan: bool, check
     with ctx.store.read() as conn:
         planned = prepare(conn, ctx.feed, ctx.vault, project=project, release=release, environment=environment,
                           targets=targets, exclude_targets=exclude_targets, skip_steps=skip_steps,
-                          variables=variables, guided_failure=guided_failure, force=force)
+                          variables=variables, guided_failure=guided_failure, force=force, channel=channel,
+                          override_freeze=override_freeze, report_freeze=True)
         journals = read_journals(planned, ctx.settings.home) if check_targets else None
         doc = describe(conn, planned, journals=journals)
         conn.rollback()  # nothing was written; say so to the database too
@@ -60,6 +63,11 @@ def render_text(doc: dict[str, Any], say: Callable[[str], None]) -> None:
         "changed on any target)")
     say(f"lifecycle {life['name']}: {doc['environment']} is in phase {life.get('phase')!r} "
         f"({life.get('phase_number')} of {life.get('phases')}): allowed — {life['reason']}")
+    freeze = doc.get("freeze")
+    if freeze is not None:
+        say(f"freeze: {'REFUSED — ' if not freeze['allowed'] else ''}{freeze['reason']}")
+    if doc.get("channel"):
+        say(f"channel: {doc['channel']}")
     say(f"guided failure: {'on' if doc['guided_failure'] else 'off'}; force: {'yes' if doc['force'] else 'no'}"
         + (f"; --skip: {', '.join(doc['skip_steps'])}" if doc["skip_steps"] else ""))
     left = f" (left out: {', '.join(doc['left_out'])})" if doc["left_out"] else ""

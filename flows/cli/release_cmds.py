@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 app = typer.Typer()
 """This module's commands; the root app in ``flows.cli.app`` merges them in."""
 
+DEFAULT_CHANNEL = "Default"
+"""``snapshots.model.channels.DEFAULT_CHANNEL``, not imported: the models load in half a second."""
+
 release_app = typer.Typer(no_args_is_help=True, help="Releases: frozen snapshots of a project")
 app.add_typer(release_app, name="release")
 
@@ -42,7 +45,11 @@ def create(project: str,
                                                     "order, each waited for; the first failure stops the rest)"),
            wait: bool = typer.Option(False, "--wait", help="With --deploy-to: wait for the last deployment too "
                                                            "(streams its log; exit code = result)"),
-           as_json: bool = typer.Option(False, "--json")) -> None:
+           as_json: bool = typer.Option(False, "--json"),
+           channel: str | None = typer.Option(None, "--channel",
+                                              help="The channel (its package rules apply; unpinned packages get "
+                                                   "the newest version they allow). Default: the default channel")
+           ) -> None:
     """Freeze the project's current process, variables and package versions into a release; then the
     lifecycle's auto-deploy environments get it (when `ferry serve` serves the project)."""
     from snapshots import releases
@@ -51,7 +58,7 @@ def create(project: str,
     text = notes_file.read_text(encoding="utf-8") if notes_file else (notes or "")
     check_deploy_to(deploy_to)  # an unknown environment is refused before the release is created
     if (client := remote_client()) is not None:
-        _create_remote(client, project, version, package, text, ignore_existing, auto_deploy, as_json)
+        _create_remote(client, project, version, package, text, ignore_existing, auto_deploy, as_json, channel)
         deploy_after_create(project, remembered(), deploy_to, wait)
         return
     ctx = Workspace()
@@ -59,7 +66,8 @@ def create(project: str,
     vault = ctx.vault
     with ctx.store.begin() as conn:
         release, created = releases.create(conn, ctx.feed, project, ctx.actor, vault=vault, version=version,
-                                           package_pins=pins, notes=text, ignore_existing=ignore_existing)
+                                           package_pins=pins, notes=text, ignore_existing=ignore_existing,
+                                           channel=channel)
     messages: list[str] = []
     started: list[dict[str, Any]] = []
     if created and auto_deploy:
@@ -72,14 +80,15 @@ def create(project: str,
         return
     state = "created" if created else "already exists (ignored)"
     pkgs = ", ".join(f"{p['id']} {p['version']}" for p in release.packages) or "no packages"
-    say(f"release {release.project} {release.version} {state}: {pkgs}; digest {release.digest}")
+    lane = "" if _channel(release) == DEFAULT_CHANNEL else f" in channel {_channel(release)}"
+    say(f"release {release.project} {release.version} {state}{lane}: {pkgs}; digest {release.digest}")
     for message in messages:
         say(message)
     deploy_after_create(project, release.version, deploy_to, wait, [s.get("environment") for s in started])
 
 
 def _create_remote(client: FerryClient, project: str, version: str | None, package: list[str], notes: str,
-                   ignore_existing: bool, auto_deploy: bool, as_json: bool) -> None:
+                   ignore_existing: bool, auto_deploy: bool, as_json: bool, channel: str | None = None) -> None:
     """``release create`` through the ferry server; the same line and JSON document as a local one."""
     if not auto_deploy:
         local_only("--no-auto-deploy")
@@ -90,18 +99,19 @@ def _create_remote(client: FerryClient, project: str, version: str | None, packa
             raise ConfigError(f"--package {pin!r}: expected ID:VERSION, e.g. OctoFX.Web:1.2.0")
         pins[package_id] = pinned
     answer = client.create_release(project, version=version, packages=pins or None, notes=notes or None,
-                                   ignore_existing=ignore_existing)
+                                   ignore_existing=ignore_existing, channel=channel)
     remember(answer["version"])
     shown = client.show_release(project, answer["version"])
     summary = {key: shown.get(key) for key in ("project", "version", "digest", "created_at", "created_by",
-                                               "project_revision", "variable_revision", "packages")}
+                                               "project_revision", "variable_revision", "packages", "channel")}
     started = list(answer.get("deployments") or [])
     if as_json:
         print_json({**summary, "created": answer["created"], "auto_deploy": started})
         return
     state = "created" if answer["created"] else "already exists (ignored)"
     pkgs = ", ".join(f"{p['id']} {p['version']}" for p in summary["packages"] or []) or "no packages"
-    say(f"release {summary['project']} {summary['version']} {state}: {pkgs}; digest {summary['digest']}")
+    lane = "" if (summary["channel"] or DEFAULT_CHANNEL) == DEFAULT_CHANNEL else f" in channel {summary['channel']}"
+    say(f"release {summary['project']} {summary['version']} {state}{lane}: {pkgs}; digest {summary['digest']}")
     for message in answer.get("messages") or []:  # the server's auto-deploy lines, as a local create prints
         say(str(message))
 
@@ -111,34 +121,37 @@ def _summary(release: Release) -> dict[str, Any]:
             "created_at": release.created_at, "created_by": release.created_by,
             "project_revision": release.snapshot["project_revision"],
             "variable_revision": release.variables.revision,
-            "packages": [{k: p[k] for k in ("id", "version", "sha256")} for p in release.packages]}
+            "packages": [{k: p[k] for k in ("id", "version", "sha256")} for p in release.packages],
+            "channel": _channel(release)}
+
+
+def _channel(release: Release) -> str:
+    """The release's channel (one frozen before channels existed is in the default channel)."""
+    return str(release.snapshot.get("channel") or DEFAULT_CHANNEL)
 
 
 @release_app.command("list")
-def list_(project: str, as_json: bool = typer.Option(False, "--json")) -> None:
+def list_(project: str, as_json: bool = typer.Option(False, "--json"),
+          channel: str | None = typer.Option(None, "--channel", help="Only this channel's releases")) -> None:
     """Releases of a project, newest version first."""
-    if (client := remote_client()) is not None:
-        listed = client.list_releases(project)
-        if as_json:
-            print_json(listed)
-            return
-        print_table(None, ["version", "created", "by", "packages", "variables rev"],
-                    [(r["version"], r.get("created_at"), r.get("created_by"),
-                      ", ".join(f"{p['id']} {p['version']}" for p in r.get("packages") or []),
-                      r.get("variable_revision", "")) for r in listed])
-        return
-    from snapshots import releases
+    def wanted(summary: dict[str, Any]) -> bool:
+        return channel is None or str(summary.get("channel") or DEFAULT_CHANNEL).casefold() == channel.casefold()
 
-    ctx = Workspace()
-    with ctx.store.read() as conn:
-        found = releases.list_releases(conn, project)
+    if (client := remote_client()) is not None:
+        listed = [r for r in client.list_releases(project) if wanted(r)]
+    else:
+        from snapshots import releases
+
+        ctx = Workspace()
+        with ctx.store.read() as conn:
+            listed = [s for s in (_summary(r) for r in releases.list_releases(conn, project)) if wanted(s)]
     if as_json:
-        print_json([_summary(r) for r in found])
+        print_json(listed)
         return
-    print_table(None, ["version", "created", "by", "packages", "variables rev"],
-                [(r.version, r.created_at, r.created_by,
-                  ", ".join(f"{p['id']} {p['version']}" for p in r.packages), r.variables.revision)
-                 for r in found])
+    print_table(None, ["version", "channel", "created", "by", "packages", "variables rev"],
+                [(r["version"], r.get("channel") or DEFAULT_CHANNEL, r.get("created_at"), r.get("created_by"),
+                  ", ".join(f"{p['id']} {p['version']}" for p in r.get("packages") or []),
+                  r.get("variable_revision", "")) for r in listed])
 
 
 @release_app.command("show")
@@ -176,6 +189,7 @@ def show(project: str, version: str,
     say(f"{release.project} {release.version}  (project revision {data['project_revision']}, "
         f"created {release.created_at} by {release.created_by})")
     say(f"digest {release.digest}")
+    say(f"channel {_channel(release)}, lifecycle {data['lifecycle']}")
     if data["notes"]:
         say(f"notes: {data['notes']}")
     print_table("packages", ["id", "version", "sha256"],
@@ -239,7 +253,8 @@ def _show_for_context(ctx: Workspace, project: str, version: str, environment: s
     waiting = {variable_key(v["name"]) for v in decrypted if v.get("prompt") and v.get("value") is None}
     filled = apply_prompted(decrypted, {}, require=False)
     index = VariableIndex(filled)
-    context = ScopeContext(environment, found.name if found else None, tuple(found.roles) if found else (), step)
+    context = ScopeContext(environment, found.name if found else None, tuple(found.roles) if found else (), step,
+                           channel=release.snapshot.get("channel") or DEFAULT_CHANNEL)
     system = system_variables(
         project=release.project, release_number=release.version, release_notes=release.snapshot["notes"],
         release_created=release.created_at, environment=environment,

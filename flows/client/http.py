@@ -187,10 +187,10 @@ class FerryClient:
 
     def create_release(self, project: str, *, version: str | None = None, packages: dict[str, str] | None = None,
                        notes: str | None = None, ignore_existing: bool = False,
-                       deploy_to: list[str] | None = None) -> dict[str, Any]:
+                       deploy_to: list[str] | None = None, channel: str | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"ignore_existing": ignore_existing}
         for key, value in (("version", version), ("packages", packages), ("notes", notes),
-                           ("deploy_to", deploy_to)):
+                           ("deploy_to", deploy_to), ("channel", channel)):
             if value:
                 body[key] = value
         return self._call("POST", f"/projects/{_seg(project)}/releases", json=body)
@@ -307,11 +307,13 @@ class FerryClient:
 
 def _options(options: dict[str, Any]) -> dict[str, Any]:
     """The deploy options the caller set (empty lists and None are left to the server's defaults)."""
-    known = {"targets", "exclude_targets", "skip_steps", "variables", "guided_failure", "force"}
+    known = {"targets", "exclude_targets", "skip_steps", "variables", "guided_failure", "force", "channel",
+             "override_freeze"}
     unknown = set(options) - known
     if unknown:
         raise TypeError(f"unknown deploy options: {', '.join(sorted(unknown))}")
-    return {k: v for k, v in options.items() if v is not None and v != [] and v != {}}
+    return {k: v for k, v in options.items() if v is not None and v != [] and v != {}
+            and not (k == "override_freeze" and v is False)}
 
 
 def _seg(value: str) -> str:

@@ -9,6 +9,7 @@ again because the world may have changed in between (and because the UI and the 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -16,14 +17,17 @@ from sqlalchemy import Connection
 
 from flows.engine.rolling import check_min_healthy
 from flows.engine.target_health import unhealthy_exclusions
-from snapshots import release_feeds, releases
+from snapshots import freezes, release_feeds, releases
 from snapshots.certificates import Certificate, for_deployment, referenced
+from snapshots.channels import channel_of
 from snapshots.errors import ConfigError, NotFoundError
+from snapshots.freezes import FreezeWindow
 from snapshots.lifecycle import check_progression
 from snapshots.model import Environment, Infrastructure, ParentStep, ProcessItem, Target
+from snapshots.model.channels import DEFAULT_CHANNEL
 from snapshots.model.steps import Rolling, Step
 from snapshots.octostache import render
-from snapshots.projects import require_infrastructure
+from snapshots.projects import require_infrastructure, require_project
 from snapshots.releases import Release
 from snapshots.store import records
 from snapshots.store.crypto import Vault
@@ -47,6 +51,8 @@ class ReleasePlan:
     packages: dict[str, PackageRef]
     masker: Masker
     previous_for_environment: str | None
+    channel: str = DEFAULT_CHANNEL
+    """The release's channel: variables scoped to it apply."""
 
 
 @dataclass
@@ -68,6 +74,9 @@ class DeploymentPlan:
     """The certificates the release's steps deploy, decrypted (their keys are in the masker)."""
     warnings: list[str] = field(default_factory=list)
     """Said before the deployment starts (a certificate that expires within 30 days)."""
+    freeze: FreezeWindow | None = None
+    """The deployment freeze in force when it was checked (the deployment goes ahead only with an override)."""
+    override_freeze: bool = False
 
 
 def release_plan(conn: Connection, feed: Feed, vault: Vault, release: Release, environment: str,
@@ -83,7 +92,8 @@ def release_plan(conn: Connection, feed: Feed, vault: Vault, release: Release, e
     return ReleasePlan(release=release, process=_PROCESS.validate_python(release.process),
                        index=VariableIndex(filled), variables_revision=release.variables.revision,
                        variable_snapshot_id=release.variables.id, packages=packages, masker=masker_for(filled, masker),
-                       previous_for_environment=previous.version if previous else None)
+                       previous_for_environment=previous.version if previous else None,
+                       channel=channel_of(release.snapshot, require_project(conn, release.project).model()))
 
 
 def _names(items: list[Any]) -> str:
@@ -93,13 +103,20 @@ def _names(items: list[Any]) -> str:
 def prepare(conn: Connection, feed: Feed, vault: Vault, *, project: str, release: str, environment: str,
             targets: list[str] | None = None, exclude_targets: list[str] | None = None,
             skip_steps: list[str] | None = None, variables: dict[str, str] | None = None,
-            guided_failure: bool | None = None, force: bool = False) -> DeploymentPlan:
-    """Check everything that can be checked without touching a target; raise a FerryError otherwise."""
-    found = releases.require(conn, project, release)
+            guided_failure: bool | None = None, force: bool = False, channel: str | None = None,
+            override_freeze: bool = False, when: datetime | None = None,
+            report_freeze: bool = False) -> DeploymentPlan:
+    """Check everything that can be checked without touching a target; raise a FerryError otherwise.
+
+    ``channel``: ``latest`` means the channel's latest (and a named release must be in it). A deployment
+    freeze in force ``when`` (default: now) refuses it unless ``override_freeze`` (``report_freeze``: only
+    note it on the plan, for ``--plan``)."""
+    found = releases.require(conn, project, release, channel=channel)
     infra = require_infrastructure(conn)
     env = infra.environment(environment)
     if env is None:
         raise NotFoundError(f"unknown environment {environment!r} (known: {_names(infra.environments)})")
+    frozen = freezes.check(infra, project, environment, when=when, override=override_freeze or report_freeze)
     lifecycle = infra.lifecycle(found.snapshot["lifecycle"])
     if lifecycle is None:
         raise ConfigError(f"release {found.version} uses lifecycle {found.snapshot['lifecycle']!r}, "
@@ -139,7 +156,8 @@ def prepare(conn: Connection, feed: Feed, vault: Vault, *, project: str, release
                           environment_targets=in_env, skip_steps=set(skip_steps or []),
                           guided_failure=env.guided_failure if guided_failure is None else guided_failure,
                           force=force, prompted=dict(variables or {}), excluded=excluded,
-                          certificates=certs, warnings=cert_warnings)
+                          certificates=certs, warnings=cert_warnings, freeze=frozen,
+                          override_freeze=override_freeze)
 
 
 def resolve_rolling(release: ReleasePlan, item: ParentStep, environment: str) -> Rolling:
@@ -152,7 +170,8 @@ def resolve_rolling(release: ReleasePlan, item: ParentStep, environment: str) ->
         templated.update({f"window[{i}]": v for i, v in enumerate(data["window"]) if isinstance(v, str) and "#{" in v})
     if not templated:
         return rolling
-    variables = release.index.resolve(ScopeContext(environment=environment, step=item.name)).overlay(
+    variables = release.index.resolve(ScopeContext(environment=environment, step=item.name,
+                                                   channel=release.channel)).overlay(
         system_variables(project=release.release.project, release_number=release.release.version,
                          environment=environment, step_name=item.name))
 

@@ -81,6 +81,8 @@ def describe(conn: Connection, plan: DeploymentPlan, *, journals: dict[str, dict
         "project": plan.project, "release": release.release.version, "environment": env,
         "variables_revision": release.variables_revision,
         "lifecycle": _lifecycle(conn, plan),
+        "channel": release.channel,
+        "freeze": _freeze(plan),
         "guided_failure": plan.guided_failure, "force": plan.force,
         "skip_steps": sorted(plan.skip_steps),
         "targets": targets,
@@ -90,6 +92,21 @@ def describe(conn: Connection, plan: DeploymentPlan, *, journals: dict[str, dict
         "touches_nothing": True,
     }
     return masker.mask_obj(doc)
+
+
+def _freeze(plan: DeploymentPlan) -> dict[str, Any]:
+    """The deployment-freeze check: none in force, in force and overridden, or in force (would be refused)."""
+    if plan.freeze is None:
+        return {"frozen": False, "allowed": True,
+                "reason": f"no deployment freeze is in force for {plan.environment.name}"}
+    window = plan.freeze.as_dict()
+    if plan.override_freeze:
+        return {"frozen": True, "allowed": True, **window,
+                "reason": f"freeze {window['freeze']!r} is in force until {window['end']}; --override-freeze lets it "
+                          "through (recorded)"}
+    return {"frozen": True, "allowed": False, **window,
+            "reason": f"freeze {window['freeze']!r} is in force until {window['end']}: {window['reason']} — "
+                      "the deployment would be refused (--override-freeze to deploy anyway)"}
 
 
 def _lifecycle(conn: Connection, plan: DeploymentPlan) -> dict[str, Any]:
@@ -126,7 +143,8 @@ class _View:
     def resolved(self, step: Step | ParentStep | None, target: Target | None) -> VariableSet:
         plan, release = self.plan, self.plan.current
         context = ScopeContext(environment=plan.environment.name, target=target.name if target else None,
-                               roles=tuple(target.roles) if target else (), step=step.name if step else None)
+                               roles=tuple(target.roles) if target else (), step=step.name if step else None,
+                               channel=release.channel)
         system = system_variables(
             project=plan.project, release_number=release.release.version,
             release_notes=release.release.snapshot.get("notes", ""), release_created=release.release.created_at,
@@ -260,7 +278,8 @@ class _View:
         """The project's variables as this target gets them (no step scope), evaluated where possible,
         sensitive ones masked."""
         values = self.plan.current.index.resolve(ScopeContext(
-            environment=self.plan.environment.name, target=target.name, roles=tuple(target.roles)))
+            environment=self.plan.environment.name, target=target.name, roles=tuple(target.roles),
+            channel=self.plan.current.channel))
         everything = self.resolved(None, target)
         shown: dict[str, str] = {}
         for name, value in values.items():

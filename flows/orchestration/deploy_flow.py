@@ -15,6 +15,7 @@ from sqlalchemy import Connection
 
 from flows.engine import prepared
 from flows.engine.plan import DeploymentPlan, prepare
+from flows.engine.request import freeze_parameters
 from flows.orchestration import artifacts
 from flows.orchestration.concurrency import ensure_limits, environment_limit, release_lease, slot, target_limit
 from flows.orchestration.execution import Engine
@@ -22,6 +23,7 @@ from flows.orchestration.triggers import auto_deploy
 from snapshots import releases
 from snapshots.errors import ConfigError, ConflictError, DeploymentFailed, FerryError, NotFoundError, StepOutcome
 from snapshots.store import prompted, records
+from snapshots.store.freeze_overrides import note_override
 from snapshots.variables.masking import install_masking_filter
 from snapshots.variables.scopes import variable_key
 from snapshots.versions import sort_key
@@ -41,7 +43,8 @@ def deploy_release(project: str, environment: str, release: str = "latest", targ
                    exclude_targets: list[str] | None = None, skip_steps: list[str] | None = None,
                    variables: dict[str, str] | None = None, guided_failure: bool | None = None,
                    force: bool = False, deployment_id: int | None = None,
-                   prompted_ref: str | None = None, actor: str | None = None) -> dict[str, Any]:
+                   prompted_ref: str | None = None, actor: str | None = None, channel: str | None = None,
+                   override_freeze: bool = False) -> dict[str, Any]:
     """Deploy a release of a project to an environment, rolling across its targets.
 
     Args:
@@ -60,6 +63,8 @@ def deploy_release(project: str, environment: str, release: str = "latest", targ
         prompted_ref: Internal: prompted values ferry's Prefect API proxy stored for this run.
         actor: Internal: who asked, for a record this run creates (the served flows name a run that came
             straight from Prefect: ``prefect-ui``, ``prefect-schedule``). Default: this process's user.
+        channel: With release "latest": the latest release of this channel (default: the default channel).
+        override_freeze: Deploy although a deployment freeze is in force (recorded on the deployment).
     """
     logger = get_run_logger()
     ctx = Workspace()
@@ -77,19 +82,23 @@ def deploy_release(project: str, environment: str, release: str = "latest", targ
             plan = prepared.take(deployment_id) or prepare(
                 conn, ctx.feed, ctx.vault, project=project, release=release, environment=environment,
                 targets=targets, exclude_targets=exclude_targets, skip_steps=skip_steps,
-                variables={**direct, **stored}, guided_failure=guided_failure, force=force)
+                variables={**direct, **stored}, guided_failure=guided_failure, force=force,
+                channel=channel, override_freeze=override_freeze)
             _refuse_plain_secrets(plan, direct)
             if deployment_id is None:
                 deployment_id = records.create(
                     conn, project=project, release_id=plan.current.release.id, environment=environment,
                     variable_snapshot_id=plan.current.variable_snapshot_id, actor=actor or ctx.actor,
                     parameters={"targets": targets, "exclude_targets": exclude_targets, "skip_steps": skip_steps,
-                                "prompted": sorted({*direct, *stored}), "force": force})
+                                "prompted": sorted({*direct, *stored}), "force": force,
+                                **freeze_parameters(plan, actor or ctx.actor)})
                 if prompted_ref and prompted.bundle_state(conn, prompted_ref) is not None:
                     prompted.claim_bundle(conn, prompted_ref, deployment_id=deployment_id, project=project,
                                           flow_run_id=flow_run_id)
                 elif prompted_ref:  # a retry: the values the first attempt claimed, for this attempt's record
                     prompted.store_for_deployment(conn, ctx.vault, deployment_id, project, stored, ctx.actor)
+            if plan.freeze is not None and plan.override_freeze:  # met as it starts (--at): who overrode it
+                note_override(conn, deployment_id, plan.freeze.as_dict(), records.get(conn, deployment_id).created_by)
             records.set_state(conn, deployment_id, records.QUEUED, flow_run_id=flow_run_id)
     except FerryError as exc:
         if deployment_id is not None:

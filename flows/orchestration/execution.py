@@ -442,7 +442,7 @@ class Engine:
     def _variables(self, release: ReleasePlan, step: Step | ParentStep, target: Target | None) -> VariableSet:
         plan = self.plan
         context = ScopeContext(environment=plan.environment.name, target=target.name if target else None,
-                               roles=tuple(target.roles) if target else (), step=step.name)
+                               roles=tuple(target.roles) if target else (), step=step.name, channel=release.channel)
         system = system_variables(
             project=plan.project, release_number=release.release.version,
             release_notes=release.release.snapshot.get("notes", ""), release_created=release.release.created_at,

@@ -53,10 +53,11 @@ class Launched:
                 "flow_run_url": run_url(self.flow_run.id) if self.flow_run is not None else ""}
 
 
-def record(ctx: Workspace, request: DeployRequest, actor: str | None = None) -> Launched:
+def record(ctx: Workspace, request: DeployRequest, actor: str | None = None, *,
+           at: datetime | None = None) -> Launched:
     """Check the request as the flow will and create its deployment record. ``latest`` becomes the version
-    it means now, as recorded, not when the run starts."""
-    deployment_id, version = check_and_record(ctx.acting_as(actor), request)
+    it means now, as recorded, not when the run starts. ``at``: when a scheduled one starts (freeze check)."""
+    deployment_id, version = check_and_record(ctx.acting_as(actor), request, at=at)
     return Launched(deployment_id, replace(request, release=version))
 
 
@@ -102,13 +103,21 @@ def launch(ctx: Workspace, request: DeployRequest, actor: str, *, tags: list[str
     return start_served(ctx, served, record(ctx, request, actor), tags=tags, client=client)
 
 
-def promote_request(ctx: Workspace, project: str, from_env: str, to_env: str, **options: Any) -> DeployRequest:
-    """Deploy what last succeeded in ``from_env`` to ``to_env``."""
+def promote_request(ctx: Workspace, project: str, from_env: str, to_env: str, *, channel: str | None = None,
+                    **options: Any) -> DeployRequest:
+    """Deploy what last succeeded in ``from_env`` to ``to_env``, of releases in ``channel`` (default: the
+    project's default channel)."""
+    from snapshots.channels import find_channel, last_successful_in
+    from snapshots.projects import require_project
+
     with ctx.store.read() as conn:
-        last = records.last_successful(conn, project, from_env)
+        model = require_project(conn, project).model()
+        lane = find_channel(model, channel)
+        last = last_successful_in(conn, model, from_env, lane)
     if last is None:
-        raise NotFoundError(f"no successful deployment of {project} to {from_env} to promote")
-    return DeployRequest(project, last.version, to_env, **options)
+        raise NotFoundError(f"no successful deployment of {project} to {from_env} in channel {lane.name!r} to "
+                            "promote")
+    return DeployRequest(project, last.version, to_env, **{**options, "channel": lane.name})
 
 
 def rollback_request(ctx: Workspace, project: str, env: str, **options: Any) -> tuple[DeployRequest, str]:

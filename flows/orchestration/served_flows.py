@@ -37,6 +37,7 @@ from flows.orchestration.deploy_flow import deploy_release
 from flows.orchestration.plan_flow import plan_flow
 from flows.orchestration.triggers import auto_deploy
 from snapshots import releases
+from snapshots.channels import find_channel, last_successful_in
 from snapshots.errors import ConfigError, NotFoundError
 from snapshots.model.project import Trigger
 from snapshots.projects import latest_infrastructure, project_names, require_project
@@ -190,7 +191,9 @@ _OPTIONS_DOC = """
             sensitive one is refused: use the prompted fields above, or ferry's API).
         guided_failure: Pause on a failed step and ask in this UI (retry, skip, ignore, abort). Empty: the
             environment's setting.
-        force: Redeploy to targets whose journal says they already run this release."""
+        force: Redeploy to targets whose journal says they already run this release.
+        override_freeze: Deploy although a deployment freeze is in force (recorded on the deployment: who,
+            which freeze)."""
 
 _EXPIRY_DOC = """
         expires_after: Seconds after its scheduled time by which this run must have started; a run that
@@ -206,7 +209,8 @@ def deploy_flow(spec: ProjectSpec) -> Flow[..., Any]:
                exclude_targets: list[str] | None = None, skip_steps: list[str] | None = None,
                variables: dict[str, str] | None = None, guided_failure: bool | None = None,
                force: bool = False, expires_after: int | None = None,
-               deployment_id: int | None = None, prompted_ref: str | None = None) -> dict[str, Any] | State:
+               deployment_id: int | None = None, prompted_ref: str | None = None, channel: str | None = None,
+               override_freeze: bool = False) -> dict[str, Any] | State:
         expired = expire_if_late(expires_after, deployment_id)
         if expired is not None:
             return expired
@@ -215,7 +219,8 @@ def deploy_flow(spec: ProjectSpec) -> Flow[..., Any]:
         return deploy_release.fn(project=project, environment=environment, release=release, targets=targets,
                                  exclude_targets=exclude_targets, skip_steps=skip_steps, variables=direct or None,
                                  guided_failure=guided_failure, force=force, deployment_id=deployment_id,
-                                 prompted_ref=prompted_ref, actor=actor)
+                                 prompted_ref=prompted_ref, actor=actor, channel=channel,
+                                 override_freeze=override_freeze)
 
     def run_name() -> str:
         params = current_flow_run.parameters
@@ -228,6 +233,7 @@ def deploy_flow(spec: ProjectSpec) -> Flow[..., Any]:
         release: A release version such as 1.4.0, or "latest".
         prompted: The project's prompted variables (sensitive ones are password fields: ferry keeps them
             encrypted, Prefect never stores them).{_OPTIONS_DOC}{_EXPIRY_DOC}
+        channel: With release "latest": the latest release of this channel. Empty: the default channel.
         deployment_id: Internal: the ferry deployment record `ferry deploy` created. Leave empty.
         prompted_ref: Internal: where ferry keeps this run's prompted values. Leave empty.
     """
@@ -237,7 +243,7 @@ def deploy_flow(spec: ProjectSpec) -> Flow[..., Any]:
                    "exclude_targets": list[str] | None, "skip_steps": list[str] | None,
                    "variables": dict[str, str] | None, "guided_failure": bool | None, "force": bool,
                    "expires_after": int | None, "deployment_id": int | None, "prompted_ref": str | None,
-                   "return": Any}
+                   "channel": str | None, "override_freeze": bool, "return": Any}
     return _finish(deploy, "deploy_release", spec, annotations, doc, run_name,
                    f"Deploy a release of {project} to an environment (ferry).")
 
@@ -247,17 +253,23 @@ def promote_flow(spec: ProjectSpec) -> Flow[..., Any]:
     project = spec.name
 
     def promote(from_environment: str, to_environment: str, guided_failure: bool | None = None,
-                expires_after: int | None = None) -> dict[str, Any] | State:
+                expires_after: int | None = None, channel: str | None = None,
+                override_freeze: bool = False) -> dict[str, Any] | State:
         expired = expire_if_late(expires_after, None)
         if expired is not None:
             return expired
         with Workspace().store.read() as conn:
-            last = records.last_successful(conn, project, from_environment)
+            model = require_project(conn, project).model()
+            lane = find_channel(model, channel)
+            last = last_successful_in(conn, model, from_environment, lane)
         if last is None:
-            raise NotFoundError(f"no successful deployment of {project} to {from_environment} to promote")
-        get_run_logger().info(f"promoting {project} {last.version} from {from_environment} to {to_environment}")
+            raise NotFoundError(f"no successful deployment of {project} to {from_environment} in channel "
+                                f"{lane.name!r} to promote")
+        get_run_logger().info(f"promoting {project} {last.version} ({lane.name}) from {from_environment} to "
+                              f"{to_environment}")
         return deploy_release.fn(project=project, environment=to_environment, release=last.version,
-                                 guided_failure=guided_failure, actor=prefect_actor())
+                                 guided_failure=guided_failure, actor=prefect_actor(), channel=lane.name,
+                                 override_freeze=override_freeze)
 
     def run_name() -> str:
         params = current_flow_run.parameters
@@ -269,11 +281,13 @@ def promote_flow(spec: ProjectSpec) -> Flow[..., Any]:
         from_environment: Take the release that last succeeded here.
         to_environment: Deploy it here.
         guided_failure: Pause on a failed step and ask in this UI. Empty: the environment's setting.{_EXPIRY_DOC}
+        channel: Promote the release of this channel. Empty: the default channel.
+        override_freeze: Deploy although a deployment freeze is in force (recorded on the deployment).
     """
     # a Literal of this project's environments, built at run time for Prefect's form (no static type)
     envs = Literal[spec.environments]  # type: ignore[name-defined]  # run-time Literal
     annotations = {"from_environment": envs, "to_environment": envs, "guided_failure": bool | None,
-                   "expires_after": int | None, "return": Any}
+                   "expires_after": int | None, "channel": str | None, "override_freeze": bool, "return": Any}
     return _finish(promote, "promote", spec, annotations, doc, run_name,
                    f"Promote {project} from one environment to the next (ferry).")
 
@@ -282,7 +296,8 @@ def rollback_flow(spec: ProjectSpec) -> Flow[..., Any]:
     """``rollback/<project>``: the environment's previous successful release, deployed again."""
     project = spec.name
 
-    def rollback(environment: str, guided_failure: bool | None = None) -> dict[str, Any]:
+    def rollback(environment: str, guided_failure: bool | None = None,
+                 override_freeze: bool = False) -> dict[str, Any]:
         with Workspace().store.read() as conn:
             current = records.last_successful(conn, project, environment)
             previous = current and records.last_successful(conn, project, environment, before_id=current.id,
@@ -291,7 +306,8 @@ def rollback_flow(spec: ProjectSpec) -> Flow[..., Any]:
             raise NotFoundError(f"{project} has no earlier successful release in {environment} to roll back to")
         get_run_logger().info(f"rolling {environment} back from {current.version} to {previous.version}")
         return deploy_release.fn(project=project, environment=environment, release=previous.version, force=True,
-                                 guided_failure=guided_failure, actor=prefect_actor())
+                                 guided_failure=guided_failure, actor=prefect_actor(),
+                                 override_freeze=override_freeze)
 
     def run_name() -> str:
         return f"{project} rollback {current_flow_run.parameters.get('environment')}"
@@ -301,8 +317,10 @@ def rollback_flow(spec: ProjectSpec) -> Flow[..., Any]:
     Args:
         environment: The environment to roll back.
         guided_failure: Pause on a failed step and ask in this UI. Empty: the environment's setting.
+        override_freeze: Deploy although a deployment freeze is in force (recorded on the deployment).
     """
-    annotations = {"environment": Literal[spec.environments], "guided_failure": bool | None, "return": Any}
+    annotations = {"environment": Literal[spec.environments], "guided_failure": bool | None,
+                   "override_freeze": bool, "return": Any}
     return _finish(rollback, "rollback", spec, annotations, doc, run_name,
                    f"Roll an environment of {project} back to its previous release (ferry).")
 
@@ -312,14 +330,14 @@ def create_release_flow(spec: ProjectSpec) -> Flow[..., Any]:
     project = spec.name
 
     def create_release(version: str | None = None, packages: list[str] | None = None, notes: str = "",
-                       ignore_existing: bool = False) -> dict[str, Any]:
+                       ignore_existing: bool = False, channel: str | None = None) -> dict[str, Any]:
         ctx = Workspace()
         logger = get_run_logger()
         with ctx.store.begin() as conn:
             release, created = releases.create(conn, ctx.feed, project, prefect_actor(), vault=ctx.vault,
                                                version=version,
                                                package_pins=releases.parse_package_pins(packages or []),
-                                               notes=notes, ignore_existing=ignore_existing)
+                                               notes=notes, ignore_existing=ignore_existing, channel=channel)
         pins = ", ".join(f"{p['id']} {p['version']}" for p in release.packages) or "no packages"
         logger.info(f"release {project} {release.version} {'created' if created else 'already exists'}: {pins}")
         started = auto_deploy(ctx, project, release.version, logger.info) if created else []
@@ -336,9 +354,10 @@ def create_release_flow(spec: ProjectSpec) -> Flow[..., Any]:
         packages: Package versions to pin, ID:VERSION. Default: the latest of each package.
         notes: Release notes (markdown).
         ignore_existing: An existing version is not an error.
+        channel: The channel to create the release in (its package rules apply). Empty: the default channel.
     """
     annotations = {"version": str | None, "packages": list[str] | None, "notes": str, "ignore_existing": bool,
-                   "return": Any}
+                   "channel": str | None, "return": Any}
     return _finish(create_release, "create_release", spec, annotations, doc, run_name,
                    f"Create a release of {project} (ferry).")
 

@@ -99,6 +99,8 @@ def schedules_for(spec: ProjectSpec) -> dict[str, list[dict[str, Any]]]:
                                            "expires_after": trigger.expires_after}
         else:
             continue
+        if trigger.channel is not None:  # only when set: schedules of projects without channels stay as they were
+            parameters["channel"] = trigger.channel
         out[kind].append({"slug": SCHEDULE_PREFIX + _slug(trigger.name), "active": trigger.enabled,
                           "parameters": parameters,
                           "schedule": {"cron": trigger.cron, "timezone": trigger.timezone}})

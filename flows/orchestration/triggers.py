@@ -15,8 +15,10 @@ from typing import Any
 from flows.engine.request import DeployRequest, check_and_record
 from flows.orchestration.served_runs import create_run, find_served  # Prefect itself loads only to start a run
 from snapshots import releases
+from snapshots.channels import channel_for_push
 from snapshots.errors import FerryError
 from snapshots.lifecycle import next_auto_deploy
+from snapshots.model.channels import DEFAULT_CHANNEL
 from snapshots.model.project import ReleaseOnPushTrigger
 from snapshots.projects import project_names, require_infrastructure, require_project
 from snapshots.store import records
@@ -78,19 +80,22 @@ def releases_on_push(ctx: Workspace, package_id: str, version: str, say: Callabl
             model = require_project(conn, name).model()
             for trigger in model.triggers:
                 if isinstance(trigger, ReleaseOnPushTrigger) and trigger.enabled and trigger.package == package_id:
-                    wanted.append((name, trigger.name))
+                    wanted.append((name, trigger.name, trigger.channel))
     errors = []
-    for project, trigger_name in wanted:
+    for project, trigger_name, channel in wanted:
         try:
             with ctx.store.begin() as conn:
+                lane = channel_for_push(require_project(conn, project).model(), package_id, version, channel)
                 release, created = releases.create(conn, ctx.feed, project, ctx.actor, vault=ctx.vault,
-                                                   package_pins={package_id: version},
+                                                   channel=lane.name, package_pins={package_id: version},
                                                    notes=f"Created by trigger {trigger_name!r}: {package_id} "
                                                          f"{version} pushed")
         except FerryError as exc:
             errors.append(f"trigger {trigger_name!r} of {project}: no release created: {exc}")
             continue
-        say(f"trigger {trigger_name!r}: release {project} {release.version} created ({package_id} {version})")
+        lane_name = release.snapshot.get("channel")
+        where = f" in channel {lane_name!r}" if lane_name not in (None, DEFAULT_CHANNEL) else ""
+        say(f"trigger {trigger_name!r}: release {project} {release.version} created{where} ({package_id} {version})")
         if created:
             auto_deploy(ctx, project, release.version, say)
     return errors

@@ -63,7 +63,7 @@ def plan(body: PlanBody, request: Request, key: ApiKey = Depends(current_key)) -
     ctx = workspace(request)
     with ctx.store.read() as conn:
         planned = prepare(conn, ctx.feed, ctx.vault, project=body.project, release=body.release,
-                          environment=body.environment, **body.options())
+                          environment=body.environment, **body.options(), report_freeze=True)
         journals = read_journals(planned, ctx.settings.home) if body.check_targets else None
         doc = describe(conn, planned, journals=journals)
         conn.rollback()

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from flows.server.auth import authorize, authorize_read, current_key, workspace
+from snapshots.model.channels import DEFAULT_CHANNEL
 from snapshots.store.api_keys import ApiKey
 
 router = APIRouter()
@@ -25,11 +26,15 @@ class DeployOptions(BaseModel):
     variables: dict[str, str] | None = Field(None, description="Prompted variables; may be sensitive")
     guided_failure: bool | None = None
     force: bool = False
+    channel: str | None = Field(None, description="'latest' (and promote) within this channel (default: the "
+                                                  "project's default channel)")
+    override_freeze: bool = Field(False, description="Deploy although a deployment freeze is in force (recorded)")
 
     def options(self) -> dict[str, Any]:
         return {"targets": list(self.targets or []), "exclude_targets": list(self.exclude_targets or []),
                 "skip_steps": list(self.skip_steps or []), "variables": dict(self.variables or {}),
-                "guided_failure": self.guided_failure, "force": self.force}
+                "guided_failure": self.guided_failure, "force": self.force, "channel": self.channel,
+                "override_freeze": self.override_freeze}
 
 
 class ReleaseBody(BaseModel):
@@ -40,6 +45,7 @@ class ReleaseBody(BaseModel):
     notes: str | None = None
     ignore_existing: bool = False
     deploy_to: list[str] | None = None
+    channel: str | None = Field(None, description="The channel to create the release in (default: the default one)")
 
 
 class PromoteBody(DeployOptions):
@@ -57,7 +63,8 @@ def release_summary(release: Any) -> dict[str, Any]:
             "created_at": release.created_at, "created_by": release.created_by,
             "project_revision": release.snapshot["project_revision"],
             "variable_revision": release.variables.revision,
-            "packages": [{k: p[k] for k in ("id", "version", "sha256")} for p in release.packages]}
+            "packages": [{k: p[k] for k in ("id", "version", "sha256")} for p in release.packages],
+            "channel": release.snapshot.get("channel") or DEFAULT_CHANNEL}
 
 
 @router.post("/projects/{project}/releases", status_code=201)
@@ -77,7 +84,7 @@ def create_release(project: str, body: ReleaseBody, request: Request,
     with ctx.store.begin() as conn:
         release, created = releases.create(conn, ctx.feed, project, key.actor, vault=vault, version=body.version,
                                            package_pins=dict(body.packages or {}), notes=body.notes or "",
-                                           ignore_existing=body.ignore_existing)
+                                           ignore_existing=body.ignore_existing, channel=body.channel)
     messages: list[str] = []
     started: list[dict[str, Any]] = []
     if created and api_url():

@@ -8,6 +8,7 @@ from pydantic import BeforeValidator, Field, model_validator
 
 from snapshots.model.common import FromEnv, Model, Name, NameList, Seconds, SecretRef
 from snapshots.model.feeds import FEEDS_DESCRIPTION, Feeds
+from snapshots.model.freezes import Freeze
 
 
 class Environment(Model):
@@ -205,6 +206,9 @@ class Infrastructure(Model):
     load_balancers: list[LoadBalancer] = Field(
         default_factory=list, description="Load balancers ferry drives during rolling steps")
     targets: list[Target] = Field(default_factory=list, description="The servers deployments run on")
+    freezes: list[Freeze] = Field(
+        default_factory=list, description="Deployment freezes: windows in which deployments to some environments "
+                                          "(optionally of some projects) are refused unless --override-freeze")
     machine_policies: list[MachinePolicy] = Field(
         default_factory=list, description="Health-check interval and unavailable-target handling, by name")
     certificates: list[CertificateSpec] = Field(

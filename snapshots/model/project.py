@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, ConfigDict, Field, model_validator
 
+from snapshots.model.channels import Channel
 from snapshots.model.common import FromEnv, FromFile, Model, Name, NameList, ScalarText
 from snapshots.model.feeds import PACKAGE_FEEDS_DESCRIPTION, PACKAGES_DESCRIPTION, split_package_entries
 from snapshots.model.steps import ParentStep, Step
@@ -110,6 +111,8 @@ class DeployLatestTrigger(ScheduledTrigger):
 
     action: Literal["deploy-latest"] = Field(description="deploy-latest: deploy the latest release to an environment")
     environment: Name = Field(description="The environment to deploy to, e.g. Test")
+    channel: Name | None = Field(None, description="Deploy the latest release of this channel (default: the "
+                                                   "project's default channel)")
 
 
 class PromoteTrigger(ScheduledTrigger):
@@ -121,6 +124,8 @@ class PromoteTrigger(ScheduledTrigger):
     action: Literal["promote"] = Field(description="promote: deploy what last succeeded in from to to")
     from_: Name = Field(alias="from", description="Source environment")
     to: Name = Field(description="Destination environment")
+    channel: Name | None = Field(None, description="Promote only releases of this channel (default: the "
+                                                   "project's default channel)")
 
 
 class ReleaseOnPushTrigger(Model):
@@ -131,6 +136,9 @@ class ReleaseOnPushTrigger(Model):
     action: Literal["create-release-on-push"] = Field(
         description="create-release-on-push: create a release when the package is pushed")
     package: Name = Field(description="The package id whose push creates a release")
+    channel: Name | None = Field(
+        None, description="Create the release in this channel (its rules must accept the pushed version); default: "
+                          "the first channel, default one first, whose rules accept it")
     enabled: bool = Field(True, description="false ignores pushes (default true)")
 
 
@@ -166,6 +174,10 @@ class Project(Model):
                                           "same name and scope, an earlier set over a later one")
     triggers: list[Trigger] = Field(
         default_factory=list, description="Cron deploy-latest / promote schedules and release-on-push")
+    channels: list[Channel] = Field(
+        default_factory=list, description="Lanes of releases, each with package version rules and optionally its "
+                                          "own lifecycle (`release create --channel`); without a channel marked "
+                                          "default, an implicit 'Default' channel with no rules is the default")
 
     @property
     def name(self) -> str:

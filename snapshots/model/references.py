@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from snapshots.errors import TemplateError
+from snapshots.model.channel_checks import channel_problems
+from snapshots.model.freezes import freeze_problems
 from snapshots.model.infrastructure import Infrastructure
 from snapshots.model.project import DeployLatestTrigger, Project, PromoteTrigger, ReleaseOnPushTrigger
 from snapshots.model.service_checks import service_problems
@@ -62,6 +64,7 @@ def infrastructure_problems(infra: Infrastructure) -> list[Problem]:
         if target.environment not in envs:
             problems.append(Problem(("targets", i, "environment"),
                                     f"unknown environment {target.environment!r} (known: {_known(envs)})"))
+    problems += [Problem(path, message) for path, message in freeze_problems(infra)]
     problems += _duplicates("machine policy", "machine_policies", [p.name for p in infra.machine_policies])
     problems += _duplicates("certificate", "certificates", [c.name for c in infra.certificates])
     for i, target in enumerate(infra.targets):
@@ -120,6 +123,7 @@ def project_problems(project: Project, infra: Infrastructure | None) -> list[Pro
             if name.casefold() not in step_names:
                 problems.append(Problem(("variables", i, "scope", "step", k), f"unknown step {name!r}"))
     problems += [Problem(path, message) for path, message in service_problems(project)]
+    problems += [Problem(path, message) for path, message in channel_problems(project, infra)]
     if infra is not None:
         problems += _infrastructure_references(project, infra, steps)
         problems += _certificate_references(infra, steps)
