@@ -255,7 +255,7 @@ def expand(document: dict[str, Any], library: Library) -> Expanded:
             problems.append(Problem(("process", i, "template"), f"unknown step template {item['template']!r} "
                                                                 f"(known: {library.known(STEP_TEMPLATE)})"))
             continue
-        step, params, step_problems = _expand_step(i, item, found)
+        step, params, step_problems = _expand_step(i, item, found, library.vault)
         problems += step_problems
         process.append(step)
         variables += params
@@ -268,7 +268,7 @@ def expand(document: dict[str, Any], library: Library) -> Expanded:
     return Expanded(process, variables, provenance, problems)
 
 
-def _expand_step(index: int, item: dict[str, Any], template: LibraryRevision
+def _expand_step(index: int, item: dict[str, Any], template: LibraryRevision, vault: Vault
                  ) -> tuple[dict[str, Any], list[dict[str, Any]], list[Problem]]:
     at = ("process", index)
     name = item["name"]
@@ -294,8 +294,12 @@ def _expand_step(index: int, item: dict[str, Any], template: LibraryRevision
                                     f"step {name!r}: parameter {parameter.name!r} is sensitive: pass a #{{...}} "
                                     "reference to a sensitive variable, not the secret itself"))
             continue
-        dumped = Variable(name=parameter.name, value=value, scope=Scope(step=[name]),
+        dumped = Variable(name=parameter.name, value=value, scope=Scope(step=[name]), sensitive=parameter.sensitive,
                           description=parameter.label).model_dump(mode="json")
+        if parameter.sensitive:  # its value is a #{reference}, yet what it renders to is a secret: stored and
+            # treated like any sensitive variable (encrypted, masked wherever it is shown)
+            dumped = {**{k: v for k, v in dumped.items() if k != "value"}, "ciphertext": vault.encrypt(value),
+                      "fingerprint": vault.fingerprint(value)}
         params.append({**dumped, "source": template.label})
     body = {**model.step.model_dump(mode="json"), "name": name}
     for key in OVERRIDES:

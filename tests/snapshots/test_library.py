@@ -9,6 +9,7 @@ import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -59,7 +60,7 @@ class Lib:
         path.write_text(text)
         return path
 
-    def apply(self, *paths: Path) -> list:  # type: ignore[type-arg]
+    def apply(self, *paths: Path) -> list[Any]:
         with self.store.begin() as conn:
             return apply(conn, list(paths), VAULT, "tester")
 
@@ -72,7 +73,7 @@ class Lib:
             return releases.require(conn, "OctoFX", version)
 
 
-def _use_library(data: dict) -> None:  # type: ignore[type-arg]
+def _use_library(data: dict[str, Any]) -> None:
     data["include"] = ["Common"]
     data["process"].insert(0, {"name": "Migrate", "template": "Migrate DB", "parameters": {"DbName": "#{Db.Name}"},
                                "roles": ["web"]})
@@ -93,7 +94,7 @@ def lib(sample: Sample, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
     found.store.dispose()
 
 
-def _by_name(release: releases.Release) -> dict[str, dict]:  # type: ignore[type-arg]
+def _by_name(release: releases.Release) -> dict[str, dict[str, Any]]:
     return {v["name"]: v for v in release.variables.variables}
 
 
@@ -113,8 +114,11 @@ def test_release_freezes_the_sets_variables_and_the_expanded_template_with_where
     # each parameter is a variable scoped to its step, as Octopus does; the default fills what the project left out
     assert variables["DbName"]["value"] == "#{Db.Name}" and variables["DbName"]["scope"]["step"] == ["Migrate"]
     assert variables["Timeout"]["value"] == "30" and variables["Timeout"]["source"] == "template: Migrate DB r1"
+    # a sensitive parameter holds a reference, yet renders to a secret: encrypted and masked like one
+    assert variables["AdminPassword"]["sensitive"] and "value" not in variables["AdminPassword"]
     decrypted = {v["name"]: v for v in releases.decrypt_variables(release.variables, VAULT)}
     assert decrypted["Db.Admin.Password"]["value"] == LIBRARY_SECRET
+    assert decrypted["AdminPassword"]["value"] == "#{Db.Admin.Password}"
 
 
 def test_a_later_change_to_the_set_leaves_the_release_and_update_variables_takes_it(lib: Lib) -> None:
