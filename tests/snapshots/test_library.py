@@ -201,3 +201,16 @@ def test_release_show_and_diff_say_where_each_variable_and_step_came_from(
     assert "~ library variable set Common r1 → r2" in diff.output
     changes = json.loads(runner.invoke(app, ["release", "diff", "OctoFX", "1.0.0", "1.0.1", "--json"]).output)
     assert changes["library"] == ["~ library variable set Common r1 → r2"]
+
+
+def test_key_rotation_re_encrypts_a_sets_sensitive_values_as_a_new_revision(lib: Lib) -> None:
+    from snapshots import library
+
+    new = Vault(b"n" * 32)
+    with lib.store.begin() as conn:
+        assert library.rekey(conn, VAULT, new, "tester") == 1
+    with lib.store.read() as conn:
+        found = library.latest(conn, library.VARIABLE_SET, "common")
+    assert found is not None and found.revision == 2
+    [secret] = [v for v in found.document["variables"] if v.get("ciphertext")]
+    assert new.decrypt(secret["ciphertext"]) == LIBRARY_SECRET
