@@ -15,6 +15,7 @@ import secrets
 import shutil
 import subprocess
 import tarfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -86,18 +87,29 @@ def test_install_update_and_a_failing_start_that_reverts_over_ssh(dev: SshTransp
         dev.run(ARGV_SCRIPT, env=argv_env([*ctl, *args]), on_line=out.append)
         return out
 
+    seen: list[str] = []
+
     def running() -> list[str]:
-        data = dev.read_file(f"{root}/running.txt")
-        return data.decode().split() if data else []
+        """What the service wrote when it started, once it is a start not seen before (a loaded machine may
+        take a moment past supervisord's startsecs to run the script's first lines)."""
+        deadline = time.monotonic() + 10
+        while True:
+            data = dev.read_file(f"{root}/running.txt")
+            words = data.decode().split() if data else []
+            if (words and words[1] not in seen) or time.monotonic() > deadline:
+                seen.extend(words[1:2])
+                return words
+            time.sleep(0.2)
 
     try:
         log1: list[str] = []
         systemd_service.run(context(dev, make_package(tmp_path, "1.0.0"), log1, root, **fields))
-        version, pid1 = running()[:2]
+        first = running()
+        version, pid1 = first[:2]
         assert version == "1.0.0"
         assert any(line.startswith(f"$ supervisorctl -c {SUPERVISOR_CONFIG} restart {name}") for line in log1)
         # the environment value arrived intact (quotes, %, $, comma): data, not shell or ini syntax
-        assert " ".join(running()[2:]) == GREETING
+        assert " ".join(first[2:]) == GREETING
         unit = (dev.read_file(f"{SUPERVISOR_UNITS}/{name}.conf") or b"").decode()
         assert f"command={root}/Test/Svc/current/bin/server" in unit
 
