@@ -15,7 +15,8 @@ from tests.conftest import CliResult
 
 def run_in_process(*args: str) -> CliResult:
     """As the ``ferry`` fixture: a FerryError becomes ``error: <message>`` on stderr and its exit code."""
-    result: Any = CliRunner().invoke(build_command(), list(args), catch_exceptions=True,
+    command: Any = build_command()  # a click Group (typer's own click types it apart)
+    result: Any = CliRunner().invoke(command, list(args), catch_exceptions=True,
                                      standalone_mode=False)
     stderr = result.stderr
     code = result.exit_code
