@@ -3,6 +3,7 @@ a loopback port nothing listens on, through the CLI and a real Prefect server.""
 
 from __future__ import annotations
 
+import json
 import stat
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,8 @@ import pytest
 import yaml
 
 from tests import certs
+from tests.conftest import CliResult
+from tests.fleet.cli import ferry as in_process
 from tests.fleet.test_targets import dead_ssh_target
 from tests.flows.local_project import LocalProject
 from tests.flows.orchestration.test_schedules import package
@@ -18,9 +21,22 @@ from tests.flows.orchestration.test_schedules import package
 POLICY = {"name": "Tolerant", "unavailable_targets": "skip", "exclude_unhealthy_for": "30m"}
 
 
+def hybrid(ferry: Any, home: Path) -> Any:
+    """``ferry deploy`` as a process of its own (it runs the flow); every other command in this process (no
+    interpreter start: the suite is slow enough)."""
+
+    def run(*args: str, env: dict[str, str] | None = None, input: str | None = None) -> CliResult:
+        if args[0] == "deploy":
+            return ferry(*args, env=env, input=input)  # type: ignore[no-any-return]
+        outcome = in_process(home, *args, env=env)
+        return CliResult(outcome.code, outcome.stdout, outcome.stderr)
+
+    return run
+
+
 @pytest.fixture
-def project(tmp_path: Path, ferry: Any, prefect_env: dict[str, str]) -> LocalProject:
-    return LocalProject(tmp_path / "shop", ferry, environments={"Dev": 2})
+def project(tmp_path: Path, ferry: Any, ferry_home: Path, prefect_env: dict[str, str]) -> LocalProject:
+    return LocalProject(tmp_path / "shop", hybrid(ferry, ferry_home), environments={"Dev": 2})
 
 
 def _edit_infra(project: LocalProject, change: Any) -> None:
@@ -49,6 +65,9 @@ def test_a_skip_policy_leaves_an_unreachable_target_out_and_reports_it(project: 
     assert rows[("Install", "gone-01")]["state"] == "skipped"
     assert rows[("Install", "gone-01")]["message"].startswith("skipped: unreachable (connect:")
     assert rows[("Install", "dev-01")]["state"] == rows[("Install", "dev-02")]["state"] == "success"
+    listed = {t["name"]: t for t in json.loads(project.run("target", "list", "--json").stdout)}
+    assert listed["dev-01"]["holds"]["Shop/Dev"]["release"] == "1.0.0"  # from the deployment records
+    assert listed["gone-01"]["holds"] == {}
 
     # the health check records it unhealthy: the next deployment leaves it out before connecting
     assert project.run("target", "check", "gone-01").exit_code == 1
@@ -88,7 +107,7 @@ def test_the_package_step_writes_a_certificate_as_pem_files_and_an_expired_one_i
     project.apply()
     before = len(project.deployments())
     refused = project.deploy("1.0.0", "Dev", "--force")
-    assert refused.exit_code == 1
+    assert refused.exit_code == 3  # refused before start
     assert refused.stderr.strip().startswith("error: certificate 'site' (CN=shop.example.test, thumbprint ")
     assert "expired on" in refused.stderr and refused.stderr.strip().count("\n") == 0
     assert len(project.deployments()) == before
