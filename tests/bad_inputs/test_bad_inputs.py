@@ -120,6 +120,19 @@ BASE_ENV = {"FERRY_DATABASE_URL": None, "FERRY_MASTER_KEY": None, "FERRY_SERVER"
             "FERRY_USER": "tester", "COLUMNS": "200", "OCTOFX_DB_PASSWORD": SECRET}
 
 
+CHANNELS = """
+channels:
+  - {name: Beta, description: pre-releases for Development, rules: [{packages: [OctoFX.Web], tag: "^beta"}]}
+"""
+FREEZES = """
+freezes:
+  - {name: Change freeze, start: 2020-01-01T00:00:00Z, end: 2099-01-01T00:00:00Z, environments: [Production],
+     reason: the year-end change freeze}
+"""
+"""The ``frozen`` base: the released sample with a Beta channel (pre-releases tagged beta only) and a freeze of
+Production that is always in force."""
+
+
 def _prepare(root: Path, kind: str) -> Path:
     """A case template: ``root/dir`` (sample YAML, packages 1.0.0 and 2.0.0) and ``root/home``, ``kind`` being
     ``empty`` (nothing in the store), ``applied`` (infrastructure + project) or ``released`` (and OctoFX.Web 1.0.0
@@ -128,11 +141,19 @@ def _prepare(root: Path, kind: str) -> Path:
     sample.mkdir(parents=True)
     for name in ("project.yaml", "infrastructure.yaml"):
         shutil.copy(EXAMPLES / "octofx" / name, sample / name)
+    if kind == "frozen":
+        with open(sample / "project.yaml", "a") as project:
+            project.write(CHANNELS)
+        with open(sample / "infrastructure.yaml", "a") as infrastructure:
+            infrastructure.write(FREEZES)
     for version in ("1.0.0", "2.0.0"):
         subprocess.run([sys.executable, str(EXAMPLES / "octofx" / "build_package.py"), version, str(sample)],
                        check=True, capture_output=True)
     env = {**BASE_ENV, "FERRY_HOME": str(home)}
     steps = {"empty": [], "applied": [["apply", "infrastructure.yaml", "project.yaml"]],
+             "frozen": [["apply", "infrastructure.yaml", "project.yaml"],
+                        ["package", "push", "OctoFX.Web.1.0.0.tar.gz"],
+                        ["release", "create", "OctoFX", "--version", "1.0.0"]],
              "released": [["apply", "infrastructure.yaml", "project.yaml"],
                           ["package", "push", "OctoFX.Web.1.0.0.tar.gz"],
                           ["release", "create", "OctoFX", "--version", "1.0.0"]]}[kind]
@@ -150,7 +171,7 @@ def _prepare(root: Path, kind: str) -> Path:
 @pytest.fixture(scope="session")
 def templates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("bad-input-templates")
-    return {kind: _prepare(base / kind, kind) for kind in ("empty", "applied", "released")}
+    return {kind: _prepare(base / kind, kind) for kind in ("empty", "applied", "released", "frozen")}
 
 
 # -- setup actions ---------------------------------------------------------------------------------------------
