@@ -27,7 +27,6 @@ from snapshots.store.health import HealthCheck
 from steps import journal
 from steps.transports.pool import open_transport
 from steps.transports.protocol import Transport
-from steps.transports.winrm import load_script
 
 PARALLEL = 8
 """Targets checked at once."""
@@ -86,6 +85,8 @@ def _facts(target: Target, transport: Transport) -> tuple[dict[str, Any], float,
     started_wall, started = time.time(), time.perf_counter()
     invoke = getattr(transport, "invoke", None)
     if invoke is not None:  # WinRM: ferry's own script, the root as a parameter (data, not spliced)
+        from steps.transports.winrm import load_script  # pywinrm loads only when a WinRM target is checked
+
         result, out = invoke(load_script("target-health.ps1"), parameters={"Root": root}, timeout=HEALTH_TIMEOUT)
         lines = list(out)
     else:
