@@ -306,6 +306,15 @@ def _insert_variable_snapshot(conn: Connection, vault: Vault, release_id: int, p
                                                                   text, digest_text(text)), previous_signature)
 
 
+def append_first_revision(conn: Connection, vault: Vault, release_id: int, project: str, version: str,
+                          project_revision_id: int, project_revision_number: int, variables: list[dict[str, Any]],
+                          actor: str, release_signature: str) -> str:
+    """Revision 1 of a release row just inserted and signed elsewhere (a runbook snapshot), chained to the row's
+    ``release_signature``; returns its signature."""
+    return _insert_variable_snapshot(conn, vault, release_id, project, version, 1, project_revision_id,
+                                     project_revision_number, variables, actor, release_signature)
+
+
 def append_revision(conn: Connection, vault: Vault, release: Release, project_revision_id: int,
                     project_revision_number: int, variables: list[dict[str, Any]], actor: str,
                     previous_signature: str) -> None:

@@ -27,6 +27,7 @@ from flows.cli import (
     package_cmds,
     project_cmds,
     release_cmds,
+    runbook_cmds,
     serve_cmds,
     target_cmds,
 )
@@ -45,6 +46,7 @@ _debug = {"on": False}
 for _commands in (project_cmds, package_cmds, release_cmds, deploy_cmds, target_cmds, serve_cmds, lab_cmds,
                   api_key_cmds, key_cmds, cert_cmds, fleet_cmds):
     app.add_typer(_commands.app)
+app.add_typer(runbook_cmds.app)
 app.add_typer(inventory_cmds.app)
 
 

@@ -24,6 +24,7 @@ REMOTE_COMMANDS = {
     ("deploy",), ("promote",), ("rollback",), ("status",),
     ("deployment", "list"), ("deployment", "show"), ("deployment", "answer"), ("deployment", "cancel"),
     ("deployment", "log"), ("deployment", "follow"), ("project", "list"), ("environment", "list"),
+    ("runbook", "list"), ("runbook", "run"),
 }
 """The command paths that have a form on the ferry server API."""
 

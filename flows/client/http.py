@@ -231,6 +231,20 @@ class FerryClient:
         body = {"environment": environment, **_options(options)}
         return self._call("POST", f"/projects/{_seg(project)}/rollback", json=body)
 
+    def list_runbooks(self, project: str) -> list[dict[str, Any]]:
+        """As ``ferry runbook list --json``."""
+        return self._call("GET", f"/projects/{_seg(project)}/runbooks")
+
+    def run_runbook(self, project: str, runbook: str, environment: str, *, snapshot: int | None = None,
+                    targets: list[str] | None = None, exclude_targets: list[str] | None = None,
+                    variables: dict[str, str] | None = None, guided_failure: bool | None = None) -> dict[str, Any]:
+        """Start a runbook run (its newest published snapshot, or ``snapshot``). Returns ``{deployment_id,
+        runbook, snapshot, environment, flow_run_id, flow_run_url}``; follow it like a deployment."""
+        body = {"project": project, "runbook": runbook, "environment": environment, "snapshot": snapshot,
+                "targets": targets, "exclude_targets": exclude_targets, "variables": variables,
+                "guided_failure": guided_failure}
+        return self._call("POST", "/runbooks/runs", json={k: v for k, v in body.items() if v not in (None, [], {})})
+
     def list_deployments(self, project: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         params: dict[str, Any] = {}
         if project:

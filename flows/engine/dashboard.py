@@ -17,7 +17,8 @@ def dashboard(ctx: Workspace, project: str, recent: int = 10) -> dict[str, Any]:
         lifecycle = infra.lifecycle(revision.document["lifecycle"])
         envs = [e for p in lifecycle.phases for e in p.environments] if lifecycle else \
             [e.name for e in infra.environments]
-        history = records.list_deployments(conn, project, limit=1000)
+        history = [d for d in records.list_deployments(conn, project, limit=1000)
+                   if d.kind == records.DEPLOYMENT]  # a runbook run changes no release an environment holds
         versions = [r.version for r in releases.list_releases(conn, project)][:recent]
     current: dict[str, Any] = {}
     latest: dict[str, Any] = {}

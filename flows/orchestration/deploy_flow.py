@@ -138,11 +138,11 @@ def _run(plan: DeploymentPlan, deployment_id: int, ctx: Workspace, logger: Logge
     target_limits = [target_limit(t.name) for t in plan.targets]
     ensure_limits([limit, *target_limits])
     with Heartbeat(ctx, deployment_id, logger):
-        return _run_alive(plan, deployment_id, ctx, logger, limit, target_limits)
+        return _run_alive(plan, deployment_id, ctx, logger, limit, target_limits, runbook)
 
 
 def _run_alive(plan: DeploymentPlan, deployment_id: int, ctx: Workspace, logger: Logger, limit: str,
-               target_limits: list[str]) -> dict[str, Any]:
+               target_limits: list[str], runbook: bool = False) -> dict[str, Any]:
     version = plan.current.release.version
     told = False
     while True:  # a run with a heartbeat is watched here, so one that dies is reclaimed as soon as it falls silent
@@ -164,7 +164,7 @@ def _run_alive(plan: DeploymentPlan, deployment_id: int, ctx: Workspace, logger:
             records.add_lease(conn, deployment_id, lease_id)
 
     engine = Engine(plan=plan, deployment_id=deployment_id, store=ctx.store, feed=ctx.feed, vault=ctx.vault,
-                    home=ctx.settings.home, created_by=ctx.actor)
+                    home=ctx.settings.home, created_by=ctx.actor, keep_journal=not runbook)
     # The first targets' sessions open (TCP, key exchange, authentication: ~0.1 s each over SSH) while the
     # slots are taken (Prefect API calls), not after. Only opened: nothing runs on a target before the slot.
     engine.pool.prefetch(plan.targets[:PREFETCH_FIRST])
@@ -192,7 +192,8 @@ def _run_alive(plan: DeploymentPlan, deployment_id: int, ctx: Workspace, logger:
             raise
         masker = plan.current.masker
         artifacts.summary_table(plan.project, plan.environment.name, engine.summary, masker)
-        _notes_artifact(plan, ctx)
+        if not runbook:
+            _notes_artifact(plan, ctx)
         error = "; ".join(engine.errors) if engine.failed else None
         with ctx.store.begin() as conn:
             records.set_state(conn, deployment_id, records.FAILED if engine.failed else records.SUCCESS,
@@ -204,7 +205,8 @@ def _run_alive(plan: DeploymentPlan, deployment_id: int, ctx: Workspace, logger:
                                            f"{plan.environment.name} failed: {error}"),
                                deployment_id=deployment_id, outcomes=outcomes)
     logger.info(f"deployment #{deployment_id}: {plan.project} {version} → {plan.environment.name} succeeded")
-    _auto_deploy(ctx, plan.project, version, logger)
+    if not runbook:  # a runbook run moves no lifecycle
+        _auto_deploy(ctx, plan.project, version, logger)
     return {"deployment_id": deployment_id, "project": plan.project, "release": version,
             "environment": plan.environment.name, "state": records.SUCCESS}
 

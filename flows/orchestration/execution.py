@@ -90,6 +90,9 @@ class Engine:
     """target → the last failure's message, so the deployment's error says why, not only where."""
     shared: dict[str, Any] = field(default_factory=dict)
     """Lives for the whole deployment, handed to every step (load-balancer models and clients)."""
+    keep_journal: bool = True
+    """False for a runbook run: it neither reads nor writes a target's journal (the release a target holds) and
+    never rolls a target back to an earlier release."""
 
     def __post_init__(self) -> None:
         self.pool = TransportPool(self.home)
@@ -184,7 +187,7 @@ class Engine:
                                + (f", {len(result.not_started)} not started" if result.not_started else "")
                                + (f" ({guard.blocked})" if guard and guard.blocked and result.not_started else "")
                                + (f"; {first}" if first else ""))
-            if rolling and rolling.auto_rollback:
+            if rolling and rolling.auto_rollback and self.keep_journal:
                 updated = [t for i, t in enumerate(targets)
                            if result.outcomes.get(i, Outcome(FAILED)).status == SUCCESS]
                 self._rollback(unit, updated)
@@ -214,10 +217,10 @@ class Engine:
         if target.name in self.unavailable:  # found unreachable by an earlier unit: skipped again
             return self._skipped(unit, start, target, self.unavailable[target.name])
         try:
-            resume = not rolling_back and not self.plan.force
+            resume = self.keep_journal and not rolling_back and not self.plan.force
             current = resume and self._already_current(target)
             done, why = self._unfinished(index, unit, target, release, current) if resume else ({}, None)
-            if not current or why is not None:
+            if self.keep_journal and (not current or why is not None):
                 self._mark(target, release, index, unit, done)
         except FerryError as exc:  # e.g. the target is unreachable: say so, as a failure of its first step
             why = self._unavailable(target, exc)
@@ -252,13 +255,13 @@ class Engine:
                 continue
             if not self._leaf(child, target, release):
                 failed_at = i if failed_at is None else failed_at
-            elif failed_at is None:
+            elif failed_at is None and self.keep_journal:
                 done[i] = f"done in deployment #{self.deployment_id}, which stopped before the unit ended"
                 try:
                     self._mark(target, release, index, unit, done)
                 except FerryError as exc:  # e.g. the connection dropped: the next step says so itself
                     self.logger.warning(self.plan.current.masker.mask(f"{target.name}: journal not updated: {exc}"))
-        if failed_at is None:
+        if failed_at is None and self.keep_journal:
             try:
                 if self._last_unit.get(target.name) == index:
                     self._write_journal(target, release)

@@ -48,6 +48,7 @@ from prefect.states import Cancelled, State
 import flows.orchestration.served_flows
 from flows.orchestration import warm_pool
 from flows.orchestration.health_serving import sync_health_checks
+from flows.orchestration.runbook_serving import register_runbooks
 from flows.orchestration.served_flows import ProjectSpec, deadline, load_specs, mark_record, project_flows
 from flows.orchestration.served_runs import deployment_name
 from snapshots.model.project import DeployLatestTrigger, PromoteTrigger
@@ -169,6 +170,9 @@ class Server:
                 await reconcile_schedules(client, deployment_id, schedules.get(kind, []))
             full = f"{flow.name}/{deployment.name}"
             self.registered[(spec.name, kind)] = Registered(deployment_id, full, kind, spec)
+        served_runbooks = await register_runbooks(self.ctx, spec.name, self.runner, pool)
+        if served_runbooks:
+            self.say(f"{spec.name}: runbooks registered: {', '.join(served_runbooks)}")
         triggers = sum(len(s) for s in schedules.values())
         where = f"work pool {pool}" if pool else "served here"
         self.say(f"{spec.name}: deploy-release, promote, rollback, create-release, plan-release registered ({where}); "

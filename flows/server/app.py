@@ -64,11 +64,11 @@ def _error(status: int, message: str) -> JSONResponse:
 
 def create_app(ctx: Workspace) -> FastAPI:
     """The API over one executor workspace (its store, vault and feed are opened once and shared)."""
-    from flows.server import routes_deployments, routes_packages, routes_projects
+    from flows.server import routes_deployments, routes_packages, routes_projects, routes_runbooks
 
     app = FastAPI(title="ferry", docs_url=f"{PREFIX}/docs", openapi_url=f"{PREFIX}/openapi.json", redoc_url=None)
     app.state.ctx = ctx
-    for module in (routes_packages, routes_projects, routes_deployments):
+    for module in (routes_packages, routes_projects, routes_deployments, routes_runbooks):
         app.include_router(module.router, prefix=PREFIX)
     from flows.server import routes_inventory  # project list, environment list
 

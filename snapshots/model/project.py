@@ -12,6 +12,7 @@ from pydantic import AfterValidator, ConfigDict, Field, model_validator
 from snapshots.model.channels import Channel
 from snapshots.model.common import FromEnv, FromFile, Model, Name, NameList, ScalarText
 from snapshots.model.feeds import PACKAGE_FEEDS_DESCRIPTION, PACKAGES_DESCRIPTION, split_package_entries
+from snapshots.model.runbooks import Runbook
 from snapshots.model.steps import ParentStep, Step
 from snapshots.model.template_steps import ProjectProcessItem, TemplateStep
 
@@ -174,6 +175,10 @@ class Project(Model):
                                           "same name and scope, an earlier set over a later one")
     triggers: list[Trigger] = Field(
         default_factory=list, description="Cron deploy-latest / promote schedules and release-on-push")
+    runbooks: list[Runbook] = Field(
+        default_factory=list, description="Operations procedures (restart a service, drain a target) with their "
+                                          "own process, published as snapshots (`ferry runbook publish`) and run "
+                                          "with `ferry runbook run`; they move no lifecycle")
     channels: list[Channel] = Field(
         default_factory=list, description="Lanes of releases, each with package version rules and optionally its "
                                           "own lifecycle (`release create --channel`); without a channel marked "

@@ -15,6 +15,7 @@ from snapshots.model.channel_checks import channel_problems
 from snapshots.model.freezes import freeze_problems
 from snapshots.model.infrastructure import Infrastructure
 from snapshots.model.project import DeployLatestTrigger, Project, PromoteTrigger, ReleaseOnPushTrigger
+from snapshots.model.runbook_checks import runbook_problems
 from snapshots.model.service_checks import service_problems
 from snapshots.model.steps import LoadBalancerStep, ParentStep, Step
 from snapshots.model.template_steps import TemplateStep
@@ -124,6 +125,7 @@ def project_problems(project: Project, infra: Infrastructure | None) -> list[Pro
                 problems.append(Problem(("variables", i, "scope", "step", k), f"unknown step {name!r}"))
     problems += [Problem(path, message) for path, message in service_problems(project)]
     problems += [Problem(path, message) for path, message in channel_problems(project, infra)]
+    problems += [Problem(path, message) for path, message in runbook_problems(project, infra)]
     if infra is not None:
         problems += _infrastructure_references(project, infra, steps)
         problems += _certificate_references(infra, steps)

@@ -18,6 +18,9 @@ from snapshots.store.tables import deployment_results, deployments, releases
 
 QUEUED, RUNNING, PAUSED, SUCCESS, FAILED, CANCELLED = "Queued", "Running", "Paused", "Success", "Failed", "Cancelled"
 FINISHED = (SUCCESS, FAILED, CANCELLED)
+DEPLOYMENT, RUNBOOK = "deployment", "runbook"
+"""Kinds of record: a runbook run takes the same slots and is shown beside deployments, but never counts as
+the release an environment holds."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,9 @@ class Deployment:
     created_by: str
     started_at: str | None
     finished_at: str | None
+    kind: str = DEPLOYMENT
+    """``deployment``, or ``runbook``: a run of a runbook snapshot (``version`` is the snapshot's name)."""
+    runbook: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -63,16 +69,20 @@ def _deployment(row: Row[Any]) -> Deployment:
     m = row._mapping
     return Deployment(m["id"], m["project"], m["release_id"], m["version"], m["environment"],
                       m["variable_snapshot_id"], m["flow_run_id"], m["state"], json.loads(m["parameters"]),
-                      m["error"], m["created_at"], m["created_by"], m["started_at"], m["finished_at"])
+                      m["error"], m["created_at"], m["created_by"], m["started_at"], m["finished_at"],
+                      m["kind"], m["runbook"])
 
 
 def create(conn: Connection, *, project: str, release_id: int, environment: str, variable_snapshot_id: int,
-           parameters: dict[str, Any], actor: str, state: str = QUEUED) -> int:
+           parameters: dict[str, Any], actor: str, state: str = QUEUED, runbook: str | None = None) -> int:
+    """A deployment record; with ``runbook``, a runbook run (``release_id``: the runbook snapshot's row)."""
     deployment_id = inserted_id(conn.execute(insert(deployments).values(
         project=project, release_id=release_id, environment=environment, variable_snapshot_id=variable_snapshot_id,
-        state=state, parameters=canonical_json(parameters), created_at=now(), created_by=actor)))
-    audit.record(conn, actor, "deployment.create", f"project/{project}/deployment/{deployment_id}",
-                 environment=environment, release_id=release_id)
+        state=state, parameters=canonical_json(parameters), created_at=now(), created_by=actor,
+        kind=RUNBOOK if runbook else DEPLOYMENT, runbook=runbook)))
+    audit.record(conn, actor, "runbook.run" if runbook else "deployment.create",
+                 f"project/{project}/deployment/{deployment_id}", environment=environment, release_id=release_id,
+                 **({"runbook": runbook} if runbook else {}))
     return deployment_id
 
 
@@ -165,7 +175,8 @@ def last_successful(conn: Connection, project: str, environment: str, *,
     """The newest successful deployment to an environment (optionally older than one deployment, or of a
     different release): what "the previous release" means for rollback and release-note roll-ups."""
     query = _query().where(deployments.c.project == project, deployments.c.environment == environment,
-                           deployments.c.state == SUCCESS).order_by(deployments.c.id.desc())
+                           deployments.c.state == SUCCESS, deployments.c.kind == DEPLOYMENT
+                           ).order_by(deployments.c.id.desc())
     if before_id is not None:
         query = query.where(deployments.c.id < before_id)
     if other_than_release is not None:

@@ -101,6 +101,8 @@ deployments = Table(
     Column("finished_at", Timestamp),
     Column("heartbeat_at", Timestamp),  # stamped every few seconds by the process running the deployment
     Column("leases", Text),  # JSON list of the Prefect concurrency lease ids that process holds
+    Column("kind", String(16), nullable=False, server_default="deployment"),  # or "runbook" (a runbook run)
+    Column("runbook", String(200)),  # the runbook a runbook run ran
     Index("ix_deployments_project_env", "project", "environment"),
 )
 

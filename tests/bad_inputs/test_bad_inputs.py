@@ -120,6 +120,21 @@ BASE_ENV = {"FERRY_DATABASE_URL": None, "FERRY_MASTER_KEY": None, "FERRY_SERVER"
             "FERRY_USER": "tester", "COLUMNS": "200", "OCTOFX_DB_PASSWORD": SECRET}
 
 
+RUNBOOKS = """
+runbooks:
+  - name: Drain for maintenance
+    environments: [Test, Production]
+    process:
+      - {name: Drain, kind: load-balancer, roles: [web], balancer: web-lb, action: remove}
+      - {name: Restore, kind: load-balancer, roles: [web], balancer: web-lb, action: add}
+  - name: Check health
+    process:
+      - {name: Probe, kind: http-check, roles: [web], url: "http://#{Machine.Hostname}:#{App.Prot}/health"}
+"""
+"""The ``runbook`` base: the sample with two runbooks, the first published (snapshot 1), the second not (its
+step names a variable the project does not have: publishing it is refused)."""
+
+
 CHANNELS = """
 channels:
   - {name: Beta, description: pre-releases for Development, rules: [{packages: [OctoFX.Web], tag: "^beta"}]}
@@ -141,6 +156,9 @@ def _prepare(root: Path, kind: str) -> Path:
     sample.mkdir(parents=True)
     for name in ("project.yaml", "infrastructure.yaml"):
         shutil.copy(EXAMPLES / "octofx" / name, sample / name)
+    if kind == "runbook":
+        with open(sample / "project.yaml", "a") as project:
+            project.write(RUNBOOKS)
     if kind == "frozen":
         with open(sample / "project.yaml", "a") as project:
             project.write(CHANNELS)
@@ -156,7 +174,9 @@ def _prepare(root: Path, kind: str) -> Path:
                         ["release", "create", "OctoFX", "--version", "1.0.0"]],
              "released": [["apply", "infrastructure.yaml", "project.yaml"],
                           ["package", "push", "OctoFX.Web.1.0.0.tar.gz"],
-                          ["release", "create", "OctoFX", "--version", "1.0.0"]]}[kind]
+                          ["release", "create", "OctoFX", "--version", "1.0.0"]],
+             "runbook": [["apply", "infrastructure.yaml", "project.yaml"],
+                         ["runbook", "publish", "OctoFX", "Drain for maintenance"]]}[kind]
     with contextlib.chdir(sample):
         for args in steps:
             outcome = _run_inprocess(args, env)
@@ -171,7 +191,7 @@ def _prepare(root: Path, kind: str) -> Path:
 @pytest.fixture(scope="session")
 def templates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("bad-input-templates")
-    return {kind: _prepare(base / kind, kind) for kind in ("empty", "applied", "released", "frozen")}
+    return {kind: _prepare(base / kind, kind) for kind in ("empty", "applied", "released", "frozen", "runbook")}
 
 
 # -- setup actions ---------------------------------------------------------------------------------------------
