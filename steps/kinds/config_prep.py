@@ -3,12 +3,28 @@ of ``#{...}`` substitution in files, then XDT transforms, then structured variab
 
 from __future__ import annotations
 
+import tarfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
 from snapshots.variables import transforms
 from snapshots.variables.configfiles import apply_to_directory
 from steps.context import StepContext
+
+
+def archive_names(archive: Path) -> list[str]:
+    """The package's file names ('/' paths) read from the archive on the worker, without extracting it: enough to
+    plan the transforms (a step with none to run then costs no round trip to the target)."""
+    if archive.name.lower().endswith((".zip", ".nupkg")):
+        with zipfile.ZipFile(archive) as package:
+            return [n for n in package.namelist() if not n.endswith("/")]
+    with tarfile.open(archive) as package:
+        return [m.name.removeprefix("./") for m in package.getmembers() if m.isfile()]
+
+
+def wants_transforms(ctx: StepContext) -> bool:
+    return bool(getattr(ctx.step, "transforms", None) or getattr(ctx.step, "automatic_transforms", False))
 
 
 def transform_entries(ctx: StepContext) -> list[tuple[str, bool]]:

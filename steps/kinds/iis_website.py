@@ -34,7 +34,7 @@ from snapshots.digests import sha256_file
 from snapshots.errors import SnapshotIntegrityError, StepFailed
 from snapshots.model.steps import IisWebsiteStep
 from steps.context import PackageRef, StepContext
-from steps.kinds.config_prep import prepare, transform_plan
+from steps.kinds.config_prep import archive_names, prepare, transform_plan, wants_transforms
 from steps.kinds.iis_certificates import import_certificates, thumbprint_of
 from steps.kinds.powershell_scripts import compose
 from steps.scratch import private_tempdir
@@ -134,20 +134,11 @@ def _extract(archive: Path, into: Path) -> None:
             package.extractall(into, filter="data")
 
 
-def _names(archive: Path) -> list[str]:
-    """The package's file names ('/' paths) without extracting it: enough to plan the config transforms."""
-    if archive.name.lower().endswith((".zip", ".nupkg")):
-        with zipfile.ZipFile(archive) as package:
-            return [n for n in package.namelist() if not n.endswith("/")]
-    with tarfile.open(archive) as package:
-        return [m.name.removeprefix("./") for m in package.getmembers() if m.isfile()]
-
-
 def substituted_files(ctx: StepContext, package: Path) -> list[dict[str, str]]:
     """The config files the step substitutes or transforms, as they must be on the target: [{Path, Content(base64)}]
     for each file whose bytes changed (Windows separators), computed on the worker from the verified package."""
     step: IisWebsiteStep = ctx.step
-    pairs = transform_plan(ctx, _names(package)) if (step.transforms or step.automatic_transforms) else []
+    pairs = transform_plan(ctx, archive_names(package)) if wants_transforms(ctx) else []
     if not (step.substitute.files or step.substitute.structured or pairs):
         return []
     with private_tempdir("iis") as temp:  # rendered config (secrets): swept should this process be killed

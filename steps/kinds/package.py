@@ -31,7 +31,7 @@ from typing import Any
 from snapshots.errors import ConfigError, FerryError, StepFailed
 from steps.context import PackageRef, StepContext
 from steps.kinds.certificate_files import deploy_certificate_files
-from steps.kinds.config_prep import prepare, transform_plan
+from steps.kinds.config_prep import archive_names, prepare, transform_plan, wants_transforms
 from steps.scratch import private_tempdir
 
 SCRIPTS = ("PreDeploy.sh", "Deploy.sh", "PostDeploy.sh", "DeployFailed.sh")
@@ -309,9 +309,10 @@ def _substitute(job: _Run) -> None:
     """Render the configured files and run the XDT transforms on the worker; write back only what changed."""
     ctx = job.ctx
     files_globs, structured = list(ctx.step.substitute.files), list(ctx.step.substitute.structured)
-    if not (files_globs or structured or getattr(ctx.step, "transforms", None)
-            or getattr(ctx.step, "automatic_transforms", False)):
+    if not (files_globs or structured or wants_transforms(ctx)):
         return
+    if not (files_globs or structured) and not transform_plan(ctx, archive_names(job.ref.path)):
+        return  # nothing to transform: decided from the worker's copy of the package, no round trip
     listed: list[str] = []
     result = job.shell(_LIST, quiet=True, on_mark=lambda k, v: listed.append(v) if k == "file" else None)
     if not result.ok:

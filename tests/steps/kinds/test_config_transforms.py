@@ -103,3 +103,38 @@ def test_package_step_transforms_on_the_worker_and_writes_back_over_ssh(dev: Ssh
         assert data is not None and data.decode() == EXPECTED
     finally:
         dev.run(f"rm -rf -- {root}")
+
+
+@pytest.mark.parametrize("files", [{"web.config": WEB.replace("#{Site.Banner}", "OctoFX"),
+                                    "web.Release.config": FILES["web.Release.config"]},
+                                   {"web.config": WEB}])
+def test_package_step_automatic_transforms_without_substitution(dev: SshTransport, lab: LabInfo, tmp_path: Path,
+                                                                files: dict[str, str]) -> None:
+    """No substitute: and no transforms: — the worker's copy of the package says whether X.Release.config exists;
+    when it does the transform runs, when it does not the file is left exactly as packaged."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w:gz") as tar:
+        for name, body in files.items():
+            data = body.encode()
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+    path = tmp_path / "App.2.0.0.tar.gz"
+    path.write_bytes(raw.getvalue())
+    ref = PackageRef("App", "2.0.0", hashlib.sha256(raw.getvalue()).hexdigest(), path.name, path)
+    root = f"/srv/xdt-auto-{ref.sha256[:8]}"
+    step = PackageStep(name="Install", kind="package", package="App", root=root)
+    ctx = StepContext(deployment_id=1, project="Shop", release="2.0.0", environment="Production", step=step,
+                      target=lab.target("dev-01"), transport=dev, variables={},
+                      render=lambda text, where: render(text, {}, where=where), log=lambda _l: None,
+                      packages={"App": ref})
+    try:
+        package_step.run(ctx)
+        data = dev.read_file(f"{root}/Production/App/2.0.0/web.config")
+        assert data is not None
+        if "web.Release.config" in files:
+            assert data.decode() == files["web.config"].replace(' debug="true"', "")
+        else:
+            assert data.decode() == files["web.config"]
+    finally:
+        dev.run(f"rm -rf -- {root}")
