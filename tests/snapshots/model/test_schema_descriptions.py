@@ -4,10 +4,12 @@ added later without ``Field(description=...)`` is caught here."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 from pydantic import BaseModel
+from typer.testing import CliRunner
 
 from snapshots.model import Infrastructure, Project
 from snapshots.model.library import LibraryVariableSet, StepTemplate
@@ -41,3 +43,13 @@ def test_the_walk_finds_a_field_without_description() -> None:
     schema["properties"]["described"]["description"] = "yes"
     schema["$defs"] = {"Inner": {"title": "Inner", "properties": {"bare": {"type": "string"}}}}
     assert undescribed(schema) == ["Inner.bare"]
+
+
+@pytest.mark.parametrize("kind", DOCUMENTS)
+def test_ferry_schema_prints_each_document_kind_fully_described(kind: str) -> None:
+    from flows.cli.app import app
+
+    result = CliRunner().invoke(app, ["schema", kind])
+    assert result.exit_code == 0, result.output
+    schema = json.loads(result.output)
+    assert schema["title"] == f"ferry {kind}" and undescribed(schema) == []
