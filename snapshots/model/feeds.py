@@ -131,5 +131,12 @@ def split_package_entries(data: Any) -> Any:
 
 PACKAGES_DESCRIPTION = ("Package ids a release pins: an id (the built-in feed) or {id: OctoFX.Web, feed: NAME} "
                         "for an external feed of the infrastructure's feeds:")
+PACKAGES_SCHEMA: dict[str, Any] = {"items": {"anyOf": [
+    {"type": "string", "description": "A package id in the built-in feed"},
+    {"type": "object", "additionalProperties": False, "required": ["id"], "properties": {
+        "id": {"type": "string", "description": "The package id"},
+        "feed": {"type": "string", "description": "An external feed of the infrastructure's feeds: (or built-in)"}},
+     "description": "A package from a named feed"}]}}
+"""What an editor should accept in ``packages:`` (the model stores plain ids; see ``split_package_entries``)."""
 PACKAGE_FEEDS_DESCRIPTION = ("Package id → external feed name (filled from packages: [{id, feed}]; a package not "
                              "named here comes from the built-in feed)")

@@ -11,7 +11,12 @@ from pydantic import AfterValidator, ConfigDict, Field, model_validator
 
 from snapshots.model.channels import Channel
 from snapshots.model.common import FromEnv, FromFile, Model, Name, NameList, ScalarText
-from snapshots.model.feeds import PACKAGE_FEEDS_DESCRIPTION, PACKAGES_DESCRIPTION, split_package_entries
+from snapshots.model.feeds import (
+    PACKAGE_FEEDS_DESCRIPTION,
+    PACKAGES_DESCRIPTION,
+    PACKAGES_SCHEMA,
+    split_package_entries,
+)
 from snapshots.model.runbooks import Runbook
 from snapshots.model.steps import ParentStep, Step
 from snapshots.model.template_steps import ProjectProcessItem, TemplateStep
@@ -151,7 +156,8 @@ class Project(Model):
     description: str = Field("", description="What the project deploys (for readers)")
     lifecycle: Name = Field(
         "Default", description="The lifecycle releases follow (default: Default, every environment in order)")
-    packages: list[Name] = Field(default_factory=list, description=PACKAGES_DESCRIPTION)
+    packages: list[Name] = Field(default_factory=list, description=PACKAGES_DESCRIPTION,
+                                 json_schema_extra=PACKAGES_SCHEMA)
     package_feeds: dict[Name, Name] = Field(default_factory=dict, description=PACKAGE_FEEDS_DESCRIPTION)
 
     @model_validator(mode="before")
