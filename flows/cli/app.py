@@ -20,6 +20,7 @@ from flows.cli import (
     cert_cmds,
     deploy_cmds,
     exit_codes,
+    failures,
     fleet_cmds,
     inventory_cmds,
     key_cmds,
@@ -56,6 +57,7 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for
                                             help="Talk to this ferry server (default: FERRY_SERVER); the API key "
                                                  "comes from FERRY_API_KEY only")) -> None:
     _debug["on"] = debug  # --server was taken by activate_remote before any command ran
+    failures.set_debug(debug)
 
 
 def build_command() -> TyperGroup:

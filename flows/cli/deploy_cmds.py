@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from flows.cli import exit_codes, remote
+from flows.cli import exit_codes, failures, remote, run_options
 from flows.cli.output import err_console, print_json, print_table, say
 from flows.cli.remote import local_only, remote_client
+from flows.cli.run_options import RunOptions
 from flows.orchestration.served_runs import TIMED_OUT, Served, find_served, follow, run_url
 from snapshots.errors import ConfigError
 from snapshots.workspace import Workspace
@@ -89,6 +90,7 @@ def _start_here(ctx: Workspace, request: DeployRequest, deployment_id: int, wait
         say(f"running in the background; follow it with `ferry deployment show {deployment_id}` (log: {log})")
         return
     if timeout is None:
+        failures.quiet_prefect_console()  # Prefect's tracebacks only with --debug: ferry reports each failure
         ok = run_here(request, deployment_id)
     else:
         ok = run_with_timeout(ctx, request, deployment_id, timeout, cancel_on_timeout)
@@ -141,9 +143,11 @@ def _finish(ctx: Workspace, deployment_id: int, ok: bool) -> None:
 
     with ctx.store.read() as conn:
         final = records.get(conn, deployment_id)
+        results = [r.as_dict() for r in records.results(conn, deployment_id)]
     if ok and final.state == records.SUCCESS:
         say(f"deployment #{deployment_id} succeeded")
         return
+    failures.report(deployment_id, results, ctx.settings.home / "logs" / f"deployment-{deployment_id}.log")
     err_console.print(f"error: deployment #{deployment_id} {final.state.lower()}: {final.error or 'see its log'}",
                       markup=False)
     sys.exit(1)
@@ -175,19 +179,12 @@ def _when(text: str | None, option: str, base: datetime | None = None) -> dateti
 @app.command()
 def deploy(project: str, release: str = typer.Argument(..., help="A version, or 'latest'"),
            to: str = typer.Option(..., "--to", help="Environment"),
-           target: list[str] = typer.Option([], "--target", help="Only these targets"),
-           exclude_target: list[str] = typer.Option([], "--exclude-target", help="Leave these targets out"),
-           skip: list[str] = typer.Option([], "--skip", help="Skip these steps (not required ones)"),
-           variable: list[str] = typer.Option([], "--variable", help="Prompted variable NAME=VALUE; NAME alone: "
-                                                                "read the value from the terminal or stdin"),
-           guided_failure: bool | None = typer.Option(None, "--guided-failure/--no-guided-failure",
-                                                      help="Pause and ask on failure (default: environment's)"),
+           target: list[str] = run_options.TARGET, exclude_target: list[str] = run_options.EXCLUDE_TARGET,
+           skip: list[str] = run_options.SKIP, variable: list[str] = run_options.VARIABLE,
+           guided_failure: bool | None = run_options.GUIDED_FAILURE,
            force: bool = typer.Option(False, "--force", help="Redeploy targets already at this release"),
-           wait: bool = typer.Option(False, "--wait", help="Stream the log until it ends; exit code = result"),
-           timeout: float | None = typer.Option(None, "--timeout", min=1,
-                                                help="With --wait: stop waiting after SECONDS (exit code 124)"),
-           cancel_on_timeout: bool = typer.Option(False, "--cancel-on-timeout",
-                                                  help="Cancel the deployment when --timeout passes"),
+           wait: bool = run_options.WAIT, timeout: float | None = run_options.TIMEOUT,
+           cancel_on_timeout: bool = run_options.CANCEL_ON_TIMEOUT,
            at: str | None = typer.Option(None, "--at", help="Start at TIME (ISO 8601, HH:MM or +10m): a scheduled "
                                                             "flow run of `ferry serve`"),
            expires: str | None = typer.Option(None, "--expires",
@@ -254,39 +251,55 @@ def deploy(project: str, release: str = typer.Argument(..., help="A version, or 
 @app.command()
 def promote(project: str, from_: str = typer.Option(..., "--from", help="Source environment"),
             to: str = typer.Option(..., "--to", help="Destination environment"),
-            wait: bool = typer.Option(False, "--wait"),
+            target: list[str] = run_options.TARGET, exclude_target: list[str] = run_options.EXCLUDE_TARGET,
+            skip: list[str] = run_options.SKIP, variable: list[str] = run_options.VARIABLE,
+            guided_failure: bool | None = run_options.GUIDED_FAILURE, wait: bool = run_options.WAIT,
+            timeout: float | None = run_options.TIMEOUT,
+            cancel_on_timeout: bool = run_options.CANCEL_ON_TIMEOUT,
             channel: str | None = typer.Option(None, "--channel", help="Promote the channel's release (default: "
                                                                       "the default channel)"),
             override_freeze: bool = typer.Option(False, "--override-freeze",
                                                  help="Deploy although a deployment freeze is in force")) -> None:
     """Deploy the release (of a channel) that last succeeded in one environment to the next."""
+    extra = RunOptions(list(target), list(exclude_target), list(skip), _variables(variable), guided_failure, timeout,
+                       cancel_on_timeout)
     if (client := remote_client()) is not None:
-        remote.started(client, project, client.promote(project, from_, to, channel=channel,
-                                                       override_freeze=override_freeze), wait)
+        remote.started(client, project, client.promote(project, from_, to, **extra.options(), channel=channel,
+                                                       override_freeze=override_freeze), wait or extra.waits(),
+                       timeout=timeout, cancel_on_timeout=cancel_on_timeout)
         return
     from flows.orchestration.launch import promote_request
 
     ctx = Workspace()
-    _start(ctx, promote_request(ctx, project, from_, to, channel=channel, override_freeze=override_freeze), wait)
+    request = promote_request(ctx, project, from_, to, channel=channel, override_freeze=override_freeze,
+                              **extra.options())
+    _start(ctx, request, wait, timeout=timeout, cancel_on_timeout=cancel_on_timeout)
 
 
 @app.command()
 def rollback(project: str, env: str = typer.Option(..., "--env", help="Environment to roll back"),
-             wait: bool = typer.Option(False, "--wait"),
+             target: list[str] = run_options.TARGET, exclude_target: list[str] = run_options.EXCLUDE_TARGET,
+             skip: list[str] = run_options.SKIP, variable: list[str] = run_options.VARIABLE,
+             guided_failure: bool | None = run_options.GUIDED_FAILURE, wait: bool = run_options.WAIT,
+             timeout: float | None = run_options.TIMEOUT,
+            cancel_on_timeout: bool = run_options.CANCEL_ON_TIMEOUT,
              override_freeze: bool = typer.Option(False, "--override-freeze",
                                                   help="Deploy although a deployment freeze is in force")) -> None:
     """Deploy the environment's previous successful release again, as a new deployment."""
+    extra = RunOptions(list(target), list(exclude_target), list(skip), _variables(variable), guided_failure, timeout,
+                       cancel_on_timeout)
     if (client := remote_client()) is not None:
-        launched = client.rollback(project, env, override_freeze=override_freeze)
+        launched = client.rollback(project, env, **extra.options(), override_freeze=override_freeze)
         say(f"rolling {env} back from {launched.get('rolled_back_from')} to {launched.get('release')}")
-        remote.started(client, project, launched, wait)
+        remote.started(client, project, launched, wait or extra.waits(), timeout=timeout,
+                       cancel_on_timeout=cancel_on_timeout)
         return
     from flows.orchestration.launch import rollback_request
 
     ctx = Workspace()
-    request, current = rollback_request(ctx, project, env, override_freeze=override_freeze)
+    request, current = rollback_request(ctx, project, env, **extra.options(), override_freeze=override_freeze)
     say(f"rolling {env} back from {current} to {request.release}")
-    _start(ctx, request, wait)
+    _start(ctx, request, wait, timeout=timeout, cancel_on_timeout=cancel_on_timeout)
 
 
 @deployment_app.command("list")
@@ -325,14 +338,18 @@ def show(deployment_id: int, as_json: bool = typer.Option(False, "--json")) -> N
             results = records.results(conn, deployment_id)
             from snapshots.store.outputs import for_deployment
             outputs = for_deployment(conn, deployment_id, ctx.vault)
+            from flows.engine.inventory import answers
+            answered = answers(conn, found.project, deployment_id)
         data = {**found.as_dict(), "results": [r.as_dict() for r in results],
-                "outputs": [o.as_dict() for o in outputs]}
+                "outputs": [o.as_dict() for o in outputs], "answers": answered}
     if as_json:
         print_json(data)
         return
     d = data
     say(f"deployment #{d['id']}: {d['project']} {d['version']} → {d['environment']}: {d['state']}")
     say(f"created {d['created_at']} by {d['created_by']}; started {d['started_at']}; finished {d['finished_at']}")
+    for a in d.get("answers") or []:  # approvals apart from the start: who answered a pause, and when
+        say(f"answered {a['action']} at {a['at']} by {a['by']}" + (f" ({a['notes']})" if a.get("notes") else ""))
     if d.get("error"):
         say(f"error: {d['error']}")
     params = d.get("parameters") or {}

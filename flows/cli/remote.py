@@ -13,7 +13,7 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from flows.cli import exit_codes
+from flows.cli import exit_codes, failures
 
 if TYPE_CHECKING:
     from flows.client import FerryClient
@@ -148,6 +148,7 @@ def started(client: FerryClient, project: str, launched: dict[str, Any], wait: b
         say(f"deployment #{deployment_id} succeeded")
         return
     shown = client.show_deployment(deployment_id)
+    failures.report(deployment_id, shown.get("results") or [])
     err_console.print(f"error: deployment #{deployment_id} {str(shown.get('state') or result.state).lower()}: "
                       f"{shown.get('error') or 'see its log'}", markup=False)
     sys.exit(1)

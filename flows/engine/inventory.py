@@ -3,6 +3,7 @@ ferry server API): projects with their current revision and lifecycle, environme
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sqlalchemy import Connection
@@ -33,3 +34,21 @@ def environments(conn: Connection) -> list[dict[str, Any]]:
              "targets": [{"name": t.name, "roles": list(t.roles), "transport": t.transport.kind}
                          for t in infra.targets_in(env.name)]}
             for env in infra.environments]
+
+
+def answers(conn: Connection, project: str, deployment_id: int) -> list[dict[str, Any]]:
+    """Who answered a deployment's pauses (manual steps, guided failures) and when, from the audit log: an
+    approval is reported apart from when the deployment started."""
+    from snapshots.store import audit
+
+    subject = f"project/{project}/deployment/{deployment_id}"
+    out = []
+    for entry in audit.entries(conn, subject):
+        if entry["subject"] != subject or entry["action"] != "deployment.answer":
+            continue
+        detail = entry["detail"]
+        if isinstance(detail, str):
+            detail = json.loads(detail or "{}")
+        out.append({"at": str(entry["at"]), "by": entry["actor"], "action": detail.get("answer"),
+                    "notes": detail.get("notes") or ""})
+    return out

@@ -401,7 +401,11 @@ class Engine:
                        f"{self.plan.project} {release.release.version} to {self.plan.environment.name}\n\n"
                        f"{release.masker.mask(instructions)}\n\n"
                        f"Answer **proceed** or **abort** (or `ferry deployment answer {self.deployment_id} proceed`).")
-        self.log(f"manual intervention {step.name!r}: waiting for proceed/abort")
+        who = f"{step.responsible} (or anyone whose key may answer in {self.plan.environment.name})" \
+            if step.responsible else f"anyone whose key may answer in {self.plan.environment.name}"
+        self.log(f"manual intervention {step.name!r}: waiting for proceed/abort — "
+                 f"{' '.join(release.masker.mask(instructions).split())} — who may answer: {who}; "
+                 f"`ferry deployment answer {self.deployment_id} proceed|abort [--notes TEXT]`")
         started = now()
         action, notes = self._pause(ask_manual, description, int(step.timeout) if step.timeout else PAUSE_TIMEOUT)
         state = SUCCESS if action == "proceed" else FAILED

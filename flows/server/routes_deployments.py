@@ -100,7 +100,10 @@ def show(deployment_id: int, request: Request, key: ApiKey = Depends(current_key
     with ctx.store.read() as conn:
         results = records.results(conn, deployment_id)
         outputs = output_store.for_deployment(conn, deployment_id, ctx.vault)  # sensitive ones masked
+        from flows.engine.inventory import answers
+        answered = answers(conn, found.project, deployment_id)
     return {**found.as_dict(), "results": [r.as_dict() for r in results], "outputs": [o.as_dict() for o in outputs],
+            "answers": answered,
             "finished": found.state in records.FINISHED}
 
 

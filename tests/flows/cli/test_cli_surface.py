@@ -68,3 +68,25 @@ def test_deploy_to_goes_in_lifecycle_order_each_once() -> None:
     assert _in_order(["Production", "Development", "test", "Development"], order) == ["Development", "test",
                                                                                        "Production"]
     assert _in_order(["Elsewhere", "Test"], order) == ["Test", "Elsewhere"]
+
+
+def test_promote_and_rollback_take_every_option_deploy_takes(applied: Sample) -> None:
+    from flows.cli.app import build_command
+
+    commands = build_command().commands
+    shared = {"--target", "--exclude-target", "--skip", "--variable", "--guided-failure", "--wait", "--timeout",
+              "--cancel-on-timeout"}
+
+    def options(name: str) -> dict[str, str | None]:
+        return {opt: getattr(param, "help", None) for param in commands[name].params
+                for opt in getattr(param, "opts", []) if opt in shared}
+
+    assert set(options("deploy")) == shared
+    assert options("promote") == options("deploy") == options("rollback")  # one definition, same help
+    for args in (("promote", "OctoFX", "--from", "Development", "--to", "Test"),
+                 ("rollback", "OctoFX", "--env", "Test")):
+        refused = ferry(*args, "--target", "test-01", "--skip", "Smoke test", "--variable", "X=1", "--timeout", "5",
+                        "--cancel-on-timeout", "--no-guided-failure")
+        assert refused.code == 3 and "No such option" not in refused.stderr, refused.stderr
+        alone = ferry(*args, "--cancel-on-timeout")
+        assert alone.code == 3 and "--cancel-on-timeout needs --timeout" in alone.stderr

@@ -88,7 +88,7 @@ def test_min_healthy_caps_the_window_and_refuses_what_can_never_hold(project: Lo
     deployed(project, "1.0.1", "Dev")
     before = len(project.deployments())
     result = project.deploy("1.0.1", "Prod")
-    assert result.exit_code == 1
+    assert result.exit_code == 3  # refused before start
     assert result.stderr.strip() == ("error: step 'Roll out' in Prod: min_healthy 4 can never hold with 4 target(s) "
                                      "in service (taking even one out leaves 3)")
     assert len(project.deployments()) == before
@@ -103,6 +103,10 @@ def test_first_failure_stops_the_rollout_and_leaves_later_targets_untouched(proj
     result = project.deploy("1.0.0", "Prod")
     assert result.exit_code == 1
     assert "error: deployment #2 failed: Roll out: 1 target(s) failed, 2 not started" in result.stderr
+    # one line per failed target and where the log is; no Prefect traceback without --debug (issue 16)
+    assert "failed: Install · prod-02: " in result.stdout and "exit code 1" in result.stdout
+    assert "log: ferry deployment log 2" in result.stdout
+    assert "Traceback" not in result.output
     touched = sorted(t for t in project.targets("Prod") if (project.target_dir(t) / "installed").exists())
     assert touched == ["prod-01", "prod-02"]
     record = project.show(2)
@@ -146,7 +150,7 @@ def test_conditions_retries_and_required_steps(project: LocalProject, tmp_path) 
     assert skipped.exit_code == 0, skipped.output
     assert {r["step"]: r["state"] for r in project.show(2)["results"]}["Fails"] == "skipped"
     refused = project.deploy("1.0.0", "Dev", "--skip", "Audit")
-    assert refused.exit_code == 1
+    assert refused.exit_code == 3  # refused before start
     assert refused.stderr.strip() == "error: --skip 'Audit': the step is required and cannot be skipped"
 
 
@@ -155,7 +159,7 @@ def test_lifecycle_refuses_skipping_a_phase(project: LocalProject) -> None:
     project.apply()
     project.release("1.0.0")
     result = project.deploy("1.0.0", "Prod")
-    assert result.exit_code == 1
+    assert result.exit_code == 3  # refused before start
     assert result.stderr.strip() == ("error: release 1.0.0 cannot be deployed to Prod yet: lifecycle 'Default' "
                                      "phase 'Dev' needs all of Dev first (not yet deployed to: Dev)")
     assert project.deployments() == []

@@ -73,7 +73,8 @@ def test_guided_failure_answered_from_the_cli(project: LocalProject, tmp_path: P
 
 
 def test_manual_intervention_proceed_and_abort(project: LocalProject) -> None:
-    process = [{"name": "Approve", "kind": "manual", "instructions": "Check #{Environment.Name} dashboards"},
+    process = [{"name": "Approve", "kind": "manual", "instructions": "Check #{Environment.Name} dashboards",
+                "responsible": "ops"},
                {"name": "Install", "kind": "script", "roles": ["web"], "script": "touch $HOME/installed"}]
     project.write(process)
     project.apply()
@@ -86,6 +87,10 @@ def test_manual_intervention_proceed_and_abort(project: LocalProject) -> None:
     results = {r["step"]: r for r in project.show(paused["id"])["results"]}
     assert results["Approve"]["message"] == "proceed: dashboards green"
     assert (project.target_dir("dev-01") / "installed").exists()
+    # the CLI showed the instructions and who may answer; show reports the approval apart from the start
+    assert "Check Dev dashboards" in out and "who may answer: ops" in out
+    shown = project.run("deployment", "show", str(paused["id"])).stdout
+    assert "answered proceed at " in shown and " by tester (dashboards green)" in shown
 
     (project.target_dir("dev-01") / "installed").unlink()
     proc = project.deploy_async("1.0.0", "Dev", "--force")
@@ -184,7 +189,7 @@ def test_tampered_release_is_refused_by_the_cli_and_by_the_flow(project: LocalPr
     db.commit()
     db.close()
     result = project.deploy("1.0.0", "Dev")
-    assert result.exit_code == 1
+    assert result.exit_code == 3  # refused before start
     assert result.stderr.strip().startswith("error: release Shop 1.0.0 was tampered with")
     assert project.deployments() == []
     flow = subprocess.run([sys.executable, "-m", "flows.orchestration.local_runs"],  # parameters on stdin

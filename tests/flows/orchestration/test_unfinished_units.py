@@ -163,7 +163,7 @@ def test_cli_excluding_every_target_fails_and_the_next_phase_stays_closed(cli_pr
                     "project allows it)")
     assert cli_project.deployments()[0]["state"] == "Failed"
     refused = cli_project.deploy("1.0.0", "Prod")
-    assert refused.exit_code == 1 and "cannot be deployed to Prod yet" in refused.stderr
+    assert refused.exit_code == 3 and "cannot be deployed to Prod yet" in refused.stderr  # refused before start
 
 
 def test_cli_apply_warns_about_a_role_typo_on_stderr(cli_project: LocalProject) -> None:
