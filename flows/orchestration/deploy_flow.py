@@ -16,7 +16,7 @@ from sqlalchemy import Connection
 from flows.engine import prepared
 from flows.engine.plan import DeploymentPlan, prepare
 from flows.engine.request import freeze_parameters
-from flows.orchestration import artifacts
+from flows.orchestration import artifacts, events
 from flows.orchestration.concurrency import ensure_limits, environment_limit, release_lease, slot, target_limit
 from flows.orchestration.execution import Engine
 from flows.orchestration.triggers import auto_deploy
@@ -181,6 +181,7 @@ def _run_alive(plan: DeploymentPlan, deployment_id: int, ctx: Workspace, logger:
                     # We hold the environment's only slot, so that one's process is gone (killed or crashed).
                     records.set_state(conn, other.id, records.FAILED, error="abandoned: its process stopped")
             records.set_state(conn, deployment_id, records.RUNNING)
+        events.emit_state(ctx.store, deployment_id, records.RUNNING)
         logger.info(f"deployment #{deployment_id}: {plan.project} {version} → {plan.environment.name} "
                     f"({len(plan.targets)} target(s), variables revision {plan.current.variables_revision})")
         try:
@@ -189,6 +190,8 @@ def _run_alive(plan: DeploymentPlan, deployment_id: int, ctx: Workspace, logger:
             with ctx.store.begin() as conn:
                 records.set_state(conn, deployment_id, records.FAILED,
                                   error=plan.current.masker.mask(f"{type(exc).__name__}: {exc}"))
+            events.emit_state(ctx.store, deployment_id, records.FAILED,
+                              error=plan.current.masker.mask(f"{type(exc).__name__}: {exc}"))
             raise
         masker = plan.current.masker
         artifacts.summary_table(plan.project, plan.environment.name, engine.summary, masker)
@@ -198,6 +201,8 @@ def _run_alive(plan: DeploymentPlan, deployment_id: int, ctx: Workspace, logger:
         with ctx.store.begin() as conn:
             records.set_state(conn, deployment_id, records.FAILED if engine.failed else records.SUCCESS,
                               error=masker.mask(error) if error else None)
+        events.emit_state(ctx.store, deployment_id, records.FAILED if engine.failed else records.SUCCESS,
+                          error=masker.mask(error) if error else None)
     if engine.failed:
         outcomes = [StepOutcome(r["step"], r["target"], r["state"], masker.mask(r["message"]) if r["message"] else None)
                     for r in engine.summary]

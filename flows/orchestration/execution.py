@@ -20,7 +20,7 @@ from flows.engine.outputs import DeploymentOutputs
 from flows.engine.plan import DeploymentPlan, ReleasePlan, release_plan, resolve_rolling
 from flows.engine.results import ResultWriter
 from flows.engine.rolling import FAILED, SKIPPED, SUCCESS, Outcome, check_min_healthy, roll
-from flows.orchestration import artifacts
+from flows.orchestration import artifacts, events
 from flows.orchestration.pauses import FailureAnswer, ManualAnswer, ask_failure, ask_manual
 from snapshots import releases
 from snapshots.errors import ConnectionLost, FerryError, TransportError
@@ -386,6 +386,7 @@ class Engine:
                timeout: int) -> tuple[str, str]:
         """Pause the flow run until a person answers; no answer in time is an abort (the deployment fails)."""
         self._set_state(records.PAUSED)
+        events.emit_state(self.store, self.deployment_id, records.PAUSED)
         try:
             answer = ask(description, timeout)
             return answer.action, answer.notes

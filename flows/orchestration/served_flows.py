@@ -33,6 +33,7 @@ from prefect.states import Cancelled, State
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, WithJsonSchema, create_model
 from pydantic.config import JsonValue
 
+from flows.orchestration import events
 from flows.orchestration.deploy_flow import deploy_release
 from flows.orchestration.plan_flow import plan_flow
 from flows.orchestration.triggers import auto_deploy
@@ -439,6 +440,7 @@ def _record_cancelled(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]
     deployment_id = _record_for(flow_run)
     if deployment_id is not None:
         mark_record(deployment_id, "Cancelled", state.message or "cancelled")
+        events.emit_for(Workspace().store, deployment_id, events.CANCELLED, error=state.message, flush=True)
 
 
 def _record_crashed(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]) -> None:
