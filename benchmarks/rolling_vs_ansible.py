@@ -518,11 +518,11 @@ class Bench:
             self._ferry("release", "create", PROJECT, "--version", version, "--package", f"{PACKAGE}:{version}")
             prepare = time.perf_counter() - started
         self.recorder.take()  # type: ignore[union-attr]
-        load_before, cpu_before = load_average(), machine_cpu_seconds()
+        load_before, cpu_before, own_before = load_average(), machine_cpu_seconds(), children_cpu_seconds()
         with StateMonitor(self.haproxy_socket) as monitor:
             run = do(version, package)
         run.detail.update(load=max(load_before, load_average()), cpu=machine_cpu_seconds() - cpu_before,
-                          push_release=prepare)
+                          own_cpu=children_cpu_seconds() - own_before, push_release=prepare)
         self.check(run, self.recorder.take(), monitor.seen)  # type: ignore[union-attr]
         log(f"{tool:11} {version:8} {run.seconds:7.2f} s  load {run.detail['load']:.2f}  "
             f"machine CPU {run.detail['cpu']:.1f} s  (checked: all drained, out, back UP, on {version})")
@@ -540,6 +540,15 @@ def machine_cpu_seconds() -> float:
     fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
     busy = sum(int(fields[i]) for i in (0, 1, 2, 5, 6, 7) if i < len(fields))
     return busy / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds() -> float:
+    """CPU-seconds of this process's finished children (the tool's command and everything it waited for):
+    the tool's own cost on the controller, which the machine-wide figure hides on a shared machine."""
+    import resource
+
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
 
 
 def _drained_out_and_back(commands: list[str], server: str) -> bool:
@@ -598,6 +607,8 @@ def summarize(runs: list[Run], targets: int, window: int, pairs: int) -> dict[st
         "ratio_ferry_fresh_floor": statistics.median(to_fresh), "paired_fresh_ratios": to_fresh,
         "load": {tool: [round(r.detail["load"], 2) for r in runs if r.tool == tool] for tool in TOOLS},
         "cpu_seconds": {tool: statistics.median(r.detail["cpu"] for r in runs if r.tool == tool) for tool in TOOLS},
+        "own_cpu_seconds": {tool: statistics.median(r.detail["own_cpu"] for r in runs if r.tool == tool)
+                            for tool in TOOLS},
         "push_release_median": statistics.median(r.detail["push_release"] for r in ferry),
         "overhead": {tool: (med[tool] - med["floor"]) / med["floor"] for tool in ("ferry", "ansible")},
         "floor_wall_median": statistics.median(r.detail["wall"] for r in runs if r.tool == "floor"),
@@ -628,7 +639,8 @@ def print_table(s: dict[str, Any]) -> None:
         spread = " ".join(f"{x:.2f}" for x in runs[tool])
         above = "" if tool.startswith("floor") else \
             f"+{med[tool] - med['floor']:6.2f} s ({100 * s['overhead'][tool]:5.1f}%)"
-        print(f"  {label:34}{med[tool]:8.2f} s   {spread:<44}{above:>18}  CPU {s['cpu_seconds'][tool]:5.1f} s  "
+        print(f"  {label:34}{med[tool]:8.2f} s   {spread:<44}{above:>18}  CPU {s['cpu_seconds'][tool]:5.1f} s "
+              f"(own {s['own_cpu_seconds'][tool]:5.1f})  "
               f"load {min(s['load'][tool]):.1f}–{max(s['load'][tool]):.1f}")
     r = s["paired_ratios"]
     print(f"  {'ratio ferry / Ansible (paired)':34}{s['ratio_ferry_ansible']:8.2f}     "
