@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO
 
 from flows.engine.request import DeployRequest
+from flows.orchestration.ui_tags import tagged
 from snapshots.settings import open_private_log
 from snapshots.store import records
 from snapshots.workspace import Workspace
@@ -29,8 +30,9 @@ def run_here(request: DeployRequest, deployment_id: int) -> bool:
     """Run the flow in this process; True when the deployment succeeded."""
     from flows.orchestration.deploy_flow import deploy_release  # Prefect: only on the paths that run the flow here
 
-    with without_flow_heartbeat():
-        state = deploy_release(**request.flow_parameters(deployment_id), return_state=True)
+    params = request.flow_parameters(deployment_id)
+    with without_flow_heartbeat(), tagged(params):
+        state = deploy_release(**params, return_state=True)
     return bool(state.is_completed())
 
 
@@ -105,7 +107,7 @@ def _main() -> None:
     devnull = os.open(os.devnull, os.O_RDONLY)  # what the child had before: scripts must not read our pipe
     os.dup2(devnull, 0)
     os.close(devnull)
-    with without_flow_heartbeat():
+    with without_flow_heartbeat(), tagged(params):
         state = deploy_release(**params, return_state=True)
     sys.exit(0 if state.is_completed() else 1)
 

@@ -21,6 +21,7 @@ from uuid import UUID
 import httpx
 
 from flows.client.http import PrefectApi, PrefectRun, PrefectUnreachable, prefect_api_url, prefect_ui_url
+from flows.orchestration.ui_tags import run_tags
 from snapshots.errors import FerryError
 
 if TYPE_CHECKING:  # Prefect is imported where it is used: the CLI imports this module before it needs one
@@ -137,7 +138,8 @@ def create_run(served: Served, parameters: dict[str, Any], *, at: datetime | Non
     hint409 = " (a project applied moments ago reaches ferry serve within its --sync-seconds)"
     if client is None and (api := thin_api()) is not None:
         try:
-            return api.create_flow_run(str(served.id), parameters, at=at, name=name, tags=["ferry", *(tags or [])])
+            return api.create_flow_run(str(served.id), parameters, at=at, name=name,
+                                       tags=["ferry", *run_tags(parameters), *(tags or [])])
         except PrefectUnreachable as exc:
             raise FerryError(str(exc)) from None
         except httpx.HTTPStatusError as exc:
@@ -154,7 +156,7 @@ def create_run(served: Served, parameters: dict[str, Any], *, at: datetime | Non
     try:
         with client_or_new(client) as prefect:
             return prefect.create_flow_run_from_deployment(served.id, parameters=parameters, state=state, name=name,
-                                                          tags=["ferry", *(tags or [])])
+                                                          tags=["ferry", *run_tags(parameters), *(tags or [])])
     except PrefectHTTPStatusError as exc:
         detail = exc.response.json().get("detail", exc.response.text) if exc.response.content else str(exc)
         hint = hint409 if exc.response.status_code == 409 else ""

@@ -1,4 +1,4 @@
-"""Notifications: a failed deployment emits ``ferry.deployment.failed``, and a Prefect automation on a real
+"""Notifications and tags: a failed deployment emits ``ferry.deployment.failed``, and a Prefect automation on a real
 Prefect server (event trigger → call-webhook action) delivers it to a webhook — a loopback HTTP receiver here,
 Slack or anything else in real life — with project, environment, release, actor and the link to the run."""
 
@@ -87,3 +87,8 @@ def test_failed_deployment_reaches_a_webhook_through_a_prefect_automation(
     assert message["link"].endswith(f"/runs/flow-run/{record['flow_run_id']}")
     assert message["link"].startswith(prefect_env["PREFECT_API_URL"].removesuffix("/api"))
     assert "exit code 3" in message["error"]
+    # the same run is found in the UI by its project and environment tags (issue 16: tags)
+    api = prefect_env["PREFECT_API_URL"]
+    found = httpx.post(f"{api}/flow_runs/filter", timeout=30, json={"flow_runs": {
+        "tags": {"all_": ["project:Notify", "environment:Dev"]}}}).json()
+    assert [r["id"] for r in found] == [record["flow_run_id"]]
