@@ -10,6 +10,7 @@ revision are signed by the executor's key, chained (``snapshots.store.signing``)
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -141,7 +142,8 @@ def _pin_packages(conn: Connection, feed: Feed, revision: ProjectRevision,
     for package_id, version in pins.items():  # before the feed is asked: the rule is the clearer message
         check_version(channel, package_id, version)
     external = release_feeds.package_feeds(revision.document)
-    chosen = [release_feeds.pin(conn, feed, vault, external[package_id], package_id, pins.get(package_id))
+    chosen = [release_feeds.pin(conn, feed, vault, external[package_id], package_id, pins.get(package_id),
+                                _external_pick(channel, package_id, external[package_id]))
               if package_id in external else
               feed.resolve(conn, package_id, pins.get(package_id) or _channel_pick(conn, feed, channel, package_id))
               for package_id in wanted]
@@ -150,6 +152,21 @@ def _pin_packages(conn: Connection, feed: Feed, revision: ProjectRevision,
         with ThreadPoolExecutor(max_workers=min(4, len(built_in))) as pool:
             list(pool.map(feed.verify, built_in))
     return chosen
+
+
+def _external_pick(channel: Channel, package_id: str, feed_name: str) -> Callable[[list[str]], str | None]:
+    """The channel's choice among an external feed's versions (None: no rule applies, the newest stable)."""
+    def pick(have: list[str]) -> str | None:
+        if not rules_for(channel, package_id):
+            return None
+        picked = pick_version(channel, package_id, have)
+        if picked is None:
+            rules = "; ".join(r.describe() for r in rules_for(channel, package_id))
+            raise ChannelRuleError(f"no version of package {package_id} in feed {feed_name!r} satisfies channel "
+                                   f"{channel.name!r} ({rules}; have: {', '.join(sorted(have, key=sort_key))})")
+        return picked
+
+    return pick
 
 
 def _channel_pick(conn: Connection, feed: Feed, channel: Channel, package_id: str) -> str | None:

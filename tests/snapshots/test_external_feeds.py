@@ -189,3 +189,18 @@ def test_release_pins_the_feed_and_deploys_refuse_bytes_changed_after(
         assert not cached.exists()
     finally:
         store.dispose()
+
+
+def test_a_channel_rule_picks_among_the_external_feeds_versions(web: StaticFeeds, tmp_path: Path) -> None:
+    from snapshots.errors import ChannelRuleError
+    from snapshots.model.channels import Channel
+    from snapshots.releases import _external_pick
+
+    found = feeds(tmp_path, nuget(web))
+    beta = Channel.model_validate({"name": "Beta", "rules": [{"tag": "^beta"}]})
+    picked = found.resolve("nuget-main", "OctoFX.Web", None, _external_pick(beta, "OctoFX.Web", "nuget-main"))
+    assert picked.version == "1.2.0-beta.1"
+    old = Channel.model_validate({"name": "Old", "rules": [{"version_range": "[9.0,10.0)"}]})
+    with pytest.raises(ChannelRuleError, match=r"^no version of package OctoFX.Web in feed 'nuget-main' satisfies "
+                                               r"channel 'Old' \(version_range \[9.0,10.0\); have: 1.0.0, 1.1.0, "):
+        found.resolve("nuget-main", "OctoFX.Web", None, _external_pick(old, "OctoFX.Web", "nuget-main"))
