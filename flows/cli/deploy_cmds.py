@@ -373,30 +373,40 @@ ANSWERS = ("retry", "skip", "ignore", "abort", "proceed")
 @deployment_app.command("answer")
 def answer(deployment_id: int,
            action: str = typer.Argument(..., help="retry|skip|ignore|abort (guided failure) or proceed|abort"),
-           notes: str = typer.Option("", "--notes", help="Recorded on the deployment")) -> None:
+           notes: str = typer.Option("", "--notes", help="Recorded on the deployment"),
+           as_json: bool = typer.Option(False, "--json", help="Print a ferry/v1 JSON document")) -> None:
     """Answer a deployment that is paused for a person (guided failure or a manual step)."""
     if action not in ANSWERS:  # before asking anyone: a typo is not "not waiting"
         raise ConfigError(f"answer {action!r} is not one of {', '.join(ANSWERS)} (retry|skip|ignore|abort for a "
                           "guided failure, proceed|abort for a manual step)")
     if (client := remote_client()) is not None:
-        say(client.answer(deployment_id, action, notes))
-        return
-    from flows.orchestration.launch import answer as answer_deployment
+        message = client.answer(deployment_id, action, notes)
+    else:
+        from flows.orchestration.launch import answer as answer_deployment
 
-    ctx = Workspace()
-    say(answer_deployment(ctx, deployment_id, action, notes, ctx.actor))
+        ctx = Workspace()
+        message = answer_deployment(ctx, deployment_id, action, notes, ctx.actor)
+    if as_json:
+        print_json({"deployment_id": deployment_id, "answer": action, "notes": notes, "message": message})
+        return
+    say(message)
 
 
 @deployment_app.command("cancel")
-def cancel(deployment_id: int) -> None:
+def cancel(deployment_id: int,
+           as_json: bool = typer.Option(False, "--json", help="Print a ferry/v1 JSON document")) -> None:
     """Cancel a deployment: a queued one never starts, a running one stops (the record says who cancelled)."""
     if (client := remote_client()) is not None:
-        say(client.cancel(deployment_id))
-        return
-    from flows.orchestration.launch import cancel as cancel_deployment
+        message = client.cancel(deployment_id)
+    else:
+        from flows.orchestration.launch import cancel as cancel_deployment
 
-    ctx = Workspace()
-    say(cancel_deployment(ctx, deployment_id, ctx.actor))
+        ctx = Workspace()
+        message = cancel_deployment(ctx, deployment_id, ctx.actor)
+    if as_json:
+        print_json({"deployment_id": deployment_id, "message": message})
+        return
+    say(message)
 
 
 @app.command()
