@@ -1,6 +1,6 @@
 """Secret scan (issue 13's standing suite): a full deployment on the real lab (SSH targets, a real Prefect
-server on PostgreSQL) with three sensitive values — one inline in the YAML, one ``from_env``, one prompted at
-deploy time — whose script prints each of them plainly and base64-, hex-, URL- and JSON-encoded. Afterwards
+server on PostgreSQL) with four sensitive values — one inline in the YAML, one ``from_env``, one prompted at
+deploy time, one ``from_env`` in an included library variable set — whose script prints each of them plainly and base64-, hex-, URL- and JSON-encoded. Afterwards
 none of them, in any of those forms (tests/secret_scan.py: plain, base64 at every alignment, base64url, hex,
 HEX, URL-encoded, JSON-escaped, UTF-16), is found in:
 
@@ -36,14 +36,15 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 TARGET = "dev-01"
 
 SCRIPT = r"""
-for name in Inline.Secret Env.Secret Prompt.Secret; do
+for name in Inline.Secret Env.Secret Prompt.Secret Lib.Secret; do
   value="$(ferry_var "$name")"
   printf '%s' "$value" | sha256sum | cut -d' ' -f1 >> /srv/secret-scan.sha256
   echo "plain $name: $value"
   echo "base64 $name: $(printf '%s' "$value" | base64 -w0)"
   echo "basic auth: $(printf 'deploy:%s' "$value" | base64 -w0)"
   echo "hex $name: $(printf '%s' "$value" | od -An -tx1 | tr -d ' \n')"
-  echo "url $name: $(printf '%s' "$value" | python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.stdin.read(), safe=""))')"
+  echo "url $name: $(printf '%s' "$value" |
+    python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.stdin.read(), safe=""))')"
   echo "json $name: $(printf '%s' "$value" | python3 -c 'import json, sys; print(json.dumps(sys.stdin.read()))')"
 done
 """
@@ -62,7 +63,8 @@ def _temp_dirs(before: set[Path]) -> list[Path]:
 
 def test_no_sensitive_value_is_found_anywhere(lab: LabInfo, tmp_path: Path, ferry: Any, ferry_home: Path,
                                               prefect_server: Any, prefect_env: dict[str, str]) -> None:
-    secrets = {"inline": _secret("inline"), "env": _secret("env"), "prompt": _secret("prompt")}
+    secrets = {"inline": _secret("inline"), "env": _secret("env"), "prompt": _secret("prompt"),
+               "library": _secret("library")}
     temp_before = {p for pattern in ("ferry.*", "ferry-run-*") for p in Path("/tmp").glob(pattern)}
     srv = lab.lab.app_root(TARGET)
     (srv / "secret-scan.sha256").unlink(missing_ok=True)
@@ -72,7 +74,11 @@ def test_no_sensitive_value_is_found_anywhere(lab: LabInfo, tmp_path: Path, ferr
     infra["targets"] = [t for t in infra["targets"] if t["name"] == TARGET]
     (tmp_path / "infrastructure.yaml").write_text(yaml.safe_dump(infra, sort_keys=False))
     name = f"Scan-{uuid.uuid4().hex[:6]}"
-    project = {"project": name, "lifecycle": "Default",
+    # a library variable set's sensitive value (issue 14 item 4), included by the project
+    library = {"library_variable_set": f"{name}-Lib", "variables": [
+        {"name": "Lib.Secret", "sensitive": True, "value": {"from_env": "SCAN_LIB_SECRET"}}]}
+    (tmp_path / "library.yaml").write_text(yaml.safe_dump(library, sort_keys=False))
+    project = {"project": name, "lifecycle": "Default", "include": [f"{name}-Lib"],
                "process": [{"name": "Use secrets", "kind": "script", "roles": ["web"], "script": SCRIPT}],
                "variables": [
                    {"name": "Inline.Secret", "sensitive": True, "value": secrets["inline"]},
@@ -82,8 +88,9 @@ def test_no_sensitive_value_is_found_anywhere(lab: LabInfo, tmp_path: Path, ferr
 
     outputs: dict[str, str] = {}
     # the from_env value lives in the environment of `ferry apply` only (where the operator put it)
-    applied = ferry("apply", str(tmp_path / "infrastructure.yaml"), str(tmp_path / "project.yaml"),
-                    env={"SCAN_ENV_SECRET": secrets["env"]})
+    applied = ferry("apply", str(tmp_path / "infrastructure.yaml"), str(tmp_path / "library.yaml"),
+                    str(tmp_path / "project.yaml"),
+                    env={"SCAN_ENV_SECRET": secrets["env"], "SCAN_LIB_SECRET": secrets["library"]})
     assert applied.exit_code == 0, applied.output
     outputs["apply"] = applied.output
     created = ferry("release", "create", name, "--version", "1.0.0")
@@ -91,16 +98,16 @@ def test_no_sensitive_value_is_found_anywhere(lab: LabInfo, tmp_path: Path, ferr
     outputs["release create"] = created.output
 
     with sampling(secrets["inline"]) as inline_s, sampling(secrets["env"]) as env_s, \
-            sampling(secrets["prompt"]) as prompt_s:
+            sampling(secrets["prompt"]) as prompt_s, sampling(secrets["library"]) as library_s:
         deployed = ferry("deploy", name, "1.0.0", "--to", "Development", "--wait", "--local",
                          "--variable", "Prompt.Secret", input=secrets["prompt"] + "\n")
-    samplers = {"inline": inline_s, "env": env_s, "prompt": prompt_s}
+    samplers = {"inline": inline_s, "env": env_s, "prompt": prompt_s, "library": library_s}
     outputs["deploy"] = deployed.output
     assert deployed.exit_code == 0, deployed.output
     assert "********" in deployed.output  # the script printed them: the masker caught every form
 
     used = (srv / "secret-scan.sha256").read_text().split()
-    assert used == [hashlib.sha256(secrets[k].encode()).hexdigest() for k in ("inline", "env", "prompt")]
+    assert used == [hashlib.sha256(secrets[k].encode()).hexdigest() for k in ("inline", "env", "prompt", "library")]
 
     project_runs = LocalProject(tmp_path, ferry, name=name)
     (record,) = project_runs.deployments()
@@ -135,4 +142,4 @@ def test_no_sensitive_value_is_found_anywhere(lab: LabInfo, tmp_path: Path, ferr
     # the deploy output really contained the encodings, masked: the script ran its lines
     assert len(re.findall(r"^.*(plain|base64|hex|url|json) \w+\.Secret: \*{8}", deployed.output, re.M)) >= 12, \
         deployed.output
-    assert not os.environ.get("SCAN_ENV_SECRET")
+    assert not os.environ.get("SCAN_ENV_SECRET") and not os.environ.get("SCAN_LIB_SECRET")
