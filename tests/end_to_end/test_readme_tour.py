@@ -47,6 +47,7 @@ def test_tour_commands_are_found_in_order() -> None:
         next(c for c in commands if c.startswith("ferry package push")))
 
 
+@pytest.mark.timeout(900)  # the lab and Prefect fixtures start inside this budget; a loaded machine is slow
 def test_the_readme_tour_runs_as_written(lab: LabInfo, tmp_path: Path, ferry_home: Path,
                                          prefect_env: dict[str, str]) -> None:
     commands = tour_commands((REPO / "README.md").read_text())
