@@ -33,7 +33,8 @@ def plan_document(project: str, environment: str, release: str = "latest", *, ta
     with ctx.store.read() as conn:
         planned = prepare(conn, ctx.feed, ctx.vault, project=project, release=release, environment=environment,
                           targets=targets or [], exclude_targets=exclude_targets or [], skip_steps=skip_steps or [],
-                          variables={}, guided_failure=guided_failure, force=force)
+                          variables={}, guided_failure=guided_failure, force=force,
+                          report_freeze=True)  # a plan shows the freeze check; it does not refuse
         journals = read_journals(planned, ctx.settings.home) if check_targets else None
         doc = describe(conn, planned, journals=journals)
         conn.rollback()
