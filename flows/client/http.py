@@ -471,6 +471,11 @@ class PrefectApi:
         response.raise_for_status()
         return PrefectRun.of(response.json())
 
+    def task_run_name(self, task_run_id: str) -> str | None:
+        """A task run's name (``step · target`` for deploy-release), or None when Prefect does not know it."""
+        response = self._send("GET", f"/task_runs/{task_run_id}")
+        return str(response.json().get("name") or "") or None if response.status_code == 200 else None
+
     def flow_run(self, flow_run_id: str) -> PrefectRun:
         response = self._send("GET", f"/flow_runs/{flow_run_id}")
         response.raise_for_status()

@@ -190,6 +190,15 @@ def follow(flow_run_id: UUID | str, *, timeout: float | None = None, cancel_on_t
     after: str | None = None
     paused_notified = False
     ended = [False]  # the engine's own last line ("Finished in state …") has been shown
+    task_names: dict[str, str | None] = {}
+
+    def task_of(log: dict[str, Any]) -> str | None:
+        task_run_id = log.get("task_run_id")
+        if not task_run_id:
+            return None
+        if str(task_run_id) not in task_names:
+            task_names[str(task_run_id)] = api.task_run_name(str(task_run_id))
+        return task_names[str(task_run_id)]
 
     def drain() -> int:
         nonlocal after
@@ -199,7 +208,7 @@ def follow(flow_run_id: UUID | str, *, timeout: float | None = None, cancel_on_t
             fresh = [log for log in logs if str(log["id"]) not in seen]
             for log in fresh:
                 seen.add(str(log["id"]))
-                echo(_format(log))
+                echo(_format(log, task_of(log)))
                 shown += 1
                 if log.get("task_run_id") is None and str(log.get("message", "")).startswith("Finished in state"):
                     ended[0] = True
@@ -269,11 +278,13 @@ def _wait_final(api: PrefectApi, flow_run_id: str, seconds: float) -> str:
     return "Cancelling"
 
 
-def _format(log: dict[str, Any]) -> str:
+def _format(log: dict[str, Any], task: str | None = None) -> str:
+    """``HH:MM:SS | LEVEL   | step · target | message``: a streamed line keeps its task (step and target)."""
     from logging import getLevelName
 
     stamp = datetime.fromisoformat(str(log["timestamp"]).replace("Z", "+00:00")).astimezone().strftime("%H:%M:%S")
-    return f"{stamp} | {getLevelName(int(log.get('level') or 20)):<7} | {log.get('message', '')}"
+    where = f"{task} | " if task else ""
+    return f"{stamp} | {getLevelName(int(log.get('level') or 20)):<7} | {where}{log.get('message', '')}"
 
 
 def _print(line: str) -> None:

@@ -90,3 +90,40 @@ def test_promote_and_rollback_take_every_option_deploy_takes(applied: Sample) ->
         assert refused.code == 3 and "No such option" not in refused.stderr, refused.stderr
         alone = ferry(*args, "--cancel-on-timeout")
         assert alone.code == 3 and "--cancel-on-timeout needs --timeout" in alone.stderr
+
+
+def test_lines_streamed_from_a_served_run_keep_step_and_target(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``ferry deploy --wait`` through ``ferry serve``: each line names its task (``step · target``), not only the
+    flow's lines (before, four targets' ``running Deploy.sh`` were indistinguishable)."""
+    from flows.client.http import PrefectRun
+    from flows.orchestration import served_runs
+
+    logs = [{"id": "1", "timestamp": "2026-11-28T10:00:00+00:00", "level": 20, "task_run_id": "t1",
+             "message": "running Deploy.sh"},
+            {"id": "2", "timestamp": "2026-11-28T10:00:01+00:00", "level": 20, "task_run_id": "t2",
+             "message": "running Deploy.sh"},
+            {"id": "3", "timestamp": "2026-11-28T10:00:02+00:00", "level": 20, "task_run_id": None,
+             "message": "Finished in state Completed()"}]
+
+    class FakeApi:
+        def __init__(self) -> None:
+            self.asked: list[str] = []
+
+        def logs(self, run_id: str, *, after: str | None = None, limit: int = 200) -> list[dict[str, object]]:
+            return [] if after else logs
+
+        def flow_run(self, run_id: str) -> PrefectRun:
+            return PrefectRun(id=run_id, name="r", state_type="COMPLETED", state_name="Completed", state_message="",
+                              end_time=None)
+
+        def task_run_name(self, task_run_id: str) -> str | None:
+            self.asked.append(task_run_id)
+            return {"t1": "Install · web-01", "t2": "Install · web-02"}[task_run_id]
+
+    api = FakeApi()
+    monkeypatch.setattr(served_runs, "thin_api", lambda: api)
+    lines: list[str] = []
+    assert served_runs.follow("run", echo=lines.append, flushed=True) == ("Completed", 0)
+    assert [line.split(" | ", 2)[2] for line in lines] == [
+        "Install · web-01 | running Deploy.sh", "Install · web-02 | running Deploy.sh", "Finished in state Completed()"]
+    assert api.asked == ["t1", "t2"]  # one lookup per task run
