@@ -16,7 +16,7 @@ from sqlalchemy import Connection
 from flows.engine import prepared
 from flows.engine.plan import DeploymentPlan, prepare
 from flows.engine.request import freeze_parameters
-from flows.orchestration import artifacts, events
+from flows.orchestration import artifacts, events, ui_tags
 from flows.orchestration.concurrency import ensure_limits, environment_limit, release_lease, slot, target_limit
 from flows.orchestration.execution import Engine
 from flows.orchestration.triggers import auto_deploy
@@ -69,6 +69,7 @@ def deploy_release(project: str, environment: str, release: str = "latest", targ
     logger = get_run_logger()
     ctx = Workspace()
     flow_run_id = str(current_flow_run.id) if current_flow_run.id else None
+    ui_tags.tag_current_run({"project": project, "environment": environment})
     direct = dict(variables or {})
     try:
         from_ref = _bundle_values(ctx, prompted_ref, project, flow_run_id) if prompted_ref else {}
@@ -194,7 +195,7 @@ def _run_alive(plan: DeploymentPlan, deployment_id: int, ctx: Workspace, logger:
                               error=plan.current.masker.mask(f"{type(exc).__name__}: {exc}"))
             raise
         masker = plan.current.masker
-        artifacts.summary_table(plan.project, plan.environment.name, engine.summary, masker)
+        artifacts.summary_table(plan.project, plan.environment.name, engine.summary, masker, engine.board.log_links())
         if not runbook:
             _notes_artifact(plan, ctx)
         error = "; ".join(engine.errors) if engine.failed else None
@@ -203,6 +204,8 @@ def _run_alive(plan: DeploymentPlan, deployment_id: int, ctx: Workspace, logger:
                               error=masker.mask(error) if error else None)
         events.emit_state(ctx.store, deployment_id, records.FAILED if engine.failed else records.SUCCESS,
                           error=masker.mask(error) if error else None)
+        if not runbook:
+            _dashboard_artifact(ctx, plan.project, logger)
     if engine.failed:
         outcomes = [StepOutcome(r["step"], r["target"], r["state"], masker.mask(r["message"]) if r["message"] else None)
                     for r in engine.summary]
@@ -366,6 +369,13 @@ def _auto_deploy(ctx: Workspace, project: str, version: str, logger: Logger) -> 
         auto_deploy(ctx, project, version, logger.info)
     except Exception as exc:
         logger.warning(f"lifecycle auto-deploy after this deployment failed: {type(exc).__name__}: {exc}")
+
+
+def _dashboard_artifact(ctx: Workspace, project: str, logger: Logger) -> None:
+    try:
+        artifacts.dashboard_table(ctx, project)
+    except Exception as exc:  # the UI's dashboard is no reason to fail a deployment that ran
+        logger.warning(f"could not update the dashboard artifact: {type(exc).__name__}: {exc}")
 
 
 def _notes_artifact(plan: DeploymentPlan, ctx: Workspace) -> None:

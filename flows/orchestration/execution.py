@@ -20,8 +20,9 @@ from flows.engine.outputs import DeploymentOutputs
 from flows.engine.plan import DeploymentPlan, ReleasePlan, release_plan, resolve_rolling
 from flows.engine.results import ResultWriter
 from flows.engine.rolling import FAILED, SKIPPED, SUCCESS, Outcome, check_min_healthy, roll
-from flows.orchestration import artifacts, events
+from flows.orchestration import events
 from flows.orchestration.pauses import FailureAnswer, ManualAnswer, ask_failure, ask_manual
+from flows.orchestration.progress_board import ProgressBoard
 from snapshots import releases
 from snapshots.errors import ConnectionLost, FerryError, TransportError
 from snapshots.model import ParentStep, ProcessItem, Target
@@ -105,6 +106,7 @@ class Engine:
         self.writer = ResultWriter(self.store, self.deployment_id)
         self.outputs = DeploymentOutputs(self.store, self.vault, self.deployment_id, self.plan.current.masker)
         self._progress_at = 0.0
+        self.board = ProgressBoard(self.plan.project, self.plan.environment.name, [t.name for t in self.plan.targets])
 
     # ----------------------------------------------------------------------------------------- driving
     def run(self) -> None:
@@ -113,7 +115,8 @@ class Engine:
         self._last_unit = {t.name: max((i for i, u in enumerate(units) if set(u.roles) & set(t.roles)), default=-1)
                            for t in plan.targets}
         self._units_total = sum(len(self._targets_for(u)) for u in units if not _is_worker_only(u)) or 1
-        self._progress = artifacts.start_progress(plan.project, plan.environment.name)
+        self.board.last_steps = {t: units[i].children[-1].name for t, i in self._last_unit.items() if i >= 0}
+        self.board.flush()
         for warning in plan.warnings:
             self.logger.warning(warning)
         for name, why in plan.excluded.items():
@@ -139,7 +142,7 @@ class Engine:
                                     + ", ".join(sorted(self.unavailable)))
             self.pool.close()
             self.writer.close()
-            artifacts.update_progress(self._progress, 100.0 * self._units_done / self._units_total)
+            self.board.finish()
 
     def _targets_for(self, unit: Unit) -> list[Target]:
         return [t for t in self.plan.targets if set(t.roles) & set(unit.roles)]
@@ -169,6 +172,7 @@ class Engine:
         run = lambda target, start: self._chain(index, unit, target, start, release)  # noqa: E731
         if guard:
             targets, run, guidance = guard.order(targets), guard.wrap(run), guard.wrap_guidance(guidance)
+        self.board.unit(item.name, rolling.window if rolling else len(targets))
         if rolling:  # later targets' sessions open while the first ones deploy, not when their turn comes
             self.pool.prefetch(targets)
         result = roll(targets, run, window=rolling.window if rolling else len(targets),
@@ -311,6 +315,8 @@ class Engine:
         logger = get_run_logger()
         masker = release.masker
         started = now()
+        if target is not None:
+            self.board.started(target.name, step.name)
         variables = self._variables(release, step, target)
         transport = self.pool.get(target) if step.run_on == "target" and target is not None else self.pool.worker()
         # values the script sets (set_octopusvariable) leave its output here, before anything logs a line
@@ -574,6 +580,7 @@ class Engine:
         with self._lock:
             self.summary.append(result.as_dict())
         self.writer.add(result)
+        self.board.recorded(target, step, state)
 
     def _set_state(self, state: str) -> None:
         with self.store.begin() as conn:
@@ -582,12 +589,11 @@ class Engine:
     def _unit_done(self) -> None:
         with self._lock:
             self._units_done += 1
-            done = self._units_done
             due = time.monotonic() - self._progress_at >= PROGRESS_EVERY
             if due:
                 self._progress_at = time.monotonic()
         if due:  # one API call per second at most, however many targets finish
-            artifacts.update_progress(self._progress, 100.0 * min(done, self._units_total) / self._units_total)
+            self.board.flush()
 
     def log(self, message: str) -> None:
         self.logger.info(self.plan.current.masker.mask(message))

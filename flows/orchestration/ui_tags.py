@@ -23,4 +23,22 @@ def tagged(parameters: Mapping[str, Any]) -> AbstractContextManager[object]:
     return tags(*found)
 
 
-__all__ = ["run_tags", "tagged"]
+def tag_current_run(parameters: Mapping[str, Any]) -> None:
+    """Inside a flow run: add the tags it lacks (a run the Prefect UI's form or a schedule created, which no
+    ferry code tagged). No API call when ferry created the run with them."""
+    from prefect.runtime import flow_run
+
+    have = set(flow_run.tags or [])
+    missing = [t for t in run_tags(parameters) if t not in have]
+    if not missing or not flow_run.id:
+        return
+    from prefect.client.orchestration import get_client
+
+    try:
+        with get_client(sync_client=True) as client:
+            client.update_flow_run(flow_run.id, tags=[*have, *missing])
+    except Exception:  # the tags help people filter; no reason to fail a deployment
+        import logging
+
+        logging.getLogger("ferry").warning("could not tag the flow run", exc_info=True)
+__all__ = ["run_tags", "tag_current_run", "tagged"]

@@ -92,3 +92,21 @@ def test_failed_deployment_reaches_a_webhook_through_a_prefect_automation(
     found = httpx.post(f"{api}/flow_runs/filter", timeout=30, json={"flow_runs": {
         "tags": {"all_": ["project:Notify", "environment:Dev"]}}}).json()
     assert [r["id"] for r in found] == [record["flow_run_id"]]
+
+
+def test_a_run_nobody_tagged_tags_itself(prefect_env) -> None:  # type: ignore[no-untyped-def]
+    """A run the Prefect UI's form or a schedule starts carries no ferry tags: the flow adds them as it starts."""
+    from prefect import flow
+
+    from flows.orchestration.ui_tags import tag_current_run
+
+    @flow(name="ferry-tag-probe", persist_result=False)
+    def probe() -> str:
+        from prefect.runtime import flow_run
+
+        tag_current_run({"project": "Probe", "environment": "Dev"})
+        return str(flow_run.id)
+
+    run_id = probe()
+    tags = httpx.get(f"{prefect_env['PREFECT_API_URL']}/flow_runs/{run_id}", timeout=30).json()["tags"]
+    assert {"project:Probe", "environment:Dev"} <= set(tags)
