@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
+from flows.orchestration.artifacts import dashboard_key
 from tests.conftest import REPO
 from tests.flows.serve_lab import ServedProject, make_served, parse_time
 from tests.servers.prefect_server import PrefectServer
@@ -230,6 +231,15 @@ def test_deploy_from_the_ui_form(page: Any, served: ServedProject, ui_server: Pr
     assert run["parameters"]["environment"] == "Dev" and run["parameters"]["release"] == "1.0.0"
     record = served.record_of(run_id)
     assert (record["version"], record["environment"], record["state"]) == ("1.0.0", "Dev", "Success")
+    # a run the form started tags itself, and leaves its progress table and the project's dashboard (issue 16)
+    assert {f"project:{served.name}", "environment:Dev"} <= set(served.flow_run(run_id)["tags"])
+    page.goto(f"{ui}/artifacts/key/{dashboard_key(served.name).replace('-dashboard', '-dev-progress')}",
+              wait_until="networkidle")
+    page.get_by_text("remaining").first.wait_for(state="visible", timeout=30000)
+    shot(page, "04-run-progress-table")
+    page.goto(f"{ui}/artifacts/key/{dashboard_key(served.name)}", wait_until="networkidle")
+    page.get_by_text("1.0.0").first.wait_for(state="visible", timeout=30000)
+    shot(page, "05-project-dashboard-artifact")
 
 
 def test_guided_failure_answered_in_the_ui_resume_form(page: Any, served: ServedProject,
