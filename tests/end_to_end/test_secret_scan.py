@@ -1,8 +1,8 @@
 """Secret scan (issue 13's standing suite): a full deployment on the real lab (SSH targets, a real Prefect
 server on PostgreSQL) with four sensitive values — one inline in the YAML, one ``from_env``, one prompted at
 deploy time, one ``from_env`` in an included library variable set — whose script prints each of them plainly
-and base64-, hex-, URL- and JSON-encoded. Afterwards none of them, in any of those forms (tests/secret_scan.py: plain, base64 at every alignment, base64url, hex,
-HEX, URL-encoded, JSON-escaped, UTF-16), is found in:
+and base64-, hex-, URL- and JSON-encoded. Afterwards none of them, in any of those forms (tests/secret_scan.py:
+plain, base64 at every alignment, base64url, hex, HEX, URL-encoded, JSON-escaped, UTF-16), is found in:
 
 - every file under FERRY_HOME and PREFECT_HOME;
 - Prefect's database (pg_dump) and what its API says about the flow run (logs, states, artifacts, events);
