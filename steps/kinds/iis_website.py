@@ -69,6 +69,37 @@ def _fail(ctx: StepContext, message: str) -> StepFailed:
     return StepFailed(message, step=ctx.step.name, target=ctx.target_name)
 
 
+@dataclass(frozen=True)
+class PackageLayout:
+    """Where a Windows step kind puts a package on its target (iis-website and windows-service share it, and the
+    deploy-common.ps1 both scripts include expects it)."""
+
+    package: PackageRef
+    folder: str
+    """``<root>\\<environment>\\<package>\\<version>``: the versioned folder the release is extracted into."""
+    package_file: str
+    """``<root>\\.packages\\<file>``: where the package file lands."""
+    journal: str
+
+    def package_parameter(self) -> dict[str, str]:
+        return {"Id": self.package.id, "Version": self.package.version, "Sha256": self.package.sha256,
+                "File": self.package_file}
+
+
+def package_layout(ctx: StepContext, package_id: str, root_template: str) -> PackageLayout:
+    """The release's package and its folders under the step's (rendered) ``root``; refused when the package is
+    not in the release or the root is not an absolute Windows path."""
+    ref = ctx.packages.get(package_id)
+    if ref is None:
+        raise _fail(ctx, f"package {package_id!r} is not part of this release")
+    root = ctx.render(root_template, f"{ctx.where} root") if root_template else ""
+    if not re.match(r"^[A-Za-z]:\\", root):
+        raise _fail(ctx, f"root must be an absolute Windows path like C:\\ferry\\Applications, not {root!r}")
+    folder = _win_join(root, _segment(ctx.environment), _segment(ref.id), _segment(ref.version))
+    return PackageLayout(ref, folder, _win_join(root, ".packages", _segment(ref.filename)),
+                         _win_join(root, "DeploymentJournal.json"))
+
+
 def iis_parameters(ctx: StepContext) -> IisPlan:
     """Everything ``iis-deploy.ps1`` receives except the substituted files (``Overrides``/``ConfigDigest``)."""
     step: IisWebsiteStep = ctx.step
@@ -76,14 +107,7 @@ def iis_parameters(ctx: StepContext) -> IisPlan:
     def render(value: str | None, field: str) -> str:
         return ctx.render(value, f"{ctx.where} {field}") if value else ""
 
-    ref = ctx.packages.get(step.package)
-    if ref is None:
-        raise _fail(ctx, f"package {step.package!r} is not part of this release")
-    root = render(step.root, "root")
-    if not re.match(r"^[A-Za-z]:\\", root):
-        raise _fail(ctx, f"root must be an absolute Windows path like C:\\ferry\\Applications, not {root!r}")
-    folder = _win_join(root, _segment(ctx.environment), _segment(ref.id), _segment(ref.version))
-    package_file = _win_join(root, ".packages", _segment(ref.filename))
+    layout = package_layout(ctx, step.package, step.root)
     bindings = []
     for index, binding in enumerate(step.site.bindings):
         where = f"site.bindings[{index}]"
@@ -109,8 +133,7 @@ def iis_parameters(ctx: StepContext) -> IisPlan:
                 "StartMode": step.app_pool.start_mode}
     parameters = {
         "Project": ctx.project, "Environment": ctx.environment,
-        "Package": {"Id": ref.id, "Version": ref.version, "Sha256": ref.sha256, "File": package_file},
-        "Folder": folder, "Journal": _win_join(root, "DeploymentJournal.json"),
+        "Package": layout.package_parameter(), "Folder": layout.folder, "Journal": layout.journal,
         "Overrides": [], "ConfigDigest": "",
         "DeployAs": step.deploy_as, "SiteName": render(step.site.name, "site.name"),
         "VirtualPath": render(step.virtual_path, "virtual_path"),
@@ -118,7 +141,7 @@ def iis_parameters(ctx: StepContext) -> IisPlan:
         "AppOffline": step.app_offline, "Keep": step.keep, "MaxRetries": MAX_RETRIES,
         "RetryDelayMilliseconds": RETRY_DELAY_MS, "StopTimeoutSeconds": STOP_TIMEOUT,
     }
-    return IisPlan(parameters, ref, package_file)
+    return IisPlan(parameters, layout.package, layout.package_file)
 
 
 def _extract(archive: Path, into: Path) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 from snapshots.errors import StepFailed
 from snapshots.model.steps import WindowsServiceStep
 from steps.context import PackageRef, StepContext
-from steps.kinds.iis_website import _segment, _win_join, config_digest, invoke_script, send_package
+from steps.kinds.iis_website import config_digest, invoke_script, package_layout, send_package
 
 SCRIPT = "windows-service.ps1"
 _SERVICE_NAME = re.compile(r"^[A-Za-z0-9_.@:+-]{1,200}$")
@@ -43,22 +43,14 @@ def service_parameters(ctx: StepContext) -> ServicePlan:
     def render(value: str | None, field: str) -> str:
         return ctx.render(value, f"{ctx.where} {field}") if value else ""
 
-    ref = ctx.packages.get(step.package)
-    if ref is None:
-        raise _fail(ctx, f"package {step.package!r} is not part of this release")
-    root = render(step.root, "root")
-    if not re.match(r"^[A-Za-z]:\\", root):
-        raise _fail(ctx, f"root must be an absolute Windows path like C:\\ferry\\Applications, not {root!r}")
+    layout = package_layout(ctx, step.package, step.root)
     name = render(step.service_name, "service_name")
     if not _SERVICE_NAME.match(name):
         raise _fail(ctx, f"service_name renders to {name!r}: letters, digits and _ . @ : + - only")
     recovery = step.recovery
     return ServicePlan({
         "Project": ctx.project, "Environment": ctx.environment,
-        "Package": {"Id": ref.id, "Version": ref.version, "Sha256": ref.sha256,
-                    "File": _win_join(root, ".packages", _segment(ref.filename))},
-        "Folder": _win_join(root, _segment(ctx.environment), _segment(ref.id), _segment(ref.version)),
-        "Journal": _win_join(root, "DeploymentJournal.json"),
+        "Package": layout.package_parameter(), "Folder": layout.folder, "Journal": layout.journal,
         "Overrides": [], "ConfigDigest": "",
         "ServiceName": name, "DisplayName": render(step.display_name, "display_name"),
         "Description": render(step.description, "description"),
@@ -70,7 +62,7 @@ def service_parameters(ctx: StepContext) -> ServicePlan:
                      "ResetPeriodSeconds": recovery.reset_period},
         "Keep": step.keep, "StopTimeoutSeconds": int(step.stop_timeout),
         "StartTimeoutSeconds": int(step.start_timeout),
-    }, ref, _win_join(root, ".packages", _segment(ref.filename)))
+    }, layout.package, layout.package_file)
 
 
 def run(ctx: StepContext) -> None:
