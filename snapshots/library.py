@@ -23,7 +23,7 @@ from sqlalchemy import Connection, func, insert, select
 from snapshots.canonical import canonical_json
 from snapshots.errors import ConfigError
 from snapshots.model.common import FromEnv, FromFile
-from snapshots.model.documents import content_digest
+from snapshots.model.documents import content_digest, sealed_variables
 from snapshots.model.library import LibraryVariableSet, StepTemplate
 from snapshots.model.project import Scope, Variable
 from snapshots.model.references import Problem
@@ -128,21 +128,8 @@ def _resolve_sources(doc: YamlDocument, model: LibraryVariableSet, base: Path) -
 def library_document(loaded: LoadedLibrary, vault: Vault) -> dict[str, Any]:
     """The stored form: a set's sensitive values encrypted (ciphertext + keyed fingerprint), never plain."""
     document = loaded.model.model_dump(mode="json")
-    if not isinstance(loaded.model, LibraryVariableSet):
-        return document
-    variables = []
-    for index, (var, dumped) in enumerate(zip(loaded.model.variables, document["variables"], strict=True)):
-        value = loaded.values.get(index, var.value if isinstance(var.value, str) else None)
-        entry = {k: v for k, v in dumped.items() if k != "value"}
-        if value is None:
-            entry["value"] = None
-        elif var.sensitive:
-            entry["ciphertext"] = vault.encrypt(value)
-            entry["fingerprint"] = vault.fingerprint(value)
-        else:
-            entry["value"] = value
-        variables.append(entry)
-    document["variables"] = variables
+    if isinstance(loaded.model, LibraryVariableSet):
+        document["variables"] = sealed_variables(loaded.model.variables, document["variables"], loaded.values, vault)
     return document
 
 

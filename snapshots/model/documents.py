@@ -9,6 +9,7 @@ YAML twice is recognised as "no change" although Fernet ciphertexts differ each 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from snapshots.errors import ConfigError
 from snapshots.feed_credentials import without_ciphertexts
 from snapshots.model import Infrastructure, Project
 from snapshots.model.common import FromEnv, FromFile
+from snapshots.model.project import Variable
 from snapshots.model.references import Problem, infrastructure_problems, project_problems
 from snapshots.model.yamlfile import YamlDocument, read_yaml, validation_error
 from snapshots.store.crypto import Vault
@@ -109,13 +111,14 @@ def _resolve_sources(doc: YamlDocument, project: Project, base: Path) -> dict[in
     return values
 
 
-def project_document(loaded: LoadedProject, vault: Vault) -> dict[str, Any]:
-    """The stored form: every variable's value resolved to text, sensitive ones encrypted."""
-    document = loaded.model.model_dump(mode="json")
-    variables = []
-    for index, (var, dumped) in enumerate(zip(loaded.model.variables, document["variables"], strict=True)):
-        value = loaded.values.get(index, var.value if isinstance(var.value, str) else None)
-        entry = {k: v for k, v in dumped.items() if k != "value"}
+def sealed_variables(variables: Sequence[Variable], dumped: list[dict[str, Any]], values: dict[int, str],
+                     vault: Vault) -> list[dict[str, Any]]:
+    """Variables as stored (a project's or a library set's): each value resolved to text (``values``: what a
+    from_env/from_file source gave, by index), a sensitive one as ciphertext + keyed fingerprint, never plain."""
+    sealed = []
+    for index, (var, entry_in) in enumerate(zip(variables, dumped, strict=True)):
+        value = values.get(index, var.value if isinstance(var.value, str) else None)
+        entry = {k: v for k, v in entry_in.items() if k != "value"}
         if value is None:
             entry["value"] = None
         elif var.sensitive:
@@ -123,8 +126,14 @@ def project_document(loaded: LoadedProject, vault: Vault) -> dict[str, Any]:
             entry["fingerprint"] = vault.fingerprint(value)
         else:
             entry["value"] = value
-        variables.append(entry)
-    document["variables"] = variables
+        sealed.append(entry)
+    return sealed
+
+
+def project_document(loaded: LoadedProject, vault: Vault) -> dict[str, Any]:
+    """The stored form: every variable's value resolved to text, sensitive ones encrypted."""
+    document = loaded.model.model_dump(mode="json")
+    document["variables"] = sealed_variables(loaded.model.variables, document["variables"], loaded.values, vault)
     return document
 
 
