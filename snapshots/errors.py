@@ -41,6 +41,10 @@ class ServerUnreachable(FerryError):
     """The ferry server (``FERRY_SERVER``) could not be reached or did not answer in time."""
 
 
+class PrefectUnreachable(FerryError):
+    """The Prefect API is configured but does not answer (an ``httpx`` transport error)."""
+
+
 class LifecycleError(FerryError):
     """A release may not enter an environment yet: an earlier lifecycle phase is not satisfied."""
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Self
 
 import httpx
 
@@ -25,6 +25,7 @@ from snapshots.errors import (
     ConflictError,
     FerryError,
     NotFoundError,
+    PrefectUnreachable,
     ServerUnreachable,
 )
 
@@ -104,7 +105,22 @@ def _error_text(response: httpx.Response) -> str:
     return response.reason_phrase
 
 
-class FerryClient:
+class _Connection:
+    """One keep-alive httpx connection, closed with the ``with`` block (both APIs the CLI talks to)."""
+
+    _http: httpx.Client
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class FerryClient(_Connection):
     """A requester's connection to the ferry server API. Synchronous: the CLI does one thing at a time."""
 
     def __init__(self, server: str, api_key: str, *, timeout: float = 30.0, verify: bool | str = True) -> None:
@@ -112,15 +128,6 @@ class FerryClient:
         self.timeout = timeout
         self._http = httpx.Client(base_url=self.server + API_PREFIX, timeout=timeout, verify=verify,
                                   headers={"Authorization": f"Bearer {api_key}", "User-Agent": "ferry-client"})
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> FerryClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- transport ---------------------------------------------------------------------------------------
 
@@ -385,10 +392,6 @@ def prefect_ui_url(api: str | None = None) -> str:
     return api.rstrip("/").removesuffix("/api") if api else ""
 
 
-class PrefectUnreachable(FerryError):
-    """The Prefect API is configured but does not answer (an ``httpx`` transport error)."""
-
-
 @dataclass(frozen=True)
 class PrefectRun:
     """A flow run as ``ferry deploy --wait`` needs it: id, name, state (type as Prefect spells it, e.g.
@@ -413,7 +416,7 @@ class PrefectRun:
         return self.state_type in {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
 
 
-class PrefectApi:
+class PrefectApi(_Connection):
     """The few Prefect REST calls the CLI makes to start and follow a served deployment's run — plain httpx,
     so ``ferry deploy --wait`` through ``ferry serve`` starts without importing Prefect (~1.1 s of a CLI
     call). Errors: a transport failure is ``PrefectUnreachable``; ``None`` for 404 where the caller asks;
@@ -433,15 +436,6 @@ class PrefectApi:
             user, _, password = basic.partition(":")
             auth = (user, password)
         self._http = httpx.Client(base_url=self.url, timeout=timeout, headers=headers, auth=auth)
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> PrefectApi:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:

@@ -20,9 +20,9 @@ from uuid import UUID
 
 import httpx
 
-from flows.client.http import PrefectApi, PrefectRun, PrefectUnreachable, prefect_api_url, prefect_ui_url
+from flows.client.http import PrefectApi, PrefectRun, prefect_api_url, prefect_ui_url
 from flows.orchestration.ui_tags import run_tags
-from snapshots.errors import FerryError
+from snapshots.errors import FerryError, PrefectUnreachable
 
 if TYPE_CHECKING:  # Prefect is imported where it is used: the CLI imports this module before it needs one
     from prefect.client.orchestration import SyncPrefectClient

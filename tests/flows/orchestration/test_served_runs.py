@@ -88,7 +88,11 @@ def test_runs_are_created_now_or_at_a_time_tagged_as_ferry_s(project: str) -> No
     with get_client(sync_client=True) as client:
         first, second = client.read_flow_run(now_run.id), client.read_flow_run(later.id)
     assert first.deployment_id == served.id and first.parameters == {"environment": "Dev", "release": "1.0.0"}
-    assert set(first.tags) == {"ferry", "auto-deploy"} and first.state.is_scheduled()  # type: ignore[union-attr]
+    # environment:NAME for the UI's filter (the project's tag comes from the served deployment's own parameters,
+    # which the run adds itself as it starts: flows.orchestration.ui_tags.tag_current_run)
+    assert set(first.tags) == {"ferry", "auto-deploy", "environment:Dev"}
+    assert first.state.is_scheduled()  # type: ignore[union-attr]
+    assert set(second.tags) == {"ferry", "environment:Prod"}
     assert second.name == "nightly" and second.state.state_details.scheduled_time == at  # type: ignore[union-attr]
 
 
