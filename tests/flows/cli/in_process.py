@@ -8,6 +8,7 @@ from typing import Any
 
 from click.testing import CliRunner
 
+from flows.cli import exit_codes
 from flows.cli.app import build_command
 from snapshots.errors import FerryError
 from tests.conftest import CliResult
@@ -15,6 +16,7 @@ from tests.conftest import CliResult
 
 def run_in_process(*args: str) -> CliResult:
     """As the ``ferry`` fixture: a FerryError becomes ``error: <message>`` on stderr and its exit code."""
+    exit_codes.reset()  # as main() does for each command line
     command: Any = build_command()  # a click Group (typer's own click types it apart)
     result: Any = CliRunner().invoke(command, list(args), catch_exceptions=True,
                                      standalone_mode=False)
@@ -22,7 +24,7 @@ def run_in_process(*args: str) -> CliResult:
     code = result.exit_code
     if isinstance(result.exception, FerryError):
         stderr += f"error: {result.exception}\n"
-        code = result.exception.exit_code
+        code = exit_codes.for_error(result.exception.exit_code, list(args))  # 3: refused before any started
     elif result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     elif isinstance(result.exception, SystemExit):

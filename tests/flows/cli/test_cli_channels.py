@@ -131,7 +131,7 @@ def test_latest_promote_lifecycle_and_variables_stay_inside_the_channel(ferry: A
 
     # the Beta channel's lifecycle has no Prod
     refused = ferry("deploy", "Shop", "1.2.1-beta", "--to", "Prod")
-    assert refused.exit_code == 1
+    assert refused.exit_code == 3  # refused before start
     assert "environment 'Prod' is not in lifecycle 'Beta'" in refused.stderr
     wrong = ferry("deploy", "Shop", "1.0.0", "--channel", "Beta", "--to", "Dev")
     assert wrong.stderr.strip() == "error: release Shop 1.0.0 is in channel 'Stable', not 'Beta'"
@@ -147,4 +147,4 @@ def test_latest_promote_lifecycle_and_variables_stay_inside_the_channel(ferry: A
     assert promote_request(ctx, "Shop", "Dev", "Prod").release == "1.0.0"
     assert promote_request(ctx, "Shop", "Dev", "Prod", channel="Beta").release == "1.2.1-beta"
     beta_promote = ferry("promote", "Shop", "--from", "Dev", "--to", "Prod", "--channel", "Beta")
-    assert beta_promote.exit_code != 0 and "not in lifecycle 'Beta'" in beta_promote.stderr
+    assert beta_promote.exit_code == 3 and "not in lifecycle 'Beta'" in beta_promote.stderr
