@@ -32,7 +32,7 @@ from flows.cli import (
     serve_cmds,
     target_cmds,
 )
-from flows.cli.output import err_console
+from flows.cli.output import err_console, fit_width
 from flows.cli.remote import activate as activate_remote
 from snapshots.errors import FerryError
 
@@ -90,6 +90,7 @@ def _main() -> None:
 
     try:
         exit_codes.reset()
+        fit_width()
         command = build_command()
         activate_remote(command, sys.argv[1:])  # remote mode: --server, and executor-only commands refused
         command(standalone_mode=False)

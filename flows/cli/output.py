@@ -18,6 +18,16 @@ def _width() -> int | None:
 
 
 console = Console(highlight=False, soft_wrap=True, width=_width())
+
+
+def fit_width() -> None:
+    """Take the width from the environment as it is now, once per command line: rich reads COLUMNS only when the
+    console is made, and a process that runs several command lines (the tests' in-process runner) must not
+    keep the first one's width."""
+    columns = os.environ.get("COLUMNS", "")
+    width = int(columns) if columns.isdigit() else _width()
+    if width is not None:
+        console.width = width
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 

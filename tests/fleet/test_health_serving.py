@@ -13,10 +13,12 @@ import pytest
 from snapshots.workspace import Workspace
 from tests.fleet.cli import ferry, ferry_json
 from tests.fleet.test_targets import dead_ssh_target, write_infra
+from tests.flows.prefect_api import prefect_api  # noqa: F401  (fixture: this process's Prefect client)
 
 
 def test_a_health_check_per_policy_is_registered_and_a_run_records_and_publishes(
-        tmp_path: Path, ferry_home: Path, prefect_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, ferry_home: Path, prefect_env: dict[str, str], prefect_api: str,  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch) -> None:
     from flows.orchestration.health_serving import sync_health_checks, target_health_check
 
     for name in ("web-01", "web-02", "db-01"):
@@ -32,7 +34,9 @@ def test_a_health_check_per_policy_is_registered_and_a_run_records_and_publishes
     assert asyncio.run(sync_health_checks(Workspace(), None, None, registered, said.append)) == registered
     assert len(said) == 2  # nothing changed: nothing registered again
     api = prefect_env["PREFECT_API_URL"]
-    deployment = httpx.get(f"{api}/deployments/name/target-health-check/policy-tolerant").json()
+    response = httpx.get(f"{api}/deployments/name/target-health-check/policy-tolerant", timeout=30)
+    assert response.status_code == 200, response.text
+    deployment = response.json()
     assert [s["schedule"]["interval"] for s in deployment["schedules"]] == [600.0]
     assert deployment["parameters"] == {"policy": "Tolerant"}
 

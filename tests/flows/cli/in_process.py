@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from flows.cli import exit_codes
 from flows.cli.app import build_command
+from flows.cli.output import fit_width
 from snapshots.errors import FerryError
 from tests.conftest import CliResult
 
@@ -17,6 +18,7 @@ from tests.conftest import CliResult
 def run_in_process(*args: str) -> CliResult:
     """As the ``ferry`` fixture: a FerryError becomes ``error: <message>`` on stderr and its exit code."""
     exit_codes.reset()  # as main() does for each command line
+    fit_width()
     command: Any = build_command()  # a click Group (typer's own click types it apart)
     result: Any = CliRunner().invoke(command, list(args), catch_exceptions=True,
                                      standalone_mode=False)

@@ -84,7 +84,7 @@ def test_deploy_at_and_expires_are_checked_before_anything_is_recorded(tmp_path:
              (["--timeout", "5", "--cancel-on-timeout", "--at", "+1m", "--local"], "do not go together")]
     for args, message in cases:
         result = ferry("deploy", "Shop", "1.0.0", "--to", "Dev", *args)
-        assert result.exit_code == 1, (args, result.output)
+        assert result.exit_code == 3, (args, result.output)  # refused before start (flows/cli/exit_codes.py)
         assert message in result.stderr, (args, result.stderr)
     assert project.deployments() == []
 

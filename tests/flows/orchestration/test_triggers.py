@@ -98,7 +98,7 @@ def test_a_live_serve_gets_one_run_per_release_and_environment_phase_by_phase(
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(uuid.UUID(started["flow_run_id"]))
     assert run.parameters == {"release": "1.0.0", "environment": "Dev", "force": False, "deployment_id": record.id}
-    assert set(run.tags) == {"ferry", "auto-deploy"}
+    assert set(run.tags) == {"ferry", "auto-deploy", "environment:Dev"}  # environment: for the UI's filter
     assert said == [f"lifecycle auto-deploy: {shop.name} 1.0.0 → Dev: deployment #{record.id} (flow run {run.name})"]
 
     said.clear()  # Dev's deployment is under way (or failed): never started twice for the same release

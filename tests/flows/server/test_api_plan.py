@@ -57,7 +57,7 @@ def test_plan_through_the_api_and_the_cli_in_remote_mode(api: Api, tmp_path: Pat
     env = {"FERRY_SERVER": api.url, "FERRY_API_KEY": ci}
     remote = ferry("deploy", "Shop", "1.0.0", "--to", "Dev", "--plan", "--json", env=env)
     assert remote.exit_code == 0, remote.output
-    assert json.loads(remote.stdout) == doc
+    assert json.loads(remote.stdout) == {"schema": "ferry/v1", **doc}  # the CLI's --json envelope around the API's
     text = ferry("deploy", "Shop", "1.0.0", "--to", "Dev", "--plan", env=env)
     assert text.exit_code == 0 and "plan: Shop 1.0.0 → Dev" in text.stdout
     unknown = ferry("deploy", "Shop", "9.9.9", "--to", "Dev", "--plan", env=env)
