@@ -100,12 +100,19 @@ def prefect_server(postgres: PostgresServer) -> Iterator[PrefectServer]:
 
 
 @pytest.fixture
-def prefect_env(prefect_server: PrefectServer, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """Point this test (and the `ferry` processes it starts) at the session's Prefect server."""
+def prefect_env(prefect_server: PrefectServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """Point this test (and the `ferry` processes it starts) at the session's Prefect server.
+
+    Prefect reads its settings once, when imported, so the environment alone does not reach code running in
+    this process (a flow called here, ``Block.save``): after any earlier test it would quietly start an
+    ephemeral server of its own. A settings context covers this process too."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
     env = prefect_server.env()
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    return env
+    with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}):
+        yield env
 
 
 from tests.servers.ssh_lab import LabInfo, start_lab  # noqa: E402

@@ -1,23 +1,17 @@
-"""Point this process's Prefect client at the session's real Prefect server.
+"""The session's Prefect server's API URL, for tests that talk to it directly.
 
-Prefect reads its settings once, when it is imported, so setting ``PREFECT_API_URL`` in the environment
-afterwards (as the ``prefect_env`` fixture does for the ``ferry`` subprocesses it starts) does not reach
-code running in the test process: it would quietly start an ephemeral server of its own instead. In-process
-tests enter a settings context instead.
+``prefect_env`` already points this process's Prefect client (a settings context) and the ``ferry``
+subprocesses a test starts (the environment) at the session's server; this fixture names its URL.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from tests.servers.prefect_server import PrefectServer
 
 
 @pytest.fixture
-def prefect_api(prefect_server: PrefectServer, prefect_env: dict[str, str]) -> Iterator[str]:
-    """The session's Prefect server, for this process's flows and clients (and its subprocesses)."""
-    with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}):
-        yield prefect_server.api_url
+def prefect_api(prefect_server: PrefectServer, prefect_env: dict[str, str]) -> str:
+    """The session's Prefect server's API URL (this process's flows and clients already use it)."""
+    return prefect_server.api_url
