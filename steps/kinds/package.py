@@ -21,18 +21,25 @@ places in the environment: ``FERRY_RELEASE_DIR`` (their own folder, also their c
 
 from __future__ import annotations
 
+import base64
 import posixpath
 import re
+import secrets
+import tarfile
 import time
+import zipfile
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from snapshots.errors import ConfigError, FerryError, StepFailed
+from snapshots.errors import ConfigError, FerryError, StepFailed, TransportError
 from steps.context import PackageRef, StepContext
 from steps.kinds.certificate_files import deploy_certificate_files
 from steps.kinds.config_prep import archive_names, prepare, transform_plan, wants_transforms
 from steps.scratch import private_tempdir
+from steps.transports.bash import BASH_PREAMBLE
+from steps.transports.protocol import RunResult
 
 SCRIPTS = ("PreDeploy.sh", "Deploy.sh", "PostDeploy.sh", "DeployFailed.sh")
 _SAFE_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
@@ -116,6 +123,7 @@ class _Run:
         self.release_dir = ""
         self.previous = ""
         self.scripts: list[str] = []
+        self.substitution_report: list[str] = []
 
     def values(self) -> dict[str, str]:
         """Every variable with its value evaluated (see ``StepContext.evaluated_variables``)."""
@@ -166,6 +174,14 @@ def _part(value: str, what: str, ctx: StepContext) -> str:
 
 
 def run(ctx: StepContext) -> None:
+    """Install in one session where the transport can (SSH: ``package_session``), else phase by phase."""
+    if one_session_possible(ctx) and install_in_one_session(ctx):
+        return
+    run_phased(ctx)
+
+
+def run_phased(ctx: StepContext) -> None:
+    """The install as separate round trips: upload, extract, each script, switch, retention."""
     job = install_release(ctx)
     try:
         deploy_certificate_files(ctx)
@@ -180,9 +196,8 @@ def run(ctx: StepContext) -> None:
     _retain(job)
 
 
-def install_release(ctx: StepContext) -> _Run:
-    """Upload the pinned package (unless the target holds its bytes) and extract it into a new release folder.
-    Used by this step and by ``systemd-service``, which runs its service from the same layout."""
+def prepare_job(ctx: StepContext) -> _Run:
+    """The package the step installs and its folder on the target, checked (nothing touched yet)."""
     step = ctx.step
     ref = ctx.packages.get(step.package)
     if ref is None:
@@ -193,7 +208,14 @@ def install_release(ctx: StepContext) -> _Run:
         raise StepFailed(f"root {root!r} is not a usable folder", step=step.name, target=ctx.target_name)
     base = posixpath.join(root, _part(ctx.environment, "environment", ctx), _part(ref.id, "package id", ctx))
     _part(ref.version, "package version", ctx)
-    job = _Run(ctx, ref, base)
+    return _Run(ctx, ref, base)
+
+
+def install_release(ctx: StepContext) -> _Run:
+    """Upload the pinned package (unless the target holds its bytes) and extract it into a new release folder.
+    Used by this step and by ``systemd-service``, which runs its service from the same layout."""
+    job = prepare_job(ctx)
+    ref, base = job.ref, job.base
 
     started = time.monotonic()
     remote_file = f"{base}/.packages/{ref.filename}"
@@ -363,3 +385,220 @@ def _retain(job: _Run) -> None:
         return
     job.ctx.log(f"retention (keep {job.ctx.step.keep}): kept {', '.join(kept) or 'none'}"
                 + (f"; removed {', '.join(removed)}" if removed else ""))
+
+
+# -- one session per install (issue 17 item 4) -------------------------------------------------------------------
+
+_SESSION_PROGRAM = Path(__file__).with_name("package_remote.py")
+_MESSAGE = re.compile(r"^##ferry\[(phase|send) (.*) token='([0-9a-f]+)'\]$")
+_FIELD = re.compile(r"(\w+)='([^']*)'")
+_SCRIPT_PHASES = ("PreDeploy.sh", "Deploy.sh", "PostDeploy.sh")
+_MISSING_PYTHON = 127
+
+
+def one_session_possible(ctx: StepContext) -> bool:
+    """Whether the whole install can run as one program on the target: a transport that runs one (SSH), no
+    certificate files to write first, and no PreDeploy.sh that could change files substitution renders (the
+    rendering is done on the worker from the package's own bytes, before the session starts)."""
+    if getattr(ctx.transport, "run_program", None) is None or getattr(ctx.step, "certificates", None):
+        return False
+    ref = ctx.packages.get(ctx.step.package)
+    if ref is None or not ref.path.is_file():
+        return False
+    step = ctx.step
+    if step.run_scripts and (step.substitute.files or step.substitute.structured or wants_transforms(ctx)):
+        return "PreDeploy.sh" not in archive_names(ref.path)
+    return True
+
+
+def _rendered_files(job: _Run) -> list[dict[str, Any]]:
+    """The substituted / transformed config files as the target must get them (only those whose bytes change),
+    rendered on the worker from the pinned package: ``{"path", "content" (base64), "mode"}``."""
+    ctx, ref = job.ctx, job.ref
+    files_globs, structured = list(ctx.step.substitute.files), list(ctx.step.substitute.structured)
+    if not (files_globs or structured or wants_transforms(ctx)):
+        return []
+    names = archive_names(ref.path)
+    pairs = transform_plan(ctx, names) if wants_transforms(ctx) else []
+    if not (files_globs or structured or pairs):
+        return []
+    patterns = [glob_regex(p) for p in [*files_globs, *structured]]
+    in_pairs = {name for pair in pairs for name in (pair.transform, pair.target)}
+    wanted = {f for f in names if f in in_pairs or any(p.match(f) for p in patterns)}
+    if not wanted:
+        return []
+    changed: list[dict[str, Any]] = []
+    with private_tempdir("substitute") as tmp:  # rendered config (secrets): swept should this process be killed
+        mirror = Path(tmp)
+        originals = _read_members(ref.path, wanted)
+        for rel, data in originals.items():
+            local = mirror / rel
+            local.parent.mkdir(parents=True, exist_ok=True)
+            local.write_bytes(data)
+        job.substitution_report = prepare(ctx, mirror, pairs, variables=job.values())
+        for rel, before in sorted(originals.items()):
+            after = (mirror / rel).read_bytes()
+            if after != before:
+                changed.append({"path": rel, "content": base64.b64encode(after).decode("ascii"),
+                                "mode": ctx.step.config_mode})
+    return changed
+
+
+def _read_members(archive: Path, wanted: set[str]) -> dict[str, bytes]:
+    """The bytes of the named files ('/' paths, as ``archive_names`` gives them) straight from the archive."""
+    found: dict[str, bytes] = {}
+    if archive.name.lower().endswith((".zip", ".nupkg")):
+        with zipfile.ZipFile(archive) as package:
+            for name in package.namelist():
+                if name in wanted:
+                    found[name] = package.read(name)
+        return found
+    with tarfile.open(archive) as package:
+        for member in package.getmembers():
+            name = member.name.removeprefix("./")
+            if member.isfile() and name in wanted:
+                handle = package.extractfile(member)
+                if handle is not None:
+                    found[name] = handle.read()
+    return found
+
+
+class _Session:
+    """The worker's side of the one-session install: phase messages in, the step's log lines and state out."""
+
+    def __init__(self, job: _Run, token: str) -> None:
+        self.job, self.token = job, token
+        self.phase = ""
+        self.ended: dict[str, dict[str, str]] = {}
+        self.tails: dict[str, deque[str]] = {}
+        self.kept: list[str] = []
+        self.removed: list[str] = []
+        self.current = ""
+
+    def __call__(self, line: str) -> None:
+        match = _MESSAGE.match(line)
+        if match is not None and secrets.compare_digest(match.group(3), self.token):
+            if match.group(1) == "phase":
+                self.message(dict(_FIELD.findall(match.group(2))))
+            return
+        self.tails.setdefault(self.phase, deque(maxlen=40)).append(line)
+        if self.phase in ("extract", "switch", "retention") and line.startswith("@ferry ") and "=" in line:
+            self.mark(*line[7:].split("=", 1))
+        else:
+            self.job.ctx.log(line)
+
+    def mark(self, key: str, value: str) -> None:
+        job = self.job
+        if key == "base":
+            job.base = value
+        elif key == "release_dir":
+            job.release_dir = value
+        elif key == "previous":
+            job.previous = value
+        elif key == "script":
+            job.scripts.append(value)
+        elif key == "current":
+            self.current = value
+        elif key == "kept":
+            self.kept.append(value)
+        elif key == "removed":
+            self.removed.append(value)
+
+    def message(self, fields: dict[str, str]) -> None:
+        job, name, event = self.job, fields.get("name", ""), fields.get("event", "")
+        ctx, ref = job.ctx, job.ref
+        if event == "start":
+            self.phase = name
+            if name in _SCRIPT_PHASES:
+                ctx.log(f"running {name}")
+            elif name == "substitute":
+                for line in job.substitution_report:
+                    ctx.log(f"substitution: {line}")
+            return
+        self.ended[name] = {**fields}
+        ok = event == "end" and fields.get("exit") == "0"
+        seconds = float(fields.get("seconds") or 0)
+        if not ok:
+            if name == "retention":  # as in the phased install, a failure here only warns
+                ctx.log(f"warning: retention failed (exit code {fields.get('exit')}); old releases stay")
+            return
+        if name == "upload":
+            if fields.get("sent") == "1":
+                size = ref.path.stat().st_size
+                ctx.log(f"uploaded {ref.filename} ({size / 1e6:.1f} MB) in {seconds:.2f}s, sha256 verified on arrival")
+            else:
+                ctx.log(f"{ref.filename}: the target already holds these bytes (sha256 {ref.sha256[:12]}…); "
+                        "upload skipped")
+        elif name == "extract" and job.release_dir:
+            ctx.log(f"extracted into {job.release_dir}; Package[{ref.id}].InstalledPath = {job.release_dir}")
+        elif name in _SCRIPT_PHASES:
+            ctx.log(f"{name} finished in {seconds:.2f}s")
+        elif name == "switch":
+            ctx.log(f"current -> {job.release_dir}" + (f" (was {job.previous})" if job.previous else ""))
+        elif name == "retention":
+            ctx.log(f"retention (keep {ctx.step.keep}): kept {', '.join(self.kept) or 'none'}"
+                    + (f"; removed {', '.join(self.removed)}" if self.removed else ""))
+
+    def failure(self, result: RunResult) -> tuple[str, FerryError] | None:
+        """The phase that failed and the error the phased install would have raised there, or None."""
+        job = self.job
+        for name, fields in self.ended.items():
+            if fields.get("event") == "end" and fields.get("exit") == "0":
+                continue
+            if name == "retention":
+                continue
+            tail = RunResult(int(fields.get("exit") or 1), list(self.tails.get(name, ())))
+            if fields.get("event") == "timeout":
+                return name, TransportError(
+                    f"script timed out after {job.ctx.step.timeout:g}s; killed the remote process group "
+                    f"{fields.get('pid', '?')}", target=job.ctx.transport.target, operation="run")
+            if name == "upload":
+                return name, TransportError(f"{job.base}/.packages/{job.ref.filename}: "
+                                            f"{' '.join(tail.output_tail) or 'verification failed'}",
+                                            target=job.ctx.transport.target, operation="upload")
+            if name == "extract":
+                return name, job.fail(f"cannot extract {job.ref.filename} into {job.base}", tail)
+            if name == "substitute":
+                return name, job.fail(f"cannot write the substituted files into {job.release_dir}", tail)
+            if name == "switch":
+                return name, job.fail(f"cannot switch {job.base}/current to {job.release_dir}", tail)
+            return name, job.fail(f"{name} failed", tail)
+        if result.ok:
+            return None
+        return "", job.fail("the install program failed on the target", result)
+
+
+def install_in_one_session(ctx: StepContext) -> bool:
+    """The whole install as one program in one SSH session (``package_remote.py``): False when the target
+    has no python3 (nothing was done; the phased install runs instead)."""
+    job = prepare_job(ctx)
+    ref, step = job.ref, ctx.step
+    files = _rendered_files(job)
+    token = secrets.token_hex(16)
+    size = ref.path.stat().st_size
+    header = {
+        "token": token, "env": job.env(), "data": {"variables": dict(job.values())},
+        "installed_path_names": [f"Package[{ref.id}].InstalledPath",
+                                 "Octopus.Action.Package.InstallationDirectoryPath"],
+        "package": {"file": f"{job.base}/.packages/{ref.filename}", "filename": ref.filename,
+                    "sha256": ref.sha256, "size": size},
+        "preamble": BASH_PREAMBLE, "extract": _EXTRACT, "run_script": _RUN_SCRIPT, "switch": _SWITCH,
+        "retain": _RETAIN, "keep": step.keep, "run_scripts": step.run_scripts, "timeout": step.timeout,
+        "files": files,
+    }
+    session = _Session(job, token)
+    # each phase has the step's timeout on the target; this bounds the whole session should the target hang
+    overall = step.timeout * 8 + 60 if step.timeout else None
+    result: RunResult = ctx.transport.run_program(  # type: ignore[attr-defined]  # SSH only (checked above)
+        _SESSION_PROGRAM.read_text(), header, attachment=ref.path, send_on=f"##ferry[send size='{size}' "
+        f"token='{token}']", timeout=overall, on_line=session)
+    if result.exit_code == _MISSING_PYTHON and not session.ended:
+        ctx.log("the target has no python3: installing phase by phase")
+        return False
+    failed = session.failure(result)
+    if failed is not None:
+        phase, error = failed
+        if phase not in ("upload", "extract", ""):
+            _deploy_failed(job, error)
+        raise error
+    return True

@@ -125,6 +125,8 @@ class CapturingTransport:
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._transport, name)
+        if name == "run_program":
+            return self._run_program(attribute)
         if name != "invoke":
             return attribute
 
@@ -137,6 +139,18 @@ class CapturingTransport:
             return result, sink.strip(lines)
 
         return invoke
+
+    def _run_program(self, attribute: Callable[..., RunResult]) -> Callable[..., RunResult]:
+        """SSH's one-session program (the package install): its scripts get a token, its messages are taken."""
+        def run_program(program: str, header: Mapping[str, Any], *, env: Mapping[str, str] | None = None,
+                        on_line: LineSink | None = None, **options: Any) -> RunResult:
+            token = secrets.token_hex(16)
+            sink = _Filter(token, on_line, self._on_output, self._warn)
+            result = attribute(program, header, env={**(env or {}), TOKEN_ENV: token}, on_line=sink, **options)
+            result.output_tail = sink.strip(result.output_tail)
+            return result
+
+        return run_program
 
 
 def capture(transport: Transport, on_output: OnOutput, warn: Callable[[str], None]) -> Transport:

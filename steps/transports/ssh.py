@@ -31,7 +31,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -243,6 +243,8 @@ class SshTransport:
         self._preamble_written = False
         self._write_size: int | None = None
         self._lock = threading.Lock()
+        self.channels_opened = 0
+        """Sessions (exec and SFTP) opened on this connection: a diagnostic (one package install opens one)."""
         if connect:
             self.connect()
 
@@ -372,6 +374,7 @@ class SshTransport:
     def _sftp(self) -> paramiko.SFTPClient:
         if self._sftp_client is None:
             try:
+                self.channels_opened += 1
                 client = paramiko.SFTPClient.from_transport(
                     self.transport, window_size=_WINDOW, max_packet_size=1 << 15)
             except (paramiko.SSHException, OSError) as exc:
@@ -386,6 +389,7 @@ class SshTransport:
         stdout and stderr together when it fails. stderr is kept apart because sshd writes its own notices
         there (e.g. "Could not chdir to home directory"), which must not be mistaken for the output."""
         try:
+            self.channels_opened += 1
             channel = self.transport.open_session(timeout=timeout)
             channel.settimeout(timeout)
             channel.exec_command(command)
@@ -498,22 +502,94 @@ class SshTransport:
                 on_line(line)
 
         deadline = time.monotonic() + timeout if timeout is not None else None
+        channel = self._open_exec(command)
+
+        def timed_out() -> TransportError:
+            return self._error(f"script timed out after {timeout:g}s; {self._kill(base)}", "run")
+
+        code = self._pump(channel, emit, deadline, timed_out)
+        return RunResult(exit_code=code, output_tail=list(tail))
+
+    def run_program(self, program: str, header: Mapping[str, Any], *, env: Mapping[str, str] | None = None,
+                    attachment: Path | None = None, send_on: str | None = None, timeout: float | None = None,
+                    on_line: LineSink | None = None) -> RunResult:
+        """Run a Python program (standard library only) on the target in ONE session, nothing written first.
+
+        The command line holds only a fixed bootstrap; stdin carries the program, then ``header`` as JSON (with
+        ``env`` merged into its ``"env"``): values never appear in source or on a command line, and never touch
+        the target's disk on the way. When the program prints the line ``send_on``, ``attachment``'s bytes follow
+        on stdin (from a thread, while its output keeps streaming). stdin then stays open: its end of file tells
+        the program ferry is gone (the program ends what it started). Output lines are masked and streamed to
+        ``on_line``; past ``timeout`` the session is closed, which the program takes as that end of file."""
+        document = json.dumps({**header, "env": {**dict(header.get("env") or {}), **dict(env or {})}},
+                              ensure_ascii=False).encode("utf-8")
+        source = program.encode("utf-8")
+        channel = self._open_exec(f"exec python3 -c {shlex.quote(_PROGRAM_BOOT)}")
+        tail: deque[str] = deque(maxlen=self._tail_lines)
+        failures: list[BaseException] = []
+        sender: list[threading.Thread] = []
+
+        def send() -> None:
+            assert attachment is not None
+            try:
+                with open(attachment, "rb") as handle:
+                    while chunk := handle.read(_UPLOAD_CHUNK):
+                        channel.sendall(chunk)
+            except (OSError, paramiko.SSHException, EOFError) as exc:
+                failures.append(exc)
+
+        def emit(line: str) -> None:
+            line = line.rstrip("\r")
+            if send_on is not None and attachment is not None and line == send_on and not sender:
+                sender.append(threading.Thread(target=send, name=f"send-{self.target}", daemon=True))
+                sender[0].start()
+                return
+            line = self._mask(line)
+            tail.append(line)
+            if on_line is not None:
+                on_line(line)
+
+        def timed_out() -> TransportError:
+            channel.close()  # end of file on the program's stdin: it ends its running phase and exits
+            return self._error(f"the install did not finish within {timeout:g}s; the session was closed", "run")
+
         try:
+            channel.sendall(b"%d\n%s%d\n%s" % (len(source), source, len(document), document))
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            channel.close()
+            raise ConnectionLost(str(exc), target=self.target) from exc
+        deadline = time.monotonic() + timeout if timeout is not None else None
+        code = self._pump(channel, emit, deadline, timed_out)
+        if sender:
+            sender[0].join(timeout=5)
+        if failures and code != 0:
+            raise self._error(f"sending {attachment} failed: {failures[0]}", "upload")
+        return RunResult(exit_code=code, output_tail=list(tail))
+
+    def _open_exec(self, command: str) -> paramiko.Channel:
+        """A session running ``command``, stderr merged into stdout; its stdin stays open (see ``run``)."""
+        try:
+            self.channels_opened += 1
             channel = self.transport.open_session(timeout=self.spec.connect_timeout)
             channel.set_combine_stderr(True)
             channel.exec_command(command)  # stdin stays open: its end of file tells the wrapper ferry is gone
             channel.settimeout(0.25)
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise self._error(f"cannot start the script: {exc}", "run") from exc
+        return channel
+
+    def _pump(self, channel: paramiko.Channel, emit: Callable[[str], None], deadline: float | None,
+              timed_out: Callable[[], TransportError]) -> int:
+        """Forward the channel's output lines to ``emit`` until the command ends; its exit code.
+        Past ``deadline``, ``timed_out()`` (which ends the remote side) is raised."""
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
         pending, quiet = "", 0
         try:
             while True:
                 if deadline is not None and time.monotonic() > deadline:
-                    killed = self._kill(base)
                     if pending:
                         emit(pending)
-                    raise self._error(f"script timed out after {timeout:g}s; {killed}", "run")
+                    raise timed_out()
                 try:
                     chunk = channel.recv(65536)
                 except TimeoutError:
@@ -536,8 +612,7 @@ class SshTransport:
                 emit(pending)
             while not channel.exit_status_ready():
                 if deadline is not None and time.monotonic() > deadline:
-                    killed = self._kill(base)
-                    raise self._error(f"script timed out after {timeout:g}s; {killed}", "run")
+                    raise timed_out()
                 if not self.transport.is_active():
                     break
                 time.sleep(0.01)
@@ -548,7 +623,7 @@ class SshTransport:
             raise ConnectionLost(str(exc), target=self.target) from exc
         finally:
             channel.close()
-        return RunResult(exit_code=code, output_tail=list(tail))
+        return code
 
     def _io_error(self, what: str, exc: BaseException, operation: str) -> TransportError:
         """A failed file operation: "connection to T lost" when that is why (paramiko says "Socket is closed")."""
@@ -767,6 +842,11 @@ def _safe_path(path: str) -> str:
 # about 3x faster than coreutils' sha256sum on a large package; sha256sum is the fallback.
 _HASH_FN = ('h() { if command -v openssl >/dev/null 2>&1; then openssl dgst -sha256 -r "$1"; '
             'else sha256sum -- "$1"; fi; };')
+
+
+# The whole command line of ``run_program``: read the program's length and text from stdin, run it.
+_PROGRAM_BOOT = ('import sys; r = sys.stdin.buffer; n = int(r.readline()); '
+                 'exec(compile(r.read(n), "ferry-program", "exec"), {"__name__": "ferry_install"})')
 
 
 def connect_target(target: Target, *, home: Path | None = None, password: str | None = None,
