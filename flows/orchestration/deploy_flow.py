@@ -11,6 +11,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run as current_flow_run
+from prefect.states import Cancelled, State
 from sqlalchemy import Connection
 
 from flows.engine import prepared
@@ -44,7 +45,7 @@ def deploy_release(project: str, environment: str, release: str = "latest", targ
                    variables: dict[str, str] | None = None, guided_failure: bool | None = None,
                    force: bool = False, deployment_id: int | None = None,
                    prompted_ref: str | None = None, actor: str | None = None, channel: str | None = None,
-                   override_freeze: bool = False) -> dict[str, Any]:
+                   override_freeze: bool = False) -> dict[str, Any] | State:
     """Deploy a release of a project to an environment, rolling across its targets.
 
     Args:
@@ -101,6 +102,8 @@ def deploy_release(project: str, environment: str, release: str = "latest", targ
             if plan.freeze is not None and plan.override_freeze:  # met as it starts (--at): who overrode it
                 note_override(conn, deployment_id, plan.freeze.as_dict(), records.get(conn, deployment_id).created_by)
             records.set_state(conn, deployment_id, records.QUEUED, flow_run_id=flow_run_id)
+    except CancelledBeforeStart as stop:
+        return stop.state(ctx, logger)
     except FerryError as exc:
         if deployment_id is not None:
             with ctx.store.begin() as conn:
@@ -114,9 +117,29 @@ def deploy_release(project: str, environment: str, release: str = "latest", targ
     remove_filter = install_masking_filter(plan.current.masker)
     try:
         return _run(plan, deployment_id, ctx, logger)
+    except CancelledBeforeStart as stop:
+        return stop.state(ctx, logger)
     finally:
         send_log()
         remove_filter()
+
+
+class CancelledBeforeStart(Exception):
+    """The record was cancelled (``ferry deployment cancel``, the server API) while this run was still
+    starting or waiting for its slots: the run ends Cancelled without touching a target. The record decides,
+    not Prefect's state: a run forced Cancelled while its runner was starting the process goes Running
+    again when the process proposes it, and would then deploy."""
+
+    def __init__(self, deployment_id: int, reason: str | None) -> None:
+        super().__init__(reason or "cancelled")
+        self.deployment_id = deployment_id
+
+    def state(self, ctx: Workspace, logger: Logger) -> State:
+        message = f"deployment #{self.deployment_id} was cancelled before it started ({self}): nothing was done"
+        logger.warning(message)
+        events.emit_for(ctx.store, self.deployment_id, events.CANCELLED, error=str(self), flush=True)
+        send_log()
+        return Cancelled(message=message)
 
 
 def send_log() -> None:
@@ -181,6 +204,11 @@ def _run_alive(plan: DeploymentPlan, deployment_id: int, ctx: Workspace, logger:
                 if other.id != deployment_id and other.state in (records.RUNNING, records.PAUSED):
                     # We hold the environment's only slot, so that one's process is gone (killed or crashed).
                     records.set_state(conn, other.id, records.FAILED, error="abandoned: its process stopped")
+            mine = records.get(conn, deployment_id)
+            if mine.state == records.CANCELLED:  # cancelled while it waited for the slots
+                engine.pool.close()
+                engine.writer.close()
+                raise CancelledBeforeStart(deployment_id, mine.error)
             records.set_state(conn, deployment_id, records.RUNNING)
         events.emit_state(ctx.store, deployment_id, records.RUNNING)
         logger.info(f"deployment #{deployment_id}: {plan.project} {version} → {plan.environment.name} "
@@ -360,6 +388,8 @@ def _check_record(conn: Connection, deployment_id: int, project: str, environmen
         raise FerryError(f"deployment #{deployment_id} in this ferry store is {found.project} → {found.environment}, "
                          f"not {project} → {environment}: the command that started it and the process running it "
                          "use different stores (set the same FERRY_DATABASE_URL)")
+    if found.state == records.CANCELLED:
+        raise CancelledBeforeStart(deployment_id, found.error)
 
 
 def _auto_deploy(ctx: Workspace, project: str, version: str, logger: Logger) -> None:

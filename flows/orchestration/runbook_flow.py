@@ -8,9 +8,10 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run as current_flow_run
+from prefect.states import State
 
 from flows.engine.runbooks import RunbookRequest, prepare_runbook, record_run
-from flows.orchestration.deploy_flow import _check_record, _run
+from flows.orchestration.deploy_flow import CancelledBeforeStart, _check_record, _run
 from flows.orchestration.served_flows import prefect_actor
 from snapshots.errors import FerryError
 from snapshots.store import prompted, records
@@ -27,7 +28,7 @@ def _run_name() -> str:
 def run_runbook(project: str, runbook: str, environment: str, snapshot: int | None = None,
                 targets: list[str] | None = None, exclude_targets: list[str] | None = None,
                 guided_failure: bool | None = None, deployment_id: int | None = None,
-                actor: str | None = None) -> dict[str, Any]:
+                actor: str | None = None) -> dict[str, Any] | State:
     """Run a project's runbook (its newest published snapshot, or ``snapshot``) against an environment.
 
     Args:
@@ -58,6 +59,8 @@ def run_runbook(project: str, runbook: str, environment: str, snapshot: int | No
             if deployment_id is None:
                 deployment_id = record_run(conn, ctx, plan, request)
             records.set_state(conn, deployment_id, records.QUEUED, flow_run_id=flow_run_id)
+    except CancelledBeforeStart as stop:
+        return stop.state(ctx, logger)
     except FerryError as exc:
         if deployment_id is not None:
             with ctx.store.begin() as conn:
@@ -67,6 +70,8 @@ def run_runbook(project: str, runbook: str, environment: str, snapshot: int | No
     remove_filter = install_masking_filter(plan.current.masker)
     try:
         result = _run(plan, deployment_id, ctx, logger, runbook=True)
+    except CancelledBeforeStart as stop:
+        return stop.state(ctx, logger)
     finally:
         remove_filter()
     return {**result, "runbook": plan.current.release.snapshot["runbook"],

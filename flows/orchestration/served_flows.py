@@ -298,7 +298,7 @@ def rollback_flow(spec: ProjectSpec) -> Flow[..., Any]:
     project = spec.name
 
     def rollback(environment: str, guided_failure: bool | None = None,
-                 override_freeze: bool = False) -> dict[str, Any]:
+                 override_freeze: bool = False) -> dict[str, Any] | State:
         with Workspace().store.read() as conn:
             current = records.last_successful(conn, project, environment)
             previous = current and records.last_successful(conn, project, environment, before_id=current.id,
