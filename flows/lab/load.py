@@ -33,6 +33,9 @@ class LoadReport:
     """The first few failures, described."""
     timeline: list[tuple[float, str | None]] = field(default_factory=list)
     """(wall-clock time, version) of every response; version None for a failure."""
+    first_answer: dict[tuple[str, str], float] = field(default_factory=dict)
+    """(machine, version) → wall-clock time of the first answer it gave (when a server got its first request
+    on a version: e.g. to show none reached a server before it was put back in the balancer)."""
 
     def between(self, start: float, end: float) -> tuple[int, int, Counter[str]]:
         """Requests, failures and versions seen between two wall-clock times (e.g. a rollout's span)."""
@@ -151,6 +154,7 @@ class LoadGenerator:
                     else:
                         self.report.versions[str(version)] += 1
                         self.report.machines[str(machine)] += 1
+                        self.report.first_answer.setdefault((str(machine), str(version)), time.time())
                         self.report.phases.setdefault(self.phase, Counter())[str(version)] += 1
         finally:
             conn.close()

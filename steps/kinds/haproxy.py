@@ -171,6 +171,8 @@ class HAProxy:
             raise LoadBalancerError("a load balancer needs at least one node")
         self.poll = poll
         self.log = log or (lambda _line: None)
+        self._armed: set[tuple[str, str]] = set()
+        """(backend, server) whose fresh checks ``start_checks_early`` started (shared by shallow copies)."""
         self.nodes: list[Node] = []
         for url in nodes:
             node = Node(url, timeout=timeout)
@@ -285,6 +287,7 @@ class HAProxy:
         On timeout the server stays in DRAIN and ``LoadBalancerError`` names the sessions left — unless
         ``force``, which cuts them (``shutdown sessions``) and proceeds."""
         start = time.monotonic()
+        self._armed.discard((backend, server))
         self.set_state(backend, server, "drain")
         self.log(f"{backend}/{server}: draining on {len(self.nodes)} node(s)")
         deadline = start + timeout
@@ -316,6 +319,39 @@ class HAProxy:
         self.log(f"{backend}/{server}: drained in {seconds:.1f}s, now in MAINT")
         return DrainResult(server, seconds, nodes=[n.url for n in self.nodes])
 
+    def _admin_states(self, backend: str, server: str) -> tuple[dict[str, int], bool]:
+        """The server's admin-state bitmask on every node, and whether it has health checks configured."""
+        admin, checked = {}, False
+        for node in self.nodes:
+            state = next((r for r in self.servers_state(backend, node) if r.get("srv_name") == server), {})
+            admin[node.url] = int(state.get("srv_admin_state") or 0)
+            checked = checked or bool(int(state.get("srv_check_state") or 0) & 0x2)  # CHK_ST_CONFIGURED
+        return admin, checked
+
+    def _start_fresh_checks(self, backend: str, server: str) -> None:
+        """MAINT (or DRAIN) → DRAIN with its health forced down, in ONE runtime-API line: HAProxy runs the two
+        commands back to back, so no `show stat` ever sees the health it remembers from before MAINT, and
+        from here only ``rise`` fresh passing checks make it DRAIN (up). DRAIN takes no new traffic."""
+        self._change(f"set server {backend}/{server} state drain; set server {backend}/{server} health down",
+                     backend, server)
+        self._armed.add((backend, server))
+
+    def start_checks_early(self, backend: str, server: str) -> bool:
+        """Start HAProxy's fresh health checks on a server that is still out of rotation — called once the new
+        version answered on the target (its smoke test passed) — so ``add_and_wait_up`` only confirms them.
+
+        Only a server in MAINT on every node (taken out by ferry) with health checks is touched: it goes to
+        DRAIN with its health forced down (checks run; no new traffic — HAProxy sends a DRAIN server only
+        requests that persistence pins to it, and none reach a DOWN one). Anything else (in rotation, no
+        checks, a node disagreeing) is left alone and False returned: ``add`` then does the whole job."""
+        self.server_rows(backend, server)
+        admin, checked = self._admin_states(backend, server)
+        if not checked or not all(a & 0x01 for a in admin.values()):  # 0x01: FMAINT, set by `state maint`
+            return False
+        self._start_fresh_checks(backend, server)
+        self.log(f"{backend}/{server}: fresh health checks started early (DRAIN, health down: no traffic)")
+        return True
+
     def add_and_wait_up(self, backend: str, server: str, timeout: float,
                         cancel: threading.Event | None = None) -> float:
         """Put ``server`` back in rotation once HAProxy's own health check reports it UP on every node.
@@ -324,24 +360,25 @@ class HAProxy:
         Leaving MAINT, HAProxy resumes with the health it knew before maintenance — usually UP — and would send
         traffic at once to an app it has not checked since (the one just restarted). So a checked server first
         goes to DRAIN (checks resume, no new traffic) with its health forced down, and only when ``rise``
-        fresh checks have passed (status DRAIN, i.e. up) is it set ``ready``."""
+        fresh checks have passed (status DRAIN, i.e. up) is it set ``ready``. When ``start_checks_early``
+        already did that (and every node still shows it DRAIN and nothing else), the checks are not restarted:
+        ``add`` only waits for the ones under way."""
         start = time.monotonic()
         deadline = start + timeout
         rows = self.server_rows(backend, server)
-        admin, checked = {}, False
-        for node in self.nodes:
-            state = next((r for r in self.servers_state(backend, node) if r.get("srv_name") == server), {})
-            admin[node.url] = int(state.get("srv_admin_state") or 0)
-            checked = checked or bool(int(state.get("srv_check_state") or 0) & 0x2)  # CHK_ST_CONFIGURED
+        admin, checked = self._admin_states(backend, server)
         if all(a == 0 for a in admin.values()) and all(_is_up(r) for r in rows.values()):
             self.log(f"{backend}/{server}: already in rotation and UP")
             return 0.0
         if checked:
-            self.set_state(backend, server, "drain")
-            self._change(f"set server {backend}/{server} health down", backend, server)
-            self.log(f"{backend}/{server}: waiting for fresh health checks to pass (no traffic yet)")
+            armed = (backend, server) in self._armed and all(a == 0x08 for a in admin.values())  # FDRAIN only
+            if not armed:
+                self._start_fresh_checks(backend, server)
+            self.log(f"{backend}/{server}: waiting for fresh health checks to pass (no traffic yet"
+                     f"{'; started early' if armed else ''})")
             self._wait(backend, server, lambda r: r.get("status") == "DRAIN", "pass its health check", deadline,
                        timeout, cancel)
+        self._armed.discard((backend, server))
         self.set_state(backend, server, "ready")
         self._wait(backend, server, _is_up, "come UP", deadline, timeout, cancel)
         seconds = time.monotonic() - start

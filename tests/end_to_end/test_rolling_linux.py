@@ -234,6 +234,13 @@ def test_zero_downtime_rollout_across_four_targets(octofx: OctoFX, window: int, 
     assert all(statuses(octofx.lab)[t] == "UP" for t in PROD)
     assert sampler.fewest >= min_healthy, "min_healthy held in the balancer throughout"
     assert out_of_service_overlap(results) == window
+    # HAProxy's checks start once the smoke test passed, but no request reaches a server on the new version
+    # before its `add` step began (let alone before its smoke test passed): the answer came after both
+    for target in PROD:
+        added = next(stamp(r["started_at"]) for r in results if (r["step"], r["target"]) == (STEPS[3], target))
+        smoked = next(stamp(r["finished_at"]) for r in results if (r["step"], r["target"]) == (STEPS[2], target))
+        first = report.first_answer[(target, "1.1.0")]
+        assert first > added >= smoked, f"{target}: first 1.1.0 answer {first:.3f}, add began {added:.3f}"
 
     runs = task_runs(record["flow_run_id"])
     expected = {f"{step} · {target}" for step in STEPS for target in PROD}

@@ -34,6 +34,8 @@ class App:
         self.address, self.port = address, port
         self.release = threading.Event()
         self.held = 0
+        self.served = 0
+        """requests other than HAProxy's health checks (/health) that reached this app"""
         self._lock = threading.Lock()
         app = self
 
@@ -41,6 +43,9 @@ class App:
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:
+                if self.path != "/health":
+                    with app._lock:
+                        app.served += 1
                 if self.path == "/hold":
                     with app._lock:
                         app.held += 1
@@ -247,3 +252,25 @@ def test_add_times_out_when_the_app_never_answers(lb_lab: LabInfo, apps: dict[st
     haproxy.set_state(BACKEND, "test-02", "maint")
     with pytest.raises(LoadBalancerError, match=r"test-02 did not pass its health check within 0.8s \(.*L4CON"):
         haproxy.add_and_wait_up(BACKEND, "test-02", timeout=0.8)
+
+
+def test_checks_started_early_send_no_traffic_and_add_only_confirms(lb_lab: LabInfo, apps: dict[str, App]) -> None:
+    lines: list[str] = []
+    haproxy = HAProxy([lb_lab.api, lb_lab.socket], poll=0.05, log=lines.append)
+    assert not haproxy.start_checks_early(BACKEND, "dev-01")  # in rotation: left alone
+    assert _status(haproxy, "dev-01").startswith("UP")
+    haproxy.drain_and_remove(BACKEND, "dev-01", timeout=5)
+    assert haproxy.start_checks_early(BACKEND, "dev-01")
+    # not the UP remembered from before MAINT: the health is forced down until fresh checks pass
+    assert _status(haproxy, "dev-01").startswith("DOWN")
+    _wait_for(lambda: _status(haproxy, "dev-01") == "DRAIN", 10, "fresh checks to pass while out of rotation")
+    served = apps["dev-01"].served
+    host, port = _balancer(lb_lab)
+    for _ in range(20):  # checked and healthy, but still no traffic until `add`
+        with socket.create_connection((host, port), timeout=5) as client:
+            client.sendall(b"GET / HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n")
+            assert client.recv(64).startswith(b"HTTP/1.1 200")
+    assert apps["dev-01"].served == served
+    assert haproxy.add_and_wait_up(BACKEND, "dev-01", timeout=5) < 5
+    assert any("started early" in line for line in lines), lines  # the checks under way were not restarted
+    assert _status(haproxy, "dev-01") == "UP" and haproxy.count_up(BACKEND) == 2
