@@ -41,7 +41,7 @@ def project_list(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) 
         with Workspace().store.read() as conn:
             found = projects(conn)
     if as_json:
-        print_json({"projects": found})
+        print_json(found)  # {"schema": "ferry/v1", "items": [...]}, as every list
         return
     print_table(None, ["project", "revision", "lifecycle", "description"],
                 [(p["name"], p["revision"], p["lifecycle"], p["description"]) for p in found])
@@ -59,7 +59,7 @@ def environment_list(as_json: bool = typer.Option(False, "--json", help=JSON_HEL
         with Workspace().store.read() as conn:
             found = environments(conn)
     if as_json:
-        print_json({"environments": found})
+        print_json(found)  # {"schema": "ferry/v1", "items": [...]}, as every list
         return
     print_table(None, ["environment", "guided failure", "targets"],
                 [(e["name"], "yes" if e["guided_failure"] else "no",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from rich.console import Console
@@ -35,10 +35,25 @@ SCHEMA = "ferry/v1"
 """The version of every ``--json`` document: a mapping's first key is ``"schema": "ferry/v1"``."""
 
 
+json_sink: list[Callable[[dict[str, Any]], None]] = []
+"""While a command builds one document from several parts (``--json`` of the commands that start deployments,
+``flows.cli.json_result``), ``print_json`` hands its mapping to the innermost sink instead of printing it."""
+
+
+def envelope(data: Any) -> dict[str, Any]:
+    """The one rule for every ``--json`` document: a mapping whose first key is ``"schema": "ferry/v1"``; a list
+    (every ``… list --json``) is the mapping's ``items``."""
+    if isinstance(data, list | tuple):
+        data = {"items": list(data)}
+    return {"schema": SCHEMA, **{k: v for k, v in dict(data).items() if k != "schema"}}
+
+
 def print_json(data: Any) -> None:
-    if isinstance(data, dict):
-        data = {"schema": SCHEMA, **{k: v for k, v in data.items() if k != "schema"}}
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
+    doc = envelope(data)
+    if json_sink:
+        json_sink[-1](doc)
+        return
+    sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
 
 
 def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

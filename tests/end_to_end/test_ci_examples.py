@@ -156,7 +156,7 @@ def test_the_ci_example_runs_as_written_with_only_a_scoped_key(executor: tuple[S
     assert sorted((d["environment"], d["state"]) for d in records) == \
         [("Development", "Success"), ("Test", "Success"), ("Test", "Success")]
     assert {d["created_by"] for d in records} == {"key:ci"}
-    releases = json.loads(served.ferry("release", "list", served.name, "--json").stdout)
+    releases = json.loads(served.ferry("release", "list", served.name, "--json").stdout)["items"]
     assert [r["created_by"] for r in releases if r["version"] == version] == ["key:ci"]
 
     # The same job asking for Production: refused before anything starts, recorded, nothing deployed.

@@ -127,7 +127,7 @@ def test_a_runbook_drains_a_target_while_a_beta_release_stays_out_of_production(
     before_run = traffic.machines(0, traffic.seen[0][0] + 0.5)
     assert set(TEST) <= before_run, before_run
 
-    (run,) = _json(octofx.run("runbook", "runs", "OctoFX", "--json"))
+    (run,) = _json(octofx.run("runbook", "runs", "OctoFX", "--json"))["items"]
     shown = _json(octofx.run("deployment", "show", str(run["id"]), "--json"))
     assert (shown["kind"], shown["state"]) == ("runbook", "Success")
     (stamp,) = [o["value"] for o in shown["outputs"] if o["name"] == "PatchedAt"]
@@ -156,5 +156,5 @@ def test_a_runbook_drains_a_target_while_a_beta_release_stays_out_of_production(
     refused = in_process(ferry_home, "deploy", "OctoFX", "1.1.0-beta.1", "--to", "Production", "--wait", "--local")
     assert refused.code == 3, refused
     assert "Production" in refused.stderr and "Beta" in refused.stderr, refused.stderr
-    assert [d["id"] for d in _json(octofx.run("deployment", "list", "OctoFX", "--json"))
+    assert [d["id"] for d in _json(octofx.run("deployment", "list", "OctoFX", "--json"))["items"]
             if d["environment"] == "Production"] == []

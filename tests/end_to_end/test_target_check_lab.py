@@ -26,7 +26,7 @@ def test_target_check_over_real_ssh(lab: LabInfo, tmp_path: Path) -> None:
 
     outcome = ferry(home, "target", "check", "--json")
     assert outcome.code == 1
-    results = {r["target"]: r for r in json.loads(outcome.stdout)}
+    results = {r["target"]: r for r in json.loads(outcome.stdout)["items"]}
     dev = results["dev-01"]
     assert dev["reachable"] and dev["transport"] == "ssh"
     assert dev["free_bytes"] > 0 and 0 < dev["latency_ms"] < 5000 and abs(dev["clock_skew_s"]) < 1

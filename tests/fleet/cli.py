@@ -16,6 +16,9 @@ def ferry(home: Path, *args: str, env: Mapping[str, str | None] | None = None) -
 
 
 def ferry_json(home: Path, *args: str, env: Mapping[str, str | None] | None = None) -> Any:
+    """The ferry/v1 document of ``ferry ARGS --json``; for a list command, its ``items``."""
     outcome = ferry(home, *args, "--json", env=env)
     assert outcome.code == 0, outcome
-    return json.loads(outcome.stdout)
+    doc = json.loads(outcome.stdout)
+    assert doc["schema"] == "ferry/v1", doc
+    return doc.get("items", doc)

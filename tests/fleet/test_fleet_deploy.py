@@ -65,7 +65,7 @@ def test_a_skip_policy_leaves_an_unreachable_target_out_and_reports_it(project: 
     assert rows[("Install", "gone-01")]["state"] == "skipped"
     assert rows[("Install", "gone-01")]["message"].startswith("skipped: unreachable (connect:")
     assert rows[("Install", "dev-01")]["state"] == rows[("Install", "dev-02")]["state"] == "success"
-    listed = {t["name"]: t for t in json.loads(project.run("target", "list", "--json").stdout)}
+    listed = {t["name"]: t for t in json.loads(project.run("target", "list", "--json").stdout)["items"]}
     assert listed["dev-01"]["holds"]["Shop/Dev"]["release"] == "1.0.0"  # from the deployment records
     assert listed["gone-01"]["holds"] == {}
 

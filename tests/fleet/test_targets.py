@@ -60,7 +60,7 @@ def test_check_reports_each_target_and_fails_on_an_unreachable_one(tmp_path: Pat
     outcome = ferry(home, "target", "check", "--json")
     assert outcome.code == 1, outcome
     import json
-    results = {r["target"]: r for r in json.loads(outcome.stdout)}
+    results = {r["target"]: r for r in json.loads(outcome.stdout)["items"]}
     web = results["web-01"]
     assert web["reachable"] and web["reason"] is None and web["free_bytes"] > 0
     assert abs(web["clock_skew_s"]) < 1.0 and web["latency_ms"] > 0 and web["powershell"] is None

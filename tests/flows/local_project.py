@@ -104,7 +104,7 @@ class LocalProject:
     def deployments(self) -> list[dict]:
         result = self.run("deployment", "list", self.name, "--json")
         assert result.exit_code == 0, result.output
-        return json.loads(result.stdout)
+        return json.loads(result.stdout)["items"]
 
     def show(self, deployment_id: int) -> dict:
         result = self.run("deployment", "show", str(deployment_id), "--json")

@@ -182,7 +182,7 @@ class ServedProject:
     def records(self) -> list[dict[str, Any]]:
         result = self.ferry("deployment", "list", self.name, "--json")
         assert result.exit_code == 0, result.output
-        return json.loads(result.stdout)
+        return json.loads(result.stdout)["items"]
 
     def record_of(self, run_id: str) -> dict[str, Any]:
         found = [d for d in self.records() if d["flow_run_id"] == run_id]

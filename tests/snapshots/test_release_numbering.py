@@ -96,7 +96,7 @@ def test_release_create_uses_the_project_template(ferry, sample) -> None:  # typ
     assert "release OctoFX 0.0.1 created" in _ok(ferry("release", "create", "OctoFX"))
     _ok(ferry("release", "create", "OctoFX", "--version", "1.4.0"))
     assert "release OctoFX 1.4.1 created" in _ok(ferry("release", "create", "OctoFX"))
-    versions = [r["version"] for r in json.loads(_ok(ferry("release", "list", "OctoFX", "--json")))]
+    versions = [r["version"] for r in json.loads(_ok(ferry("release", "list", "OctoFX", "--json")))["items"]]
     assert versions == ["1.4.1", "1.4.0", "0.0.1"]
 
 

@@ -108,7 +108,7 @@ def test_a_release_takes_the_newest_package_its_channel_allows_and_refuses_one_i
     assert state(ferry_home) == before  # nothing written by any of them
 
     listed = ferry("release", "list", "Shop", "--channel", "Beta", "--json")
-    assert [(r["version"], r["channel"]) for r in json.loads(listed.stdout)] == [("1.2.1-beta", "Beta")]
+    assert [(r["version"], r["channel"]) for r in json.loads(listed.stdout)["items"]] == [("1.2.1-beta", "Beta")]
     table = ferry("release", "list", "Shop")
     assert "channel" in table.stdout and "Stable" in table.stdout and "Beta" in table.stdout
     shown = json.loads(ferry("release", "show", "Shop", "1.2.1-beta", "--json").stdout)

@@ -52,7 +52,7 @@ def test_package_list_feed_and_release_create_from_it(ferry_home: Path, sample: 
     monkeypatch.delenv("NUGET_PW")
     listed = ferry("package", "list", "OctoFX.Web", "--feed", "nuget-main", "--json")
     assert listed.exit_code == 0, listed.output
-    assert [p["version"] for p in json.loads(listed.stdout)] == ["2.0.0-rc.1", "1.1.0", "1.0.0"]
+    assert [p["version"] for p in json.loads(listed.stdout)["items"]] == ["2.0.0-rc.1", "1.1.0", "1.0.0"]
     created = ferry("release", "create", "OctoFX")
     assert created.exit_code == 0, created.output
     shown = ferry("release", "show", "OctoFX", "1.1.0", "--json")

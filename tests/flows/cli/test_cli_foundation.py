@@ -90,7 +90,7 @@ def test_default_version_follows_package_then_next_patch(ferry, applied) -> None
     applied.edit_project(lambda d: d.pop("versioning"))
     _ok(ferry("apply", str(applied.project)))
     assert "release OctoFX 1.1.1 created" in _ok(ferry("release", "create", "OctoFX", "--package", "OctoFX.Web:1.0.0"))
-    listed = json.loads(_ok(ferry("release", "list", "OctoFX", "--json")))
+    listed = json.loads(_ok(ferry("release", "list", "OctoFX", "--json")))["items"]
     assert [(r["version"], r["packages"][0]["version"]) for r in listed] == [
         ("1.1.1", "1.0.0"), ("1.1.0", "1.1.0"), ("1.0.0", "1.0.0")]
 
@@ -174,14 +174,14 @@ def test_verify_detects_changed_package_bytes(ferry, applied, ferry_home: Path) 
 
 def test_package_push_and_list(ferry, sample) -> None:  # type: ignore[no-untyped-def]
     v1, v2 = sample.package("1.0.0"), sample.package("1.10.0")
-    out = json.loads(_ok(ferry("package", "push", str(v1), str(v2), "--json")))
+    out = json.loads(_ok(ferry("package", "push", str(v1), str(v2), "--json")))["items"]
     assert [p["created"] for p in out] == [True, True]
     import hashlib
     assert out[0]["sha256"] == hashlib.sha256(v1.read_bytes()).hexdigest()
     assert out[0]["size"] == v1.stat().st_size
-    again = json.loads(_ok(ferry("package", "push", str(v1), "--json")))
+    again = json.loads(_ok(ferry("package", "push", str(v1), "--json")))["items"]
     assert again[0]["created"] is False
-    listed = json.loads(_ok(ferry("package", "list", "OctoFX.Web", "--json")))
+    listed = json.loads(_ok(ferry("package", "list", "OctoFX.Web", "--json")))["items"]
     assert [p["version"] for p in listed] == ["1.10.0", "1.0.0"]
 
 

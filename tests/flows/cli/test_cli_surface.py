@@ -29,11 +29,11 @@ def test_project_and_environment_lists(applied: Sample) -> None:
     assert projects.code == 0, projects.stderr
     doc = json.loads(projects.stdout)
     assert doc["schema"] == "ferry/v1"
-    assert [(p["name"], p["revision"], p["lifecycle"]) for p in doc["projects"]] == [("OctoFX", 1, "Default")]
+    assert [(p["name"], p["revision"], p["lifecycle"]) for p in doc["items"]] == [("OctoFX", 1, "Default")]
     environments = json.loads(ferry("environment", "list", "--json").stdout)
     assert environments["schema"] == "ferry/v1"
-    assert [e["name"] for e in environments["environments"]] == ["Development", "Test", "Production"]
-    assert [t["name"] for t in environments["environments"][1]["targets"]] == ["test-01", "test-02"]
+    assert [e["name"] for e in environments["items"]] == ["Development", "Test", "Production"]
+    assert [t["name"] for t in environments["items"][1]["targets"]] == ["test-01", "test-02"]
     table = ferry("environment", "list")
     assert "test-01 (web), test-02 (web)" in table.stdout and "Production" in table.stdout
 

@@ -67,13 +67,13 @@ def test_a_published_runbook_runs_on_chosen_targets_and_moves_nothing(tmp_path: 
                                                                       ("prod-03", "ShopPool@prod-03")}
     status = _json(project.run("status", "Shop", "--json"))
     assert "Prod" not in status["current"] and "Prod" not in status["latest"]
-    runs = _json(project.run("runbook", "runs", "Shop", "--json"))
+    runs = _json(project.run("runbook", "runs", "Shop", "--json"))["items"]
     assert [(r["id"], r["runbook"], r["environment"]) for r in runs] == [(1, "Recycle app pool", "Prod")]
 
     # the recipe changes: runs keep using the published snapshot until it is published again
     project.write(PROCESS, variables, runbooks=[_runbook("v2")])
     project.apply()
-    listed = _json(project.run("runbook", "list", "Shop", "--json"))
+    listed = _json(project.run("runbook", "list", "Shop", "--json"))["items"]
     assert [(r["name"], r["snapshot"], r["changed"]) for r in listed] == [("Recycle app pool", 1, True)]
     assert project.run("runbook", "publish", "Shop", "Recycle app pool").exit_code == 0
     again = project.run("runbook", "run", "Shop", "Recycle app pool", "--to", "Prod", "--target", "prod-02",
@@ -83,7 +83,7 @@ def test_a_published_runbook_runs_on_chosen_targets_and_moves_nothing(tmp_path: 
                          "--wait")
     assert newest.exit_code == 0, newest.output
     assert (project.target_dir("prod-02") / "recycled").read_text() == "v1 ShopPool@prod-02\nv2 ShopPool@prod-02\n"
-    listed = _json(project.run("runbook", "list", "Shop", "--json"))
+    listed = _json(project.run("runbook", "list", "Shop", "--json"))["items"]
     assert [(r["snapshot"], r["changed"]) for r in listed] == [(2, False)]
 
 

@@ -151,7 +151,7 @@ def test_create_release_promote_and_rollback_deployments(served: ServedProject) 
     assert created.status_code == 201, created.text
     assert served.wait_final(created.json()["id"])["state"]["type"] == "COMPLETED"
     listed = served.ferry("release", "list", served.name, "--json")
-    assert "2.0.0" in [r["version"] for r in json.loads(listed.stdout)]
+    assert "2.0.0" in [r["version"] for r in json.loads(listed.stdout)["items"]]
 
     for version in ("1.0.0", "2.0.0"):
         response = served.create_run({"environment": "Dev", "release": version, "force": True})

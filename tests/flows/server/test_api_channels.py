@@ -37,7 +37,7 @@ def test_release_create_and_list_take_a_channel_and_a_frozen_environment_is_refu
     assert "package Shop.Web 1.1.0 does not satisfy channel 'Beta': rule tag '^beta'" in refused.stderr
     stable = run_in_process("release", "create", "Shop", "--version", "1.1.0")
     assert stable.exit_code == 0, stable.output
-    listed = json.loads(run_in_process("release", "list", "Shop", "--channel", "Stable", "--json").stdout)
+    listed = json.loads(run_in_process("release", "list", "Shop", "--channel", "Stable", "--json").stdout)["items"]
     assert [(r["version"], r["channel"]) for r in listed] == [("1.1.0", "Stable")]
 
     planned = run_in_process("deploy", "Shop", "latest", "--to", "Dev", "--plan", "--json")

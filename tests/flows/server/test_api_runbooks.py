@@ -45,7 +45,7 @@ def test_runbooks_through_the_api_and_the_cli_in_remote_mode(api: Api, tmp_path:
     env = {"FERRY_SERVER": api.url, "FERRY_API_KEY": operator}
     remote = ferry("runbook", "list", "Shop", "--json", env=env)
     assert remote.exit_code == 0, remote.output
-    assert [r["name"] for r in json.loads(remote.stdout)] == ["Restart"]
+    assert [r["name"] for r in json.loads(remote.stdout)["items"]] == ["Restart"]
     run = ferry("runbook", "run", "Shop", "Restart", "--to", "Dev", env=env)
     assert run.exit_code != 0 and run.stderr.strip().splitlines() == [
         "error: runbook 'Restart' of Shop is not served yet: ferry serve registers runbooks within its "

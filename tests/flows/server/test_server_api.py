@@ -182,7 +182,7 @@ def test_requests_without_a_valid_key_are_401(lab: Lab) -> None:
         assert secret not in response.text
     listed = lab.served.ferry("api-key", "list", "--all", "--json")
     assert listed.exit_code == 0 and secret not in listed.stdout
-    assert {k["name"]: k["state"] for k in json.loads(listed.stdout)} == {"ci": "active", "gone": "revoked",
+    assert {k["name"]: k["state"] for k in json.loads(listed.stdout)["items"]} == {"ci": "active", "gone": "revoked",
                                                                          "old": "expired"}
 
 
