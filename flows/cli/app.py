@@ -26,6 +26,7 @@ from flows.cli import (
     key_cmds,
     lab_cmds,
     package_cmds,
+    prefect_server_cmds,
     project_cmds,
     release_cmds,
     runbook_cmds,
@@ -45,7 +46,7 @@ _debug = {"on": False}
 
 
 for _commands in (project_cmds, package_cmds, release_cmds, deploy_cmds, target_cmds, serve_cmds, lab_cmds,
-                  api_key_cmds, key_cmds, cert_cmds, fleet_cmds):
+                  api_key_cmds, key_cmds, cert_cmds, fleet_cmds, prefect_server_cmds):
     app.add_typer(_commands.app)
 app.add_typer(runbook_cmds.app)
 app.add_typer(inventory_cmds.app)
@@ -93,6 +94,7 @@ def _main() -> None:
         fit_width()
         command = build_command()
         activate_remote(command, sys.argv[1:])  # remote mode: --server, and executor-only commands refused
+        _adopt_local_prefect()
         command(standalone_mode=False)
     except FerryError as exc:
         if _debug["on"]:
@@ -112,6 +114,17 @@ def _main() -> None:
         err_console.print(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
                           markup=False)
         sys.exit(2)
+
+
+def _adopt_local_prefect() -> None:
+    """Without PREFECT_API_URL, this FERRY_HOME's running local Prefect server is this command's Prefect API
+    (``ferry serve``, links, following runs); a command that runs a flow starts it when it is not running."""
+    from flows.cli.remote import server_url
+    from flows.orchestration.local_prefect import adopt
+    from snapshots.settings import Settings
+
+    if server_url() is None:
+        adopt(Settings.from_env().home)
 
 
 def _usage_error(exc: Exception) -> TypeGuard[TyperException | click.ClickException]:

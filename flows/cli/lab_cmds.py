@@ -67,6 +67,8 @@ def down(as_json: bool = typer.Option(False, "--json")) -> None:
         say(f"lab stopped: {', '.join(result['stopped'])} ({result.get('killed_processes', 0)} processes)")
     else:
         say("the lab was not running")
+    if result.get("prefect_server_stopped"):
+        say(f"local Prefect server stopped (pid {result['prefect_server_stopped']})")
 
 
 @lab_app.command("status")

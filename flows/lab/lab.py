@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from flows.lab.configs import SFTP_SERVER, haproxy_config, sshd_config, supervisord_config
+from flows.orchestration import local_prefect
 from snapshots.errors import LabError
 from snapshots.settings import Settings
 from steps.kinds.haproxy import HAProxy
@@ -499,10 +500,13 @@ class Lab:
     # -- down -----------------------------------------------------------------------------------------------
 
     def down(self) -> dict[str, Any]:
-        """Stop every process the lab started (and everything running inside its targets), remove its files."""
+        """Stop every process the lab started (and everything running inside its targets), remove its files;
+        also the FERRY_HOME's local Prefect server (its database stays: the runs remain readable)."""
+        prefect = local_prefect.stop(self.home) if local_prefect.state_dir(self.home).is_dir() else None
+        extra = {"prefect_server_stopped": prefect.pid} if prefect is not None else {}
         state = self.load()
         if state is None and not self.dir.exists():
-            return {"up": False, "stopped": [], "home": str(self.home)}
+            return {"up": False, "stopped": [], "home": str(self.home), **extra}
         stopped: list[str] = []
         namespaces = {t.mount_ns for t in (state.targets if state else []) if t.mount_ns}
         pids: list[int] = []
@@ -524,7 +528,7 @@ class Lab:
             stopped = [t.name for t in state.targets] + ["haproxy"]
         shutil.rmtree(self.run_dir, ignore_errors=True)
         shutil.rmtree(self.dir, ignore_errors=True)
-        return {"up": False, "stopped": stopped, "killed_processes": len(pids), "home": str(self.home)}
+        return {"up": False, "stopped": stopped, "killed_processes": len(pids), "home": str(self.home), **extra}
 
     # -- status ---------------------------------------------------------------------------------------------
 

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import IO
 
 from flows.engine.request import DeployRequest
+from flows.orchestration.local_prefect import api_for
 from flows.orchestration.ui_tags import tagged
-from snapshots.settings import open_private_log
+from snapshots.settings import Settings, open_private_log
 from snapshots.store import records
 from snapshots.workspace import Workspace
 
@@ -31,7 +32,7 @@ def run_here(request: DeployRequest, deployment_id: int) -> bool:
     from flows.orchestration.deploy_flow import deploy_release  # Prefect: only on the paths that run the flow here
 
     params = request.flow_parameters(deployment_id)
-    with without_flow_heartbeat(), tagged(params):
+    with api_for(Settings.from_env().home), without_flow_heartbeat(), tagged(params):
         state = deploy_release(**params, return_state=True)
     return bool(state.is_completed())
 
@@ -53,7 +54,8 @@ def run_with_timeout(ctx: Workspace, request: DeployRequest, deployment_id: int,
     """Run the flow in a child process whose output is this command's, waiting at most ``timeout`` seconds.
     On timeout: stop it (``cancel_on_timeout``: the record says Cancelled) or leave it running, then exit
     with code 124 as ``timeout(1)`` does."""
-    child = _spawn(request.flow_parameters(deployment_id))
+    with api_for(ctx.settings.home):  # the child talks to the local Prefect server when none is configured
+        child = _spawn(request.flow_parameters(deployment_id))
     try:
         return child.wait(timeout=timeout) == 0
     except subprocess.TimeoutExpired:
@@ -79,7 +81,7 @@ def run_with_timeout(ctx: Workspace, request: DeployRequest, deployment_id: int,
 def run_detached(ctx: Workspace, request: DeployRequest, deployment_id: int) -> Path:
     """Run the flow in a background process that outlives this command; returns its log file."""
     log = ctx.settings.home / "logs" / f"deployment-{deployment_id}.log"
-    with open(open_private_log(log), "ab") as out:  # 0600 in a 0700 folder: logs name targets and steps
+    with open(open_private_log(log), "ab") as out, api_for(ctx.settings.home):  # 0600 in a 0700 folder
         _spawn(request.flow_parameters(deployment_id), stdout=out, stderr=subprocess.STDOUT)
     return log
 

@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 from flows.engine.runbooks import RunbookRequest
-from snapshots.settings import open_private_log
+from flows.orchestration.local_prefect import api_for
+from snapshots.settings import Settings, open_private_log
 from snapshots.workspace import Workspace
 
 ENTRY = __spec__.name if __spec__ else "flows.orchestration.runbook_runs"
@@ -21,14 +22,15 @@ def run_here(request: RunbookRequest, run_id: int) -> bool:
     """Run the flow in this process; True when the run succeeded."""
     from flows.orchestration.runbook_flow import run_runbook
 
-    state = run_runbook(**request.flow_parameters(run_id), return_state=True)
+    with api_for(Settings.from_env().home):  # the local Prefect server when none is configured
+        state = run_runbook(**request.flow_parameters(run_id), return_state=True)
     return bool(state.is_completed())
 
 
 def run_detached(ctx: Workspace, request: RunbookRequest, run_id: int) -> Path:
     """Run the flow in a background process that outlives this command; returns its log file."""
     log = ctx.settings.home / "logs" / f"deployment-{run_id}.log"
-    with open(open_private_log(log), "ab") as out:
+    with open(open_private_log(log), "ab") as out, api_for(ctx.settings.home):
         child = subprocess.Popen([sys.executable, "-m", ENTRY], stdin=subprocess.PIPE, start_new_session=True,
                                  env=os.environ.copy(), stdout=out, stderr=subprocess.STDOUT)
     assert child.stdin is not None
