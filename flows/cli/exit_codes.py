@@ -57,3 +57,9 @@ def for_error(default: int, argv: list[str]) -> int:
 def reset() -> None:
     """A new command line (the bad-input catalogue runs many in one process)."""
     _started["yes"] = False
+
+
+def refused_or(default: int) -> int:
+    """The exit code of a ferry error raised inside a command that starts deployments: 3 (refused) when none had
+    started yet, else ``default``."""
+    return REFUSED if default == FAILED and not _started["yes"] else default

@@ -3,7 +3,6 @@ output: …``) and where its log is, instead of Prefect's task and flow tracebac
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -18,15 +17,9 @@ def set_debug(on: bool) -> None:
     _debug["on"] = on
 
 
-class _NoTraceback(logging.Filter):
-    """Keeps a record's first line and drops its traceback: the failure is reported once, by ferry, per target."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.exc_info, record.exc_text, record.stack_info = None, None, None
-        message = record.getMessage()
-        if "Traceback (most recent call last)" in message:
-            record.msg, record.args = message.split("Traceback (most recent call last)")[0].rstrip() or "failed", ()
-        return True
+def debug_on() -> bool:
+    """Was ``--debug`` given (a child process the CLI starts keeps its tracebacks then)?"""
+    return _debug["on"]
 
 
 def quiet_prefect_console() -> None:
@@ -34,16 +27,9 @@ def quiet_prefect_console() -> None:
     the Prefect UI shows, keeps them)."""
     if _debug["on"]:
         return
-    from prefect.logging import configuration  # Prefect sets its handlers up once, lazily: do it now to filter them
+    from flows.orchestration.quiet_console import quiet_prefect_console as quiet  # imports Prefect when it runs
 
-    if not configuration.PROCESS_LOGGING_CONFIG:
-        configuration.setup_logging()  # later set-ups are incremental: they keep these handlers
-    names = [name for name in logging.Logger.manager.loggerDict if name == "prefect" or name.startswith("prefect.")]
-    for logger in [logging.getLogger(), *(logging.getLogger(name) for name in names)]:
-        for handler in logger.handlers:
-            if isinstance(handler, logging.StreamHandler) and not any(isinstance(f, _NoTraceback)
-                                                                      for f in handler.filters):
-                handler.addFilter(_NoTraceback())
+    quiet()
 
 
 def failed_lines(results: Iterable[dict[str, Any]]) -> list[str]:

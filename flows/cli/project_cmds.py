@@ -46,18 +46,24 @@ class SchemaKind(StrEnum):
     infrastructure = "infrastructure"
     library_variable_set = "library-variable-set"
     step_template = "step-template"
+    deployment_result = "deployment-result"
 
 
 @app.command()
 def schema(kind: SchemaKind) -> None:
     """Print the JSON Schema of a project, infrastructure, library variable set or step template file (for
-    editors)."""
+    editors), or of the deployment-result document `deploy --json` prints (for CI)."""
+    if kind is SchemaKind.deployment_result:
+        from flows.cli.result_schema import json_schema
+
+        typer.echo(json.dumps(json_schema(), indent=2))
+        return
     from pydantic import BaseModel
 
     from snapshots.model import Infrastructure, Project
     from snapshots.model.library import LibraryVariableSet, StepTemplate
 
-    models: dict[SchemaKind, type[BaseModel]] = {
+    models: dict[SchemaKind, type[BaseModel]] = {  # the YAML files' models
         SchemaKind.project: Project, SchemaKind.infrastructure: Infrastructure,
         SchemaKind.library_variable_set: LibraryVariableSet, SchemaKind.step_template: StepTemplate}
     model = models[kind]

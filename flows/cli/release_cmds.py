@@ -52,39 +52,42 @@ def create(project: str,
            ) -> None:
     """Freeze the project's current process, variables and package versions into a release; then the
     lifecycle's auto-deploy environments get it (when `ferry serve` serves the project)."""
-    from snapshots import releases
-    if notes is not None and notes_file is not None:
-        raise ConfigError("give --notes or --notes-file, not both")
-    text = notes_file.read_text(encoding="utf-8") if notes_file else (notes or "")
-    check_deploy_to(deploy_to)  # an unknown environment is refused before the release is created
-    if (client := remote_client()) is not None:
-        _create_remote(client, project, version, package, text, ignore_existing, auto_deploy, as_json, channel)
-        deploy_after_create(project, remembered(), deploy_to, wait)
-        return
-    ctx = Workspace()
-    pins = releases.parse_package_pins(package)
-    vault = ctx.vault
-    with ctx.store.begin() as conn:
-        release, created = releases.create(conn, ctx.feed, project, ctx.actor, vault=vault, version=version,
-                                           package_pins=pins, notes=text, ignore_existing=ignore_existing,
-                                           channel=channel)
-    messages: list[str] = []
-    started: list[dict[str, Any]] = []
-    if created and auto_deploy:
-        from flows.orchestration.triggers import auto_deploy as start_auto_deploys
+    from flows.cli import json_result
 
-        started = start_auto_deploys(ctx, project, release.version, messages.append)
-    if as_json:
-        print_json({**_summary(release), "created": created, "auto_deploy": started})
+    with json_result.result_document(as_json and bool(deploy_to), "release create", wait):  # one document
+        from snapshots import releases
+        if notes is not None and notes_file is not None:
+            raise ConfigError("give --notes or --notes-file, not both")
+        text = notes_file.read_text(encoding="utf-8") if notes_file else (notes or "")
+        check_deploy_to(deploy_to)  # an unknown environment is refused before the release is created
+        if (client := remote_client()) is not None:
+            _create_remote(client, project, version, package, text, ignore_existing, auto_deploy, as_json, channel)
+            deploy_after_create(project, remembered(), deploy_to, wait)
+            return
+        ctx = Workspace()
+        pins = releases.parse_package_pins(package)
+        vault = ctx.vault
+        with ctx.store.begin() as conn:
+            release, created = releases.create(conn, ctx.feed, project, ctx.actor, vault=vault, version=version,
+                                               package_pins=pins, notes=text, ignore_existing=ignore_existing,
+                                               channel=channel)
+        messages: list[str] = []
+        started: list[dict[str, Any]] = []
+        if created and auto_deploy:
+            from flows.orchestration.triggers import auto_deploy as start_auto_deploys
+
+            started = start_auto_deploys(ctx, project, release.version, messages.append)
+        if as_json:
+            print_json({**_summary(release), "created": created, "auto_deploy": started})
+            deploy_after_create(project, release.version, deploy_to, wait, [s.get("environment") for s in started])
+            return
+        state = "created" if created else "already exists (ignored)"
+        pkgs = ", ".join(f"{p['id']} {p['version']}" for p in release.packages) or "no packages"
+        lane = "" if _channel(release) == DEFAULT_CHANNEL else f" in channel {_channel(release)}"
+        say(f"release {release.project} {release.version} {state}{lane}: {pkgs}; digest {release.digest}")
+        for message in messages:
+            say(message)
         deploy_after_create(project, release.version, deploy_to, wait, [s.get("environment") for s in started])
-        return
-    state = "created" if created else "already exists (ignored)"
-    pkgs = ", ".join(f"{p['id']} {p['version']}" for p in release.packages) or "no packages"
-    lane = "" if _channel(release) == DEFAULT_CHANNEL else f" in channel {_channel(release)}"
-    say(f"release {release.project} {release.version} {state}{lane}: {pkgs}; digest {release.digest}")
-    for message in messages:
-        say(message)
-    deploy_after_create(project, release.version, deploy_to, wait, [s.get("environment") for s in started])
 
 
 def _create_remote(client: FerryClient, project: str, version: str | None, package: list[str], notes: str,

@@ -114,9 +114,12 @@ def started(client: FerryClient, project: str, launched: dict[str, Any], wait: b
 
     exit_codes.started()
 
+    from flows.cli import json_result
     from flows.cli.output import err_console, say
 
     deployment_id = int(launched["deployment_id"])
+    json_result.track(deployment_id, client=client, flow_run_id=launched.get("flow_run_id"),
+                      flow_run_url=launched.get("flow_run_url"))
     say(f"deployment #{deployment_id}: {project} {launched.get('release')} → {launched.get('environment')}")
     if launched.get("flow_run_id"):
         name = launched.get("flow_run_name") or launched["flow_run_id"]

@@ -21,6 +21,9 @@ WAIT = typer.Option(False, "--wait", help="Stream the log until it ends; exit co
                                           "3 refused, 124 timed out)")
 TIMEOUT = typer.Option(None, "--timeout", min=1, help="With --wait: stop waiting after SECONDS (exit code 124)")
 CANCEL_ON_TIMEOUT = typer.Option(False, "--cancel-on-timeout", help="Cancel the deployment when --timeout passes")
+JSON = typer.Option(False, "--json", help="Print one ferry/v1 JSON document on stdout (human lines go to stderr): "
+                                           "the result with --wait, the started deployment without; the plan "
+                                           "with --plan")
 
 
 @dataclass
