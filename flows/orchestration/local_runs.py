@@ -18,6 +18,7 @@ from typing import IO
 
 from flows.engine.request import DeployRequest
 from flows.orchestration.local_prefect import api_for
+from flows.orchestration.quiet_console import CHILD_TRACEBACKS, quiet_prefect_console
 from flows.orchestration.ui_tags import tagged
 from snapshots.settings import Settings, open_private_log
 from snapshots.store import records
@@ -50,12 +51,14 @@ def without_flow_heartbeat() -> AbstractContextManager[object]:
 
 
 def run_with_timeout(ctx: Workspace, request: DeployRequest, deployment_id: int, timeout: float,
-                     cancel_on_timeout: bool) -> bool:
+                     cancel_on_timeout: bool, *, tracebacks: bool = False, to_stderr: bool = False) -> bool:
     """Run the flow in a child process whose output is this command's, waiting at most ``timeout`` seconds.
     On timeout: stop it (``cancel_on_timeout``: the record says Cancelled) or leave it running, then exit
-    with code 124 as ``timeout(1)`` does."""
+    with code 124 as ``timeout(1)`` does. ``tracebacks`` (``--debug``): the child's console keeps Prefect's
+    Python tracebacks; ``to_stderr`` (``--json``): all its output goes to stderr, stdout is the document's."""
     with api_for(ctx.settings.home):  # the child talks to the local Prefect server when none is configured
-        child = _spawn(request.flow_parameters(deployment_id))
+        child = _spawn(request.flow_parameters(deployment_id), stdout=2 if to_stderr else None,
+                       env={CHILD_TRACEBACKS: "1" if tracebacks else ""})
     try:
         return child.wait(timeout=timeout) == 0
     except subprocess.TimeoutExpired:
@@ -87,10 +90,10 @@ def run_detached(ctx: Workspace, request: DeployRequest, deployment_id: int) -> 
 
 
 def _spawn(params: dict[str, object], *, stdout: IO[bytes] | int | None = None,
-           stderr: IO[bytes] | int | None = None) -> subprocess.Popen[bytes]:
+           stderr: IO[bytes] | int | None = None, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """Start the child in a session of its own and hand it the flow parameters on stdin."""
     child = subprocess.Popen([sys.executable, "-m", ENTRY], stdin=subprocess.PIPE, start_new_session=True,
-                             env=os.environ.copy(), stdout=stdout, stderr=stderr)
+                             env={**os.environ, **(env or {})}, stdout=stdout, stderr=stderr)
     assert child.stdin is not None
     try:
         child.stdin.write(json.dumps(params).encode("utf-8"))
@@ -106,6 +109,8 @@ def _main() -> None:
     from flows.orchestration.deploy_flow import deploy_release
 
     params = json.loads(sys.stdin.read())
+    if os.environ.get(CHILD_TRACEBACKS) == "":  # started by --timeout without --debug: ferry reports failures
+        quiet_prefect_console()
     devnull = os.open(os.devnull, os.O_RDONLY)  # what the child had before: scripts must not read our pipe
     os.dup2(devnull, 0)
     os.close(devnull)
