@@ -33,11 +33,11 @@ from typing import Any
 import httpx
 
 from flows.client.http import prefect_api_url
-from snapshots.errors import PrefectUnreachable
+from snapshots.errors import ConfigError, PrefectUnreachable
 from snapshots.settings import open_private_log
 
 MODE = "FERRY_PREFECT_SERVER"
-"""``ephemeral``: Prefect's temporary server per command, as before; anything else (or unset): the local one."""
+"""``ephemeral``: Prefect's temporary server per command, as before; ``local`` (the default): the local one."""
 
 START_SECONDS = 120.0
 """How long a starting server may take to answer /api/health (5–14 s idle; far more on a loaded machine)."""
@@ -78,7 +78,10 @@ def log_path(home: Path) -> Path:
 
 def wanted() -> bool:
     """True when this command should use the local server: no Prefect API configured, not opted out."""
-    if os.environ.get(MODE, "").strip().lower() == "ephemeral":
+    mode = os.environ.get(MODE, "").strip().lower() or "local"
+    if mode not in ("local", "ephemeral"):
+        raise ConfigError(f"{MODE}={os.environ[MODE]!r}: expected local (the default) or ephemeral")
+    if mode == "ephemeral":
         return False
     url = prefect_api_url()
     return not url or url in _adopted.values()
@@ -140,7 +143,8 @@ def running(home: Path) -> LocalServer | None:
 def _locked(home: Path) -> Iterator[None]:
     """One command at a time starts, replaces or stops this FERRY_HOME's server (others wait, then reuse)."""
     directory = state_dir(home)
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    directory.mkdir(mode=0o700, exist_ok=True)
     fd = os.open(directory / "server.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -206,6 +210,8 @@ def _start(home: Path) -> LocalServer:
 
 def stop(home: Path) -> LocalServer | None:
     """Stop the recorded server (its whole process group) and remove the record; the stopped one or None."""
+    if not state_dir(home).is_dir():
+        return None  # never started here: nothing to stop, nothing to create
     with _locked(home):
         server = read_record(home)
         stopped = server if server is not None and _is_ours(server) else None
