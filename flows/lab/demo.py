@@ -143,8 +143,8 @@ def stop_prefect(proc: subprocess.Popen[bytes]) -> None:
 
 def clean_slate() -> None:
     """Stop the previous run's lab (its processes, not just its files), then wipe the demo's home."""
-    if (HOME / "lab").exists():
-        Lab(HOME).down()
+    if (HOME / "lab").exists() or (HOME / "prefect" / "server.json").exists():
+        Lab(HOME).down()  # also the local Prefect server `ferry prefect-server start` left running there
     shutil.rmtree(HOME, ignore_errors=True)
     HOME.mkdir(parents=True)
 
@@ -232,9 +232,10 @@ def main() -> None:
   curl -si {balancer} | grep -i octofx             # every answer names its version and machine
   ssh -i {rel}/lab/id_ed25519 -o UserKnownHostsFile={rel}/known_hosts ferry@127.0.0.5 \\
       'ls -l /srv/octofx/Production/OctoFX.Web; cat ~/.ferry/journal.json'
-  PREFECT_HOME={rel}/prefect .venv/bin/prefect server start   # then http://127.0.0.1:4200: each flow run,
-                                                               # its tasks named "<step> · <target>"
-Stop the lab:  FERRY_HOME={HOME} .venv/bin/ferry lab down     (make demo again starts from a clean slate)""")
+  .venv/bin/ferry prefect-server start             # Prefect's UI on the demo's runs (.demo/prefect): each
+                                                   # flow run, its tasks named "<step> · <target>"
+Stop the lab (and that Prefect server):  FERRY_HOME={HOME} .venv/bin/ferry lab down
+(make demo again starts from a clean slate)""")
     if not ok:
         raise SystemExit("demo: some requests failed (see above)")
 
