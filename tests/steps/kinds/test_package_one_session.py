@@ -15,6 +15,7 @@ import pytest
 
 from snapshots.errors import StepFailed
 from steps.kinds import package as package_step
+from steps.transports.service_messages import OutputValue, capture
 from steps.transports.ssh import SshTransport
 from tests.servers.ssh_lab import LabInfo
 from tests.steps.kinds.test_package_step import SCRIPTS, TRICKY, context, make_package, read, root
@@ -28,7 +29,10 @@ def test_one_exec_per_install_with_every_phase_logged(dev: SshTransport, lab: La
                                                       tmp_path: Path) -> None:
     base = f"{root}/Test/App"
     ref = make_package(tmp_path, "1.0.0")  # rebuilt below without PreDeploy.sh (which keeps the phased install)
-    files = {**NO_PREDEPLOY, "VERSION": "1.0.0\n", "config/app.conf": "release=#{Release.Number}\n",
+    post = NO_PREDEPLOY["PostDeploy.sh"] + 'ferry_set Api.Key "k-$(ferry_var Machine.Name)" -sensitive\n'
+    files = {**NO_PREDEPLOY, "VERSION": "1.0.0\n",
+             "PostDeploy.sh": post,
+             "config/app.conf": "release=#{Release.Number}\n",
              "config/settings.json": '{"Db": {"Host": "localhost"}}\n'}
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w:gz") as tar:
@@ -40,8 +44,11 @@ def test_one_exec_per_install_with_every_phase_logged(dev: SshTransport, lab: La
     ref = type(ref)(ref.id, ref.version, hashlib.sha256(raw.getvalue()).hexdigest(), ref.filename, ref.path)
 
     log: list[str] = []
+    got: list[OutputValue] = []
+    ctx = context(dev, lab, ref, root, log)
+    ctx.transport = capture(dev, got.append, log.append)  # as the engine wraps every step's transport
     before = dev.channels_opened
-    package_step.run(context(dev, lab, ref, root, log))
+    package_step.run(ctx)
     assert dev.channels_opened - before == 1  # one exec: no SFTP, no separate upload, script or switch sessions
     release = f"{base}/1.0.0"
     for expected in ("uploaded App.1.0.0.tar.gz", f"extracted into {release}", "running Deploy.sh",
@@ -49,6 +56,8 @@ def test_one_exec_per_install_with_every_phase_logged(dev: SshTransport, lab: La
                      f"current -> {release}", "retention (keep 3): kept 1.0.0"):
         assert any(line.startswith(expected) for line in log), (expected, log)
     assert read(dev, f"{base}/tricky.txt") == TRICKY  # a value reached the script as data, byte for byte
+    assert got == [OutputValue("Api.Key", "k-dev-01", True)]  # an output variable, out of the log
+    assert not any("setVariable" in line for line in log)
     assert read(dev, f"{release}/config/app.conf") == "release=1.0.0\n"
     assert json.loads(read(dev, f"{release}/config/settings.json")) == {"Db": {"Host": "db-dev-01"}}
     assert dev.run(f"stat -c %a {release}/config/app.conf | grep -qx 640").ok  # config_file_mode, as phased
