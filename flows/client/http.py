@@ -453,17 +453,26 @@ class PrefectApi(_Connection):
         return dict(response.json())
 
     def create_flow_run(self, deployment_id: str, parameters: dict[str, Any], *, at: datetime | None = None,
-                        name: str | None = None, tags: list[str] | None = None) -> PrefectRun:
-        """``POST /deployments/{id}/create_flow_run``, scheduled now or at ``at``."""
+                        name: str | None = None, tags: list[str] | None = None,
+                        enforce_schema: bool = True) -> PrefectRun:
+        """``POST /deployments/{id}/create_flow_run``, scheduled now or at ``at``; ``enforce_schema=False``:
+        without checking the parameters against the deployment's form (ferry checked them already)."""
         state: dict[str, Any] = {"type": "SCHEDULED", "name": "Scheduled"}
         if at is not None:
             state["state_details"] = {"scheduled_time": at.isoformat()}
         body: dict[str, Any] = {"parameters": parameters, "state": state, "tags": tags or []}
+        if not enforce_schema:
+            body["enforce_parameter_schema"] = False
         if name:
             body["name"] = name
         response = self._send("POST", f"/deployments/{deployment_id}/create_flow_run", json=body)
         response.raise_for_status()
         return PrefectRun.of(response.json())
+
+    def update_parameter_schema(self, deployment_id: str, schema: dict[str, Any]) -> None:
+        """``PATCH /deployments/{id}``: a new ``parameter_openapi_schema`` (the UI form) for a deployment."""
+        self._send("PATCH", f"/deployments/{deployment_id}",
+                   json={"parameter_openapi_schema": schema}).raise_for_status()
 
     def task_run_name(self, task_run_id: str) -> str | None:
         """A task run's name (``step · target`` for deploy-release), or None when Prefect does not know it."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from flows.engine.runbooks import RunbookRequest
+from flows.orchestration.deploy_form import hide_internal
 from flows.orchestration.served_runs import Served, create_run, deployment_name, find_served
 from snapshots.store import records
 from snapshots.workspace import Workspace
@@ -61,6 +62,7 @@ async def register_runbooks(ctx: Workspace, project: str, runner: Runner | None,
             name=served_name(project, name), description=description or f"Runbook {name!r} of {project} (ferry).",
             tags=["ferry", "runbook"], parameters={"project": project, "runbook": name},
             work_pool_name=work_pool, entrypoint_type=EntrypointType.MODULE_PATH, enforce_parameter_schema=True)
+        hide_internal(deployment)  # deployment_id: ferry's own bookkeeping, not a field of the UI form
         deployment.entrypoint = f"{run_runbook.fn.__module__}.{run_runbook.fn.__name__}"
         if runner is not None:
             deployment_id = await runner.aadd_deployment(deployment)

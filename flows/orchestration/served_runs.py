@@ -136,18 +136,20 @@ def create_run(served: Served, parameters: dict[str, Any], *, at: datetime | Non
     """A flow run of the served deployment, scheduled now or at ``at``; returns the run (``.id``, ``.name``):
     Prefect's FlowRun with a ``client``, else the thin client's ``PrefectRun`` (no Prefect import)."""
     hint409 = " (a project applied moments ago reaches ferry serve within its --sync-seconds)"
+    all_tags = ["ferry", *run_tags(parameters), *(tags or [])]
     if client is None and (api := thin_api()) is not None:
         try:
-            return api.create_flow_run(str(served.id), parameters, at=at, name=name,
-                                       tags=["ferry", *run_tags(parameters), *(tags or [])])
+            try:
+                return api.create_flow_run(str(served.id), parameters, at=at, name=name, tags=all_tags)
+            except httpx.HTTPStatusError as exc:
+                if not _form_behind(exc.response.status_code, _detail(exc.response)):
+                    raise
+                return api.create_flow_run(str(served.id), parameters, at=at, name=name, tags=all_tags,
+                                           enforce_schema=False)
         except PrefectUnreachable as exc:
             raise FerryError(str(exc)) from None
         except httpx.HTTPStatusError as exc:
-            try:
-                detail = exc.response.json().get("detail", exc.response.text)
-            except ValueError:
-                detail = exc.response.text
-            raise FerryError(f"{served.full_name} refused the run: {detail}"
+            raise FerryError(f"{served.full_name} refused the run: {_detail(exc.response)}"
                              f"{hint409 if exc.response.status_code == 409 else ''}") from None
     from prefect.exceptions import PrefectHTTPStatusError
     from prefect.states import Scheduled
@@ -155,12 +157,47 @@ def create_run(served: Served, parameters: dict[str, Any], *, at: datetime | Non
     state: State[Any] = Scheduled(scheduled_time=at) if at is not None else Scheduled()
     try:
         with client_or_new(client) as prefect:
-            return prefect.create_flow_run_from_deployment(served.id, parameters=parameters, state=state, name=name,
-                                                          tags=["ferry", *run_tags(parameters), *(tags or [])])
+            try:
+                return prefect.create_flow_run_from_deployment(served.id, parameters=parameters, state=state,
+                                                              name=name, tags=all_tags)
+            except PrefectHTTPStatusError as exc:
+                if not _form_behind(exc.response.status_code, _detail(exc.response)):
+                    raise
+                return _create_unchecked(prefect, served.id, parameters, state, name, all_tags)
     except PrefectHTTPStatusError as exc:
-        detail = exc.response.json().get("detail", exc.response.text) if exc.response.content else str(exc)
+        detail = _detail(exc.response) if exc.response.content else str(exc)
         hint = hint409 if exc.response.status_code == 409 else ""
         raise FerryError(f"{served.full_name} refused the run: {detail}{hint}") from None
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("detail", response.text))
+    except (ValueError, AttributeError):
+        return response.text
+
+
+def _form_behind(status: int, detail: str) -> bool:
+    """Prefect refused a run ferry checked against the store because the deployment's form offers a release,
+    target, step or channel only from ``ferry serve``'s next sync on (``flows.orchestration.deploy_form``):
+    then the run is created again without the form's check. Any other refusal stands."""
+    from flows.orchestration.deploy_form import refused_for_choice
+
+    return status == 409 and refused_for_choice(detail)
+
+
+def _create_unchecked(prefect: SyncPrefectClient, deployment_id: UUID, parameters: dict[str, Any],
+                      state: State[Any], name: str | None, tags: list[str]) -> FlowRun:
+    """``create_flow_run_from_deployment`` with ``enforce_parameter_schema=False`` (which it does not take)."""
+    from prefect.client.schemas.actions import DeploymentFlowRunCreate
+    from prefect.client.schemas.objects import FlowRun
+    from prefect.states import to_state_create
+
+    body = DeploymentFlowRunCreate(parameters=parameters, state=to_state_create(state), name=name, tags=tags,
+                                   enforce_parameter_schema=False)
+    response = prefect.request("POST", "/deployments/{id}/create_flow_run", path_params={"id": deployment_id},
+                               json=body.model_dump(mode="json", exclude_unset=True))
+    return FlowRun.model_validate(response.json())
 
 
 TIMED_OUT = 124

@@ -46,7 +46,8 @@ from prefect.runner import Runner
 from prefect.states import Cancelled, State
 
 import flows.orchestration.served_flows
-from flows.orchestration import warm_pool
+from flows.orchestration import deploy_form, warm_pool
+from flows.orchestration.deploy_form import FormChoices
 from flows.orchestration.health_serving import sync_health_checks
 from flows.orchestration.runbook_serving import register_runbooks
 from flows.orchestration.served_flows import ProjectSpec, deadline, load_specs, mark_record, project_flows
@@ -137,22 +138,25 @@ class Server:
         self.ctx, self.options, self.say = ctx, options, say
         self.runner: Runner | None = None
         self.registered: dict[tuple[str, str], Registered] = {}
-        self._signature: dict[str, tuple[int, int]] = {}
+        self._signature: dict[str, tuple[int, int, FormChoices | None]] = {}
 
     async def sync(self) -> None:
-        """(Re-)register every project whose revision or infrastructure changed since the last sync."""
+        """(Re-)register every project whose revision or infrastructure changed since the last sync, or whose
+        form would offer other choices (a release created, a target added: ``flows.orchestration.deploy_form``)."""
         specs = await asyncio.to_thread(load_specs, self.ctx, self.options.projects)
+        forms = await asyncio.to_thread(deploy_form.load_all, self.ctx, [(s.name, s.environments) for s in specs])
         for spec in specs:
-            signature = (spec.revision, spec.infrastructure_revision)
+            choices = forms.get(spec.name)
+            signature = (spec.revision, spec.infrastructure_revision, choices)
             if self._signature.get(spec.name) == signature:
                 continue
-            await self.register(spec)
+            await self.register(spec, choices)
             self._signature[spec.name] = signature
         # machine policies' health checks (issue 15): one interval-scheduled deployment per policy in use
         self._health = await sync_health_checks(self.ctx, self.runner, self.options.work_pool,
                                                 getattr(self, "_health", None), self.say)
 
-    async def register(self, spec: ProjectSpec) -> None:
+    async def register(self, spec: ProjectSpec, choices: FormChoices | None = None) -> None:
         flows = project_flows(spec)
         schedules = schedules_for(spec)
         pool = self.options.work_pool
@@ -160,6 +164,7 @@ class Server:
             deployment = await flow.ato_deployment(
                 name=deployment_name(spec.name), description=flow.description, tags=["ferry"],
                 work_pool_name=pool, entrypoint_type=EntrypointType.MODULE_PATH, enforce_parameter_schema=True)
+            deploy_form.apply(deployment, choices)  # the UI form: choices from the store, internals hidden
             deployment.entrypoint = f"{flow.fn.__module__}.{flow.fn.__name__}"
             if self.runner is not None:
                 deployment_id = await self.runner.aadd_deployment(deployment)
@@ -176,7 +181,9 @@ class Server:
         triggers = sum(len(s) for s in schedules.values())
         where = f"work pool {pool}" if pool else "served here"
         self.say(f"{spec.name}: deploy-release, promote, rollback, create-release, plan-release registered ({where}); "
-                 f"environments {', '.join(spec.environments)}; {triggers} scheduled trigger(s)")
+                 f"environments {', '.join(spec.environments)}; {triggers} scheduled trigger(s)"
+                 + (f"; form offers {len(choices.releases)} release(s), {len(choices.targets)} target(s), "
+                    f"{len(choices.steps)} skippable step(s)" if choices is not None else ""))
 
     async def sweep_expired(self) -> int:
         """Cancel scheduled runs of ferry's deployments whose ``expires_after`` passed before they started."""

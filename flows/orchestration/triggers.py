@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flows.engine.request import DeployRequest, check_and_record
+from flows.orchestration.form_refresh import refresh as refresh_form
 from flows.orchestration.served_runs import create_run, find_served  # Prefect itself loads only to start a run
 from snapshots import releases
 from snapshots.channels import channel_for_push
@@ -38,6 +39,8 @@ def auto_deploy(ctx: Workspace, project: str, version: str, say: Callable[[str],
         reached = records.successful_environments(conn, release.id)
         attempted = {d.environment for d in records.list_deployments(conn, project, limit=10_000)
                      if d.release_id == release.id}
+    if not attempted:  # a release no deployment has used yet: just created, so the UI form offers it from now
+        refresh_form(ctx, project)
     pending = [env for env in next_auto_deploy(lifecycle, reached) if env not in attempted]
     if not pending:
         return []
