@@ -36,7 +36,7 @@ def _show(doc: dict[str, Any]) -> None:
 
 @server_app.command("start")
 def start(as_json: bool = typer.Option(False, "--json")) -> None:
-    """Start it now (or reuse the running one), e.g. to open its UI on earlier runs."""
+    """Start it now, or reuse the running one (to open its UI on earlier runs)."""
     home = _home()
     _server, started = local_prefect.ensure(home)
     doc = {**local_prefect.describe(home), "started": started}
@@ -59,7 +59,7 @@ def status(as_json: bool = typer.Option(False, "--json")) -> None:
 
 @server_app.command("stop")
 def stop(as_json: bool = typer.Option(False, "--json")) -> None:
-    """Stop it (its runs stay in the database; the next deployment run here starts it again)."""
+    """Stop it; its runs stay in its database for the next start."""
     stopped = local_prefect.stop(_home())
     doc: dict[str, Any] = {"stopped": stopped is not None}
     if stopped is not None:
