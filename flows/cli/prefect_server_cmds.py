@@ -36,7 +36,7 @@ def _show(doc: dict[str, Any]) -> None:
 
 @server_app.command("start")
 def start(as_json: bool = typer.Option(False, "--json")) -> None:
-    """Start it now, or reuse the running one (to open its UI on earlier runs)."""
+    """Start it now (or reuse it): its UI shows earlier runs."""
     home = _home()
     _server, started = local_prefect.ensure(home)
     doc = {**local_prefect.describe(home), "started": started}
