@@ -161,7 +161,12 @@ class Install:
         self.phase("upload", "start")
         started = time.monotonic()
         directory = os.path.dirname(path)
-        os.makedirs(directory, exist_ok=True)
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError as exc:
+            _out(f"cannot create {directory}: {exc.strerror}")
+            self.phase("upload", "end", exit=1, sent=0, seconds=f"{time.monotonic() - started:.3f}")
+            return False
         if _sha256(path) == package["sha256"]:
             self.phase("upload", "end", exit=0, sent=0, seconds=f"{time.monotonic() - started:.3f}")
             return True
