@@ -147,10 +147,11 @@ def started(client: FerryClient, project: str, launched: dict[str, Any], wait: b
             err_console.print(f"error: deployment #{deployment_id} did not finish within {timeout:g}s; it goes on "
                               f"({result.state})", markup=False)
         sys.exit(TIMED_OUT)
-    if result.ok:
-        say(f"deployment #{deployment_id} succeeded")
-        return
     shown = client.show_deployment(deployment_id)
+    if result.ok:  # as locally: a redeploy that found every target current says it ran nothing
+        say(f"deployment #{deployment_id} succeeded" + (": no change, nothing ran (--force redeploys)"
+                                                         if shown.get("no_change") else ""))
+        return
     failures.report(deployment_id, shown.get("results") or [])
     err_console.print(f"error: deployment #{deployment_id} {str(shown.get('state') or result.state).lower()}: "
                       f"{shown.get('error') or 'see its log'}", markup=False)

@@ -24,11 +24,11 @@ def dashboard(ctx: Workspace, project: str, recent: int = 10) -> dict[str, Any]:
     latest: dict[str, Any] = {}
     cells: dict[str, dict[str, str]] = {v: {} for v in versions}
     for d in history:  # newest first
-        latest.setdefault(d.environment, {"release": d.version, "state": d.state, "id": d.id,
-                                          "summary": f"#{d.id} {d.version} {d.state}"})
+        latest.setdefault(d.environment, {"release": d.version, "state": d.state, "no_change": d.no_change,
+                                          "id": d.id, "summary": f"#{d.id} {d.version} {d.shown_state}"})
         if d.state == records.SUCCESS:
             current.setdefault(d.environment, {"release": d.version, "id": d.id, "at": d.finished_at})
         if d.version in cells:
-            cells[d.version].setdefault(d.environment, d.state)
+            cells[d.version].setdefault(d.environment, d.shown_state)  # "Success (no change)": nothing ran
     return {"project": project, "environments": envs, "current": current, "latest": latest,
             "releases": [{"release": v, "cells": cells[v]} for v in versions]}

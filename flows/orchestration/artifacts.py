@@ -66,7 +66,7 @@ def dashboard_table(ctx: Workspace, project: str) -> None:
     cells: dict[tuple[str, str], str] = {}
     for d in history:  # newest first: the first seen is the latest
         when = (d.finished_at or d.started_at or d.created_at or "")[:16].replace("T", " ")
-        cells.setdefault((d.version, d.environment), f"{d.state} · {when} · {d.created_by} · #{d.id}")
+        cells.setdefault((d.version, d.environment), f"{d.shown_state} · {when} · {d.created_by} · #{d.id}")
     rows = [{"release": "current", **{e: board["current"].get(e, {}).get("release", "") for e in envs}}]
     rows += [{"release": r["release"], **{e: cells.get((r["release"], e), "") for e in envs}}
              for r in board["releases"]]

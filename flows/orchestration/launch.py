@@ -15,7 +15,7 @@ from uuid import UUID
 
 from flows.engine.request import DeployRequest, check_and_record
 from flows.orchestration.served_runs import Served, client_or_new, create_run, find_served, run_url
-from snapshots.errors import ConfigError, ConflictError, NotFoundError
+from snapshots.errors import ConfigError, ConflictError, FerryError, NotFoundError
 from snapshots.store import audit, records
 from snapshots.workspace import Workspace
 
@@ -57,7 +57,15 @@ def record(ctx: Workspace, request: DeployRequest, actor: str | None = None, *,
            at: datetime | None = None) -> Launched:
     """Check the request as the flow will and create its deployment record. ``latest`` becomes the version
     it means now, as recorded, not when the run starts. ``at``: when a scheduled one starts (freeze check)."""
-    deployment_id, version = check_and_record(ctx.acting_as(actor), request, at=at)
+    acting = ctx.acting_as(actor)
+    try:
+        deployment_id, version = check_and_record(acting, request, at=at)
+    except FerryError as exc:  # refused before anything was recorded: automations hear of it too
+        from flows.orchestration import events
+
+        events.emit_refused(str(exc), project=request.project, environment=request.environment,
+                            release=request.release, actor=acting.actor)
+        raise
     return Launched(deployment_id, replace(request, release=version))
 
 
@@ -165,9 +173,15 @@ def cancel(ctx: Workspace, deployment_id: int, actor: str, client: Any = None) -
                                            else Cancelling(message=reason), force=True)
     with ctx.store.begin() as conn:
         current = records.get(conn, deployment_id)
-        if current.state not in records.FINISHED and (not found.flow_run_id or current.state == records.QUEUED):
+        ended_here = current.state not in records.FINISHED and (not found.flow_run_id
+                                                                or current.state == records.QUEUED)
+        if ended_here:
             records.set_state(conn, deployment_id, records.CANCELLED, error=reason)
         audit.record(conn, actor, "deployment.cancel", f"project/{found.project}/deployment/{deployment_id}")
+    if ended_here:  # a running one is told by ferry serve's cancellation hook when its process stops
+        from flows.orchestration import events
+
+        events.emit_for(ctx.store, deployment_id, events.CANCELLED, error=reason, direct=True)
     return f"deployment #{deployment_id}: cancel requested ({reason})"
 
 

@@ -413,15 +413,18 @@ def expire_if_late(expires_after: int | None, deployment_id: int | None) -> Stat
     return Cancelled(message=message)
 
 
-def mark_record(deployment_id: int, state: str, message: str) -> None:
-    """Finish a ferry deployment record that is not finished yet."""
+def mark_record(deployment_id: int, state: str, message: str) -> bool:
+    """Finish a ferry deployment record that is not finished yet; True when this call finished it (so the caller,
+    not whoever finished it first, emits the event)."""
     with Workspace().store.begin() as conn:
         try:
             found = records.get(conn, deployment_id)
         except Exception:
-            return
+            return False
         if found.state not in records.FINISHED:
             records.set_state(conn, deployment_id, state, error=message)
+            return True
+    return False
 
 
 def _record_for(flow_run: FlowRun) -> int | None:
@@ -438,8 +441,8 @@ def _record_cancelled(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]
     """Runs in ``ferry serve`` (or the worker) when a flow run is cancelled: its process was stopped, so
     the record must say so rather than stay Running forever."""
     deployment_id = _record_for(flow_run)
-    if deployment_id is not None:
-        mark_record(deployment_id, "Cancelled", state.message or "cancelled")
+    # the event once: the CLI that cancelled it on --timeout may have finished the record and told already
+    if deployment_id is not None and mark_record(deployment_id, "Cancelled", state.message or "cancelled"):
         events.emit_for(Workspace().store, deployment_id, events.CANCELLED, error=state.message, flush=True)
 
 

@@ -42,9 +42,23 @@ class Deployment:
     kind: str = DEPLOYMENT
     """``deployment``, or ``runbook``: a run of a runbook snapshot (``version`` is the snapshot's name)."""
     runbook: str | None = None
+    no_change: bool = False
+    """Every target already had the release: nothing ran. The state stays ``Success`` (the targets have the
+    release, so lifecycle progression, promote and status count it as one); ``shown_state`` tells it apart."""
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+    @property
+    def shown_state(self) -> str:
+        """The state as people read it: ``Success (no change)`` for a redeploy that found nothing to do."""
+        return shown_state(self.state, self.no_change)
+
+
+def shown_state(state: str, no_change: bool | None) -> str:
+    """``Success (no change)`` for a success that ran nothing, else the state as it is (for records and for the
+    ``as_dict`` documents the server API hands to a remote CLI)."""
+    return f"{state} (no change)" if no_change and state == SUCCESS else state
 
 
 @dataclass(frozen=True)
@@ -70,7 +84,7 @@ def _deployment(row: Row[Any]) -> Deployment:
     return Deployment(m["id"], m["project"], m["release_id"], m["version"], m["environment"],
                       m["variable_snapshot_id"], m["flow_run_id"], m["state"], json.loads(m["parameters"]),
                       m["error"], m["created_at"], m["created_by"], m["started_at"], m["finished_at"],
-                      m["kind"], m["runbook"])
+                      m["kind"], m["runbook"], bool(m["no_change"]))
 
 
 def create(conn: Connection, *, project: str, release_id: int, environment: str, variable_snapshot_id: int,
@@ -111,8 +125,11 @@ def list_deployments(conn: Connection, project: str | None = None, environment: 
 
 
 def set_state(conn: Connection, deployment_id: int, state: str, *, error: str | None = None,
-              flow_run_id: str | None = None) -> None:
+              flow_run_id: str | None = None, no_change: bool | None = None) -> None:
+    """``no_change``: with SUCCESS, every target already had the release and nothing ran."""
     values: dict[str, Any] = {"state": state}
+    if no_change is not None:
+        values["no_change"] = no_change
     if state == RUNNING:
         values["started_at"] = values["heartbeat_at"] = now()
     if state in FINISHED:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
                         BigInteger,
+                        Boolean,
                         Column,
                         ForeignKey,
                         Index,
@@ -14,6 +15,7 @@ from sqlalchemy import (
                         Table,
                         Text,
                         UniqueConstraint,
+                        false,
 )
 
 metadata = MetaData()
@@ -103,6 +105,7 @@ deployments = Table(
     Column("leases", Text),  # JSON list of the Prefect concurrency lease ids that process holds
     Column("kind", String(16), nullable=False, server_default="deployment"),  # or "runbook" (a runbook run)
     Column("runbook", String(200)),  # the runbook a runbook run ran
+    Column("no_change", Boolean, nullable=False, server_default=false()),  # every target was current: nothing ran
     Index("ix_deployments_project_env", "project", "environment"),
 )
 
