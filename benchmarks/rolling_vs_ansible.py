@@ -1,25 +1,34 @@
 """The same rolling deployment with ferry and with Ansible, on the same lab, measured in one run.
 
-    .venv/bin/python -m benchmarks.rolling_vs_ansible [--targets 8 --window 2 --pairs 3] [--json]
+    .venv/bin/python -m benchmarks.rolling_vs_ansible [--targets 8[,32,128]] [--window 2] [--pairs 5[,1,1]]
+                                                      [--quick] [--budget-minutes 40] [--json]
+
+``benchmarks/run`` runs it with the per-(step, target) overhead benchmark (``benchmarks.deploy_local``).
 
 What runs (needs root, like `ferry lab up`):
 
 - a private lab (its own FERRY_HOME and loopback /24, so a demo or test lab is not disturbed): ``--targets``
   SSH targets behind one HAProxy with health checks;
 - a Prefect server (started once, not timed: a real ferry install runs one);
-- Ansible (ansible-core + community.general, pinned in ``benchmarks/ansible-requirements.txt``) in its own venv
-  ``benchmarks/.venv-ansible``, created on first run; the playbook is ``benchmarks/ansible/rolling.yml`` with
-  ``benchmarks/ansible/ansible.cfg`` (pipelining, ControlPersist, forks 8, no facts) and an inventory written
-  from the lab.
+- Ansible (ansible-core + community.general) and Mitogen, pinned in ``benchmarks/ansible-requirements.txt``,
+  in the benchmark's own venv ``benchmarks/.venv-ansible`` made by ``benchmarks/setup-ansible-venv`` (which
+  also checks that Mitogen loads with that ansible-core); the playbook is ``benchmarks/ansible/rolling.yml``
+  with ``benchmarks/ansible/ansible.cfg`` (pipelining, ControlPersist, forks 8, no facts) and an inventory
+  written from the lab. It runs twice per round: plain, and with Mitogen (strategy ``mitogen_linear``).
 
 Both deploy the OctoFX sample package (``examples/octofx``) with a window of ``--window`` targets: drain and
 disable each server in HAProxy, install the package into a new release folder, run its Deploy.sh, switch
 ``current``, restart through its PostDeploy.sh, smoke test the app on the target, enable the server and wait
 for HAProxy to call it UP. Every run deploys a version never deployed before (a fresh package is built for
 each), so neither side can skip work. After one untimed warm-up run of each, ``--pairs`` rounds run in ABBA
-order (ferry, Ansible, floor, fresh floor; then the reverse), so neither tool always goes first; ratios are
-taken within a round (paired) and reported with their spread, each run with the load average and the
-CPU-seconds the whole machine spent during it (every process it caused, /proc/stat).
+order (ferry, Ansible, Ansible + Mitogen, floor, fresh floor; then the reverse), so neither tool always goes
+first; ratios are taken within a round (paired) and reported with their spread, each run with the load
+average and the CPU-seconds the whole machine spent during it (every process it caused, /proc/stat).
+
+``--targets`` takes a list (``8,32,128``): each size gets a lab of its own (more sshd instances on loopback
+addresses; up to 250), the same window, and a line of cost per target, to show how the cost grows.
+``--quick`` is a sanity check (8 targets, 1 round); ``--budget-minutes`` stops starting rounds (and sizes)
+once spent — every size gets at least one round — so a run stays bounded on a busy machine.
 
 Each run is checked before it counts: both tools reach HAProxy's runtime API through a recording proxy, and
 every server must have been set to drain, then taken out (MAINT), then put back — in that order; a monitor
@@ -43,7 +52,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import hashlib
 import io
 import json
 import os
@@ -71,7 +79,7 @@ REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "benchmarks"
 ANSIBLE_DIR = BENCH / "ansible"
 ANSIBLE_VENV = BENCH / ".venv-ansible"
-ANSIBLE_REQUIREMENTS = BENCH / "ansible-requirements.txt"
+SETUP_ANSIBLE = BENCH / "setup-ansible-venv"
 BUILD_PACKAGE = REPO / "examples" / "octofx" / "build_package.py"
 
 PROJECT = "OctoFX"
@@ -81,7 +89,7 @@ BACKEND = "octofx"
 APP_ROOT = "/srv/octofx"
 APP_STATE = f"{APP_ROOT}/{ENVIRONMENT}/{PACKAGE}"  # ferry's package step: <root>/<environment>/<package>
 SSH_PORT = 2222
-TARGET_RATIO = 1 / 3
+TARGET_RATIO = 0.30
 TARGET_OVERHEAD = 0.15
 
 
@@ -95,22 +103,14 @@ class Refused(Exception):
 
 # ------------------------------------------------------------------------------------------------ Ansible venv
 
-def ensure_ansible() -> Path:
-    """``benchmarks/.venv-ansible`` with the pinned Ansible; (re)created when the requirements change."""
-    requirements = ANSIBLE_REQUIREMENTS.read_bytes()
-    stamp = ANSIBLE_VENV / f".installed-{hashlib.sha256(requirements).hexdigest()[:12]}"
-    playbook = ANSIBLE_VENV / "bin" / "ansible-playbook"
-    if stamp.exists() and playbook.exists():
-        return playbook
-    log(f"installing Ansible into {ANSIBLE_VENV.relative_to(REPO)} (first run; a few minutes)")
-    if not (ANSIBLE_VENV / "bin" / "python").exists():
-        subprocess.run([sys.executable, "-m", "venv", str(ANSIBLE_VENV)], check=True)
-    subprocess.run([str(ANSIBLE_VENV / "bin" / "pip"), "install", "-q", "--disable-pip-version-check",
-                    "-r", str(ANSIBLE_REQUIREMENTS)], check=True)
-    for old in ANSIBLE_VENV.glob(".installed-*"):
-        old.unlink()
-    stamp.touch()
-    return playbook
+def ensure_ansible() -> tuple[Path, Path]:
+    """``ansible-playbook`` in ``benchmarks/.venv-ansible`` and Mitogen's strategy plugin folder, from
+    ``benchmarks/setup-ansible-venv`` (installs the pins on first run or when they change; checks the pair)."""
+    log("Ansible + Mitogen venv: benchmarks/setup-ansible-venv")
+    out = subprocess.run([str(SETUP_ANSIBLE)], check=True, capture_output=True, text=True).stdout.strip()
+    log(out)
+    strategy = Path(out.rsplit("strategy plugins ", 1)[1])
+    return ANSIBLE_VENV / "bin" / "ansible-playbook", strategy
 
 
 # ------------------------------------------------------------------------------------------------ HAProxy
@@ -261,7 +261,7 @@ class Bench:
         self._write_ferry_project()
         self.ferry_bin = str(Path(sys.executable).parent / "ferry")
         self._ferry("apply", str(self.root / "infrastructure.yaml"), str(self.root / "project.yaml"))
-        self.playbook_bin = ensure_ansible()
+        self.playbook_bin, self.mitogen_strategy = ensure_ansible()
         self._write_inventory()
         self._open_masters()
 
@@ -378,7 +378,7 @@ class Bench:
         if code != 0:
             raise Refused(f"ferry deploy {version} failed (exit {code}); see {out}")
         listed = json.loads(self._ferry("deployment", "list", PROJECT, "--json"))
-        rows = listed if isinstance(listed, list) else listed.get("deployments", [])
+        rows = listed if isinstance(listed, list) else listed.get("items") or listed.get("deployments", [])
         deployment = max(rows, key=lambda d: d["id"])
         shown = json.loads(self._ferry("deployment", "show", str(deployment["id"]), "--json"))
         started, finished = (datetime.fromisoformat(shown[k].replace("Z", "+00:00")) for k in ("started_at",
@@ -388,10 +388,13 @@ class Bench:
         return Run("ferry", version, seconds, {"deployment": shown, "log": str(out), "add_waits": waits,
                                                "flow_run": (finished - started).total_seconds()})
 
-    def run_ansible(self, version: str, package: Path) -> Run:
-        out = self.logs / f"ansible-{version}.log"
+    def run_ansible(self, version: str, package: Path, *, mitogen: bool = False) -> Run:
+        tool = "ansible-mitogen" if mitogen else "ansible"
+        out = self.logs / f"{tool}-{version}.log"
         env = {**os.environ, "ANSIBLE_CONFIG": str(ANSIBLE_DIR / "ansible.cfg"),
                "ANSIBLE_LOCAL_TEMP": str(self.root / "ansible-tmp"), "ANSIBLE_FORCE_COLOR": "0"}
+        if mitogen:  # the documented way: Mitogen's strategy plugins, strategy mitogen_linear
+            env.update(ANSIBLE_STRATEGY_PLUGINS=str(self.mitogen_strategy), ANSIBLE_STRATEGY="mitogen_linear")
         extra = {"version": version, "package_file": str(package), "app_state": APP_STATE, "app_port": 8080,
                  "backend": BACKEND, "haproxy_socket": str(self.recorder.path),  # type: ignore[union-attr]
                  "window": self.window}
@@ -404,8 +407,9 @@ class Bench:
             code = subprocess.run(argv, env=env, stdout=sink, stderr=subprocess.STDOUT).returncode
         seconds = time.perf_counter() - start
         if code != 0:
-            raise Refused(f"ansible-playbook for {version} failed (exit {code}); see {out}")
-        return Run("ansible", version, seconds, {"output": out.read_text(), "log": str(out)})
+            raise Refused(f"ansible-playbook{' (mitogen)' if mitogen else ''} for {version} failed (exit {code}); "
+                          f"see {out}")
+        return Run(tool, version, seconds, {"output": out.read_text(), "log": str(out)})
 
     def run_floor(self, version: str, package: Path, *, fresh: bool = False) -> Run:
         """The same work with no tool: per batch, each target in a thread; floor = Σ batches max(target).
@@ -496,7 +500,7 @@ class Bench:
                 missing = sorted(set(names) - ok)
                 if missing:
                     problems.append(f"ferry's record has no successful {step!r} on {', '.join(missing)}")
-        elif run.tool == "ansible":
+        elif run.tool.startswith("ansible"):
             tasks = _ansible_ok(run.detail["output"])
             for task in ("Drain and disable in HAProxy", "Unpack the package", "Run Deploy.sh",
                          "Restart through PostDeploy.sh", "Smoke test", "Enable in HAProxy and wait until UP"):
@@ -509,6 +513,7 @@ class Bench:
     def timed(self, tool: str) -> Run:
         version, package = self.next_package()
         do: Callable[[str, Path], Run] = {"ferry": self.run_ferry, "ansible": self.run_ansible,
+                                          "ansible-mitogen": lambda v, p: self.run_ansible(v, p, mitogen=True),
                                           "floor": self.run_floor,
                                           "floor-fresh": lambda v, p: self.run_floor(v, p, fresh=True)}[tool]
         prepare = 0.0
@@ -524,7 +529,7 @@ class Bench:
         run.detail.update(load=max(load_before, load_average()), cpu=machine_cpu_seconds() - cpu_before,
                           own_cpu=children_cpu_seconds() - own_before, push_release=prepare)
         self.check(run, self.recorder.take(), monitor.seen)  # type: ignore[union-attr]
-        log(f"{tool:11} {version:8} {run.seconds:7.2f} s  load {run.detail['load']:.2f}  "
+        log(f"{tool:15} {version:8} {run.seconds:7.2f} s  load {run.detail['load']:.2f}  "
             f"machine CPU {run.detail['cpu']:.1f} s  (checked: all drained, out, back UP, on {version})")
         return run
 
@@ -590,31 +595,38 @@ def _poll_health(url: str, version: str, within: float = 30) -> None:
 
 # ------------------------------------------------------------------------------------------------ report
 
-TOOLS = ("floor", "floor-fresh", "ferry", "ansible")
+TOOLS = ("floor", "floor-fresh", "ferry", "ansible", "ansible-mitogen")
+ORDER = ("ferry", "ansible", "ansible-mitogen", "floor", "floor-fresh")
+"""One round's order; every other round runs it reversed (ABBA), so no tool always goes first."""
 
 
 def summarize(runs: list[Run], targets: int, window: int, pairs: int) -> dict[str, Any]:
     by = {tool: [r.seconds for r in runs if r.tool == tool] for tool in TOOLS}
     med = {tool: statistics.median(v) for tool, v in by.items()}
     ferry = [r for r in runs if r.tool == "ferry"]
-    ansible = [r for r in runs if r.tool == "ansible"]
-    fresh = [r for r in runs if r.tool == "floor-fresh"]
-    ratios = [f.seconds / a.seconds for f, a in zip(ferry, ansible, strict=True)]  # the same pair's runs
-    to_fresh = [f.seconds / x.seconds for f, x in zip(ferry, fresh, strict=True)]
+
+    def paired(other: str) -> list[float]:  # the same round's runs
+        return [f.seconds / o.seconds for f, o in zip(ferry, [r for r in runs if r.tool == other], strict=True)]
+
+    ratios, to_mitogen, to_fresh = paired("ansible"), paired("ansible-mitogen"), paired("floor-fresh")
     return {
-        "targets": targets, "window": window, "pairs": pairs, "runs": by, "median": med,
+        "schema": "ferry-bench/v2", "targets": targets, "window": window, "pairs": pairs, "runs": by, "median": med,
+        "per_target": {tool: med[tool] / targets for tool in TOOLS},
         "ratio_ferry_ansible": statistics.median(ratios), "paired_ratios": ratios,
+        "ratio_ferry_mitogen": statistics.median(to_mitogen), "paired_mitogen_ratios": to_mitogen,
         "ratio_ferry_fresh_floor": statistics.median(to_fresh), "paired_fresh_ratios": to_fresh,
         "load": {tool: [round(r.detail["load"], 2) for r in runs if r.tool == tool] for tool in TOOLS},
         "cpu_seconds": {tool: statistics.median(r.detail["cpu"] for r in runs if r.tool == tool) for tool in TOOLS},
         "own_cpu_seconds": {tool: statistics.median(r.detail["own_cpu"] for r in runs if r.tool == tool)
                             for tool in TOOLS},
         "push_release_median": statistics.median(r.detail["push_release"] for r in ferry),
-        "overhead": {tool: (med[tool] - med["floor"]) / med["floor"] for tool in ("ferry", "ansible")},
+        "overhead": {tool: (med[tool] - med["floor"]) / med["floor"] for tool in ("ferry", "ansible",
+                                                                                 "ansible-mitogen")},
         "floor_wall_median": statistics.median(r.detail["wall"] for r in runs if r.tool == "floor"),
         "ferry_flow_run_median": statistics.median(r.detail["flow_run"] for r in runs if r.tool == "ferry"),
         "ferry_add_wait_median": statistics.median(w for r in runs if r.tool == "ferry" for w in r.detail["add_waits"]),
         "floor_phases": _phase_medians([r for r in runs if r.tool == "floor"]),
+        "floor_fresh_phases": _phase_medians([r for r in runs if r.tool == "floor-fresh"]),
     }
 
 
@@ -627,14 +639,20 @@ def _phase_medians(floors: list[Run]) -> dict[str, float]:
     return {name: statistics.median(v) for name, v in phases.items()}
 
 
+def _spread(values: list[float]) -> str:
+    return f"{min(values):.2f}–{max(values):.2f}" if len(values) > 1 else f"{values[0]:.2f}"
+
+
 def print_table(s: dict[str, Any]) -> None:
     med, runs = s["median"], s["runs"]
     batches = -(-s["targets"] // s["window"])
     print(f"\nrolling deployment of {PACKAGE}: {s['targets']} targets behind HAProxy, window {s['window']} "
-          f"({batches} batches), {s['pairs']} pairs alternating ferry / Ansible / floor")
-    print(f"  {'':34}{'median':>9}   {'runs':<28}{'above the floor':>18}")
+          f"({batches} batches), {s['pairs']} round(s) in ABBA order; seconds; load = 1-min load average "
+          f"(2 cores, a shared machine)")
+    print(f"  {'':34}{'median':>9}   {'runs':<44}{'above the floor':>18}")
     rows = [("floor, remembered UP", "floor"), ("floor, fresh checks (as ferry)", "floor-fresh"),
-            ("ferry deploy --wait", "ferry"), ("ansible-playbook", "ansible")]
+            ("ferry deploy --wait", "ferry"), ("ansible-playbook", "ansible"),
+            ("ansible-playbook + mitogen", "ansible-mitogen")]
     for label, tool in rows:
         spread = " ".join(f"{x:.2f}" for x in runs[tool])
         above = "" if tool.startswith("floor") else \
@@ -642,66 +660,99 @@ def print_table(s: dict[str, Any]) -> None:
         print(f"  {label:34}{med[tool]:8.2f} s   {spread:<44}{above:>18}  CPU {s['cpu_seconds'][tool]:5.1f} s "
               f"(own {s['own_cpu_seconds'][tool]:5.1f})  "
               f"load {min(s['load'][tool]):.1f}–{max(s['load'][tool]):.1f}")
-    r = s["paired_ratios"]
-    print(f"  {'ratio ferry / Ansible (paired)':34}{s['ratio_ferry_ansible']:8.2f}     "
-          f"(pairs {min(r):.2f}–{max(r):.2f}; target ≤ {TARGET_RATIO:.2f} at load < 1)")
-    r = s["paired_fresh_ratios"]
+    print(f"  {'ferry / Ansible (paired)':34}{s['ratio_ferry_ansible']:8.2f}     "
+          f"(rounds {_spread(s['paired_ratios'])}; target ≤ {TARGET_RATIO:.2f} at load < 1)")
+    print(f"  {'ferry / Ansible + mitogen (paired)':34}{s['ratio_ferry_mitogen']:8.2f}     "
+          f"(rounds {_spread(s['paired_mitogen_ratios'])}; target ≤ 0.45 at load < 1)")
     print(f"  {'ferry / fresh-check floor (paired)':34}{s['ratio_ferry_fresh_floor']:8.2f}     "
-          f"(pairs {min(r):.2f}–{max(r):.2f}; target ≤ 1.5)")
-    print(f"  package push + release create before each ferry deployment: median {s['push_release_median']:.2f} s")
-    print(f"  {'ferry overhead above the floor':34}{100 * s['overhead']['ferry']:7.1f}%     "
-          f"(target < {100 * TARGET_OVERHEAD:.0f}%)")
+          f"(rounds {_spread(s['paired_fresh_ratios'])}; target ≤ 1.5)")
+    print(f"  package push + release create before each ferry deployment (not in its time above): median "
+          f"{s['push_release_median']:.2f} s; ferry with them: {med['ferry'] + s['push_release_median']:.2f} s")
     flow = s["ferry_flow_run_median"]
-    print(f"  of ferry's time, its flow run (started → finished in its record): {flow:.2f} s, "
-          f"{100 * (flow - med['floor']) / med['floor']:+.1f}% against the floor; the rest is the command "
-          f"starting (Python, Prefect, checks) and exiting")
-    print(f"  ferry's add step waits for HAProxy's own fresh health checks before traffic (the Ansible module's "
-          f"'wait' accepts the UP HAProxy remembers from before MAINT): median {s['ferry_add_wait_median']:.2f} s "
-          f"per target")
-    phases = ", ".join(f"{k} {v:.2f}s" for k, v in s["floor_phases"].items())
-    print(f"  floor per target (median): {phases}; floor run wall {s['floor_wall_median']:.2f} s")
+    print(f"  of ferry's time, its flow run (started → finished in its record): {flow:.2f} s; the rest is the "
+          f"command starting (Python, Prefect, checks) and exiting")
+    print(f"  ferry's add step (HAProxy's own fresh health checks, started when the smoke test passed, then "
+          f"READY → UP): median {s['ferry_add_wait_median']:.2f} s per target")
+    for label, key in (("floor", "floor_phases"), ("fresh floor", "floor_fresh_phases")):
+        phases = ", ".join(f"{k} {v:.2f}s" for k, v in s[key].items())
+        print(f"  {label} per target (median): {phases}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--targets", type=int, default=8)
-    parser.add_argument("--window", type=int, default=2)
-    parser.add_argument("--pairs", type=int, default=5)
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON too")
-    parser.add_argument("--keep", action="store_true", help="keep the lab and logs (prints where)")
-    args = parser.parse_args()
-    if os.geteuid() != 0:
-        sys.exit("the benchmark needs root (it starts the lab: sshd and HAProxy on loopback addresses)")
-    if args.targets < args.window or args.pairs < 1:
-        sys.exit("need --targets ≥ --window and --pairs ≥ 1")
+def print_scaling(summaries: list[dict[str, Any]]) -> None:
+    """Seconds per target at each size: flat means the cost grows linearly with the fleet."""
+    print("\ncost per target (median run ÷ targets, seconds; same window)")
+    print(f"  {'targets':>8}" + "".join(f"{t:>17}" for t in TOOLS) + "   load")
+    for s in summaries:
+        loads = [x for v in s["load"].values() for x in v]
+        print(f"  {s['targets']:>8}" + "".join(f"{s['per_target'][t]:>17.3f}" for t in TOOLS)
+              + f"   {min(loads):.1f}–{max(loads):.1f}")
+
+
+def bench_size(targets: int, window: int, pairs: int, deadline: float, keep: bool) -> dict[str, Any] | None:
+    """One lab of ``targets``: warm-up, then up to ``pairs`` ABBA rounds (at least one) within ``deadline``."""
     root = Path(tempfile.mkdtemp(prefix="ferry-bench-rolling-"))
-    bench = Bench(root, args.targets, args.window, verbose=True)
+    bench = Bench(root, targets, window, verbose=True)
     runs: list[Run] = []
+    done = 0
     try:
         bench.start()
-        log("warm-up (untimed): one ferry run (first install everywhere), one Ansible run")
-        for tool in ("ferry", "ansible"):
+        log(f"{targets} targets — warm-up (untimed): ferry (first install everywhere), Ansible, Ansible + mitogen")
+        for tool in ("ferry", "ansible", "ansible-mitogen"):
             bench.timed(tool)
-        for pair in range(args.pairs):  # ABBA: neither tool always runs first (or right after the other)
-            log(f"pair {pair + 1}/{args.pairs}")
-            order = ("ferry", "ansible", "floor", "floor-fresh") if pair % 2 == 0 else \
-                ("floor-fresh", "floor", "ansible", "ferry")
-            for tool in order:
+        for pair in range(pairs):
+            if done and time.monotonic() > deadline:
+                log(f"budget spent: {done} of {pairs} round(s) at {targets} targets")
+                break
+            log(f"{targets} targets — round {pair + 1}/{pairs}")
+            for tool in ORDER if pair % 2 == 0 else tuple(reversed(ORDER)):
                 runs.append(bench.timed(tool))
-    except Refused as exc:
-        sys.exit(f"REFUSED — not a valid measurement, nothing reported: {exc}")
+            done += 1
     finally:
-        if args.keep:
+        if keep:
             log(f"kept: {root} (lab: FERRY_HOME={bench.home} .venv/bin/ferry lab down)")
             if bench.server is not None:
                 bench.server.stop()
         else:
             bench.stop()
             shutil.rmtree(root, ignore_errors=True)
-    summary = summarize(runs, args.targets, args.window, args.pairs)
-    print_table(summary)
+    return summarize(runs, targets, window, done) if done else None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--targets", default="8", help="a size or a list of sizes: 8,32,128")
+    parser.add_argument("--window", type=int, default=2)
+    parser.add_argument("--pairs", default="5", help="ABBA rounds per size, or one per size: 5,1,1")
+    parser.add_argument("--quick", action="store_true", help="a sanity check: 8 targets, 1 round")
+    parser.add_argument("--budget-minutes", type=float, default=60,
+                        help="start no new round (or size) after this; each size gets at least one round")
+    parser.add_argument("--json", action="store_true", help="print the summaries as JSON too")
+    parser.add_argument("--keep", action="store_true", help="keep the lab and logs (prints where)")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("the benchmark needs root (it starts the lab: sshd and HAProxy on loopback addresses)")
+    sizes = [8] if args.quick else [int(x) for x in args.targets.split(",")]
+    rounds = [1] if args.quick else [int(x) for x in args.pairs.split(",")]
+    rounds = rounds * len(sizes) if len(rounds) == 1 else rounds
+    if any(n < args.window or n > 250 for n in sizes) or len(rounds) != len(sizes) or min(rounds) < 1:
+        sys.exit("need --window ≤ every size ≤ 250, and --pairs ≥ 1 (one value, or one per size)")
+    deadline = time.monotonic() + 60 * args.budget_minutes
+    summaries: list[dict[str, Any]] = []
+    try:
+        for targets, pairs in zip(sizes, rounds, strict=True):
+            if summaries and time.monotonic() > deadline:
+                log(f"budget spent: sizes {sizes[len(summaries):]} not run")
+                break
+            summary = bench_size(targets, args.window, pairs, deadline, args.keep)
+            if summary:
+                summaries.append(summary)
+                print_table(summary)
+    except Refused as exc:
+        sys.exit(f"REFUSED — not a valid measurement, nothing reported for that size: {exc}")
+    if len(summaries) > 1:
+        print_scaling(summaries)
     if args.json:
-        print(json.dumps(summary, indent=1))
+        print(json.dumps(summaries, indent=1))
 
 
 if __name__ == "__main__":
