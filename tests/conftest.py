@@ -49,10 +49,17 @@ def ferry_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def ferry(ferry_home: Path) -> callable:
-    """Run the real `ferry` console script in a subprocess, as a user would."""
+    """Run the real `ferry` console script as a user would: commands that start, steer or serve runs in a
+    process of their own, the others through the same entry point in this process (tests/ferry_in_process.py;
+    FERRY_TEST_SUBPROCESS=1 runs every one in its own process)."""
+    from tests.ferry_in_process import run_main, runs_here
+
     exe = Path(sys.executable).parent / "ferry"
+    every_in_own = os.environ.get("FERRY_TEST_SUBPROCESS") == "1"
 
     def run(*args: str, env: dict[str, str] | None = None, input: str | None = None) -> CliResult:
+        if not every_in_own and runs_here(args, env):
+            return CliResult(*run_main(args, env, input or ""))
         proc = subprocess.run([str(exe), *args], capture_output=True, text=True, env={**os.environ, **(env or {})},
                               input=input, timeout=300)
         return CliResult(proc.returncode, proc.stdout, proc.stderr)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import importlib
 import io
 import json
 import os
@@ -34,6 +33,7 @@ import yaml
 
 from tests.bad_inputs.state import state
 from tests.conftest import EXAMPLES
+from tests.ferry_in_process import run_main
 from tests.sample import SECRET
 
 HERE = Path(__file__).resolve().parent
@@ -69,36 +69,7 @@ class Case:
 
 def _run_inprocess(args: list[str], env: dict[str, str | None], stdin: str = "") -> Outcome:
     """``ferry ARGS`` in this process, as ``main`` would run it (``gc.freeze`` aside)."""
-    cli_app = importlib.import_module("flows.cli.app")  # the module (flows.cli exports the Typer app as ``app``)
-    remote = importlib.import_module("flows.cli.remote")
-
-    cli_app._debug["on"] = False
-    remote._state["server"] = None
-    saved_env = {k: os.environ.get(k) for k in env}
-    saved_argv, saved_stdin = sys.argv, sys.stdin
-    out, err = io.StringIO(), io.StringIO()
-    code = 0
-    try:
-        for key, value in env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        sys.argv = ["ferry", *args]
-        sys.stdin = io.StringIO(stdin)
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                cli_app._main()
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    finally:
-        sys.argv, sys.stdin = saved_argv, saved_stdin
-        for key, value in saved_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-    return Outcome(code, out.getvalue(), err.getvalue())
+    return Outcome(*run_main(args, env, stdin))
 
 
 def _run_subprocess(args: list[str], env: dict[str, str | None], stdin: str = "",
