@@ -191,10 +191,15 @@ def run(ctx: StepContext) -> None:
         raise _fail(ctx, "iis-website runs on Windows targets: give the target a winrm transport")
     import_certificates(ctx)  # into Cert:\LocalMachine\My, key readable by the app pool, before any binding
     plan = iis_parameters(ctx)
-    overrides = send_package(ctx, plan.package, plan.package_file)
+    one_invocation = ctx.step.acquire == "push" and getattr(transport, "upload_then_invoke", None) is not None
+    overrides = checked_overrides(ctx, plan.package) if one_invocation else \
+        send_package(ctx, plan.package, plan.package_file)
     plan.parameters["Overrides"] = overrides
     plan.parameters["ConfigDigest"] = config_digest(overrides) if overrides else ""
-    done = invoke_script(ctx, SCRIPT, plan.parameters, "IIS deployment")
+    if one_invocation:  # the package upload and iis-deploy.ps1 in one PowerShell invocation
+        done = upload_and_invoke(ctx, plan.package, plan.package_file, SCRIPT, plan.parameters, "IIS deployment")
+    else:
+        done = invoke_script(ctx, SCRIPT, plan.parameters, "IIS deployment")
     how = "repointed to the kept folder" if done.get("reused") else "installed"
     ctx.log(f"{plan.parameters['SiteName']}{plan.parameters['VirtualPath']}: {how} {done['folder']}"
             + (f" (was {done['previous']})" if done.get("previous") and done["previous"] != done["folder"] else "")
@@ -206,13 +211,7 @@ def send_package(ctx: StepContext, ref: PackageRef, package_file: str) -> list[d
     worker, and get the package onto the target (``acquire``: push or target-pulls). Returns the overrides.
     Shared by the Windows step kinds (iis-website, windows-service)."""
     transport = ctx.transport
-    for notice in getattr(transport, "notices", []):
-        ctx.log(f"WARNING: {notice}")
-    actual = sha256_file(ref.path)
-    if actual != ref.sha256:
-        raise SnapshotIntegrityError(f"{ref.path.name} has sha256 {actual}, but release {ctx.release} pinned "
-                                     f"{ref.sha256}: refusing to deploy it")
-    overrides = substituted_files(ctx, ref.path)
+    overrides = checked_overrides(ctx, ref)
     step = ctx.step
     if step.acquire == "push":
         sent = transport.upload(ref.path, package_file, ref.sha256)
@@ -227,6 +226,32 @@ def send_package(ctx: StepContext, ref: PackageRef, package_file: str) -> list[d
     return overrides
 
 
+def checked_overrides(ctx: StepContext, ref: PackageRef) -> list[dict[str, str]]:
+    """The transport's notices logged, the package checked against the release's pin, and the substituted /
+    transformed config files computed on the worker (see ``substituted_files``)."""
+    for notice in getattr(ctx.transport, "notices", []):
+        ctx.log(f"WARNING: {notice}")
+    actual = sha256_file(ref.path)
+    if actual != ref.sha256:
+        raise SnapshotIntegrityError(f"{ref.path.name} has sha256 {actual}, but release {ctx.release} pinned "
+                                     f"{ref.sha256}: refusing to deploy it")
+    return substituted_files(ctx, ref.path)
+
+
+def upload_and_invoke(ctx: StepContext, ref: PackageRef, package_file: str, name: str, parameters: dict[str, Any],
+                      what: str) -> dict[str, Any]:
+    """Push the package (unless the target holds its sha256) and run the step's script in ONE PowerShell
+    invocation (``WinRmTransport.upload_then_invoke``); logged and checked as ``send_package`` + ``invoke_script``."""
+    # WinRM-only: the caller checked the transport has it
+    combined = ctx.transport.upload_then_invoke  # type: ignore[attr-defined]  # WinRM
+    sent, result, lines = combined(ref.path, package_file, ref.sha256, compose(name, SCRIPTS),
+                                   parameters=parameters, timeout=ctx.step.timeout or 1800,
+                                   on_line=lambda line: None if line.startswith("##ferry-") else ctx.log(line))
+    ctx.log(f"sent {ref.filename} ({ref.path.stat().st_size} bytes) to {package_file}" if sent
+            else f"{ref.filename} is already on the target (same sha256)")
+    return _script_result(ctx, name, what, result, lines)
+
+
 def invoke_script(ctx: StepContext, name: str, parameters: dict[str, Any], what: str) -> dict[str, Any]:
     """Run one of the step kinds' scripts (includes spliced in) with ``parameters`` as data; its output goes to the
     log, its ``ERROR:`` line becomes the step's failure, and its ``##ferry-result`` JSON is returned."""
@@ -239,6 +264,11 @@ def invoke_script(ctx: StepContext, name: str, parameters: dict[str, Any], what:
 
     result, lines = invoke(compose(name, SCRIPTS), parameters=parameters, timeout=ctx.step.timeout or 1800,
                            on_line=on_line)
+    return _script_result(ctx, name, what, result, lines)
+
+
+def _script_result(ctx: StepContext, name: str, what: str, result: Any, lines: list[str]) -> dict[str, Any]:
+    """The script's ``ERROR:`` line as the step's failure, else its ``##ferry-result`` JSON."""
     if not result.ok:
         errors = [line[len("ERROR: "):] for line in result.output_tail if line.startswith("ERROR: ")]
         message = errors[0] if errors else f"{name} failed"

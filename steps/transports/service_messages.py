@@ -127,6 +127,8 @@ class CapturingTransport:
         attribute = getattr(self._transport, name)
         if name == "run_program":
             return self._run_program(attribute)
+        if name == "upload_then_invoke":
+            return self._upload_then_invoke(attribute)
         if name != "invoke":
             return attribute
 
@@ -151,6 +153,19 @@ class CapturingTransport:
             return result
 
         return run_program
+
+    def _upload_then_invoke(self, attribute: Callable[..., tuple[bool, RunResult, list[str]]]
+                            ) -> Callable[..., tuple[bool, RunResult, list[str]]]:
+        """WinRM's upload + script in one invocation: the script gets a token, its messages are taken."""
+        def upload_then_invoke(*args: Any, env: Mapping[str, str] | None = None, on_line: LineSink | None = None,
+                               **options: Any) -> tuple[bool, RunResult, list[str]]:
+            token = secrets.token_hex(16)
+            sink = _Filter(token, on_line, self._on_output, self._warn)
+            sent, result, lines = attribute(*args, env={**(env or {}), TOKEN_ENV: token}, on_line=sink, **options)
+            result.output_tail = sink.strip(result.output_tail)
+            return sent, result, sink.strip(lines)
+
+        return upload_then_invoke
 
 
 def capture(transport: Transport, on_output: OnOutput, warn: Callable[[str], None]) -> Transport:

@@ -185,6 +185,9 @@ class WinRmTransport:
         self._masker = masker
         self._tail_lines = tail_lines
         self._lock = threading.RLock()
+        self.commands_started = 0
+        """PowerShell invocations started on this connection: a diagnostic (an IIS install pushing its package
+        is one)."""
         self._protocol: Protocol | None = None
         self._shell: str | None = None
         self.max_envelope = _DEFAULT_ENVELOPE
@@ -390,6 +393,7 @@ class WinRmTransport:
         not through a console with its line-length limit. A shell that vanished (idle timeout, service restart)
         is reopened once."""
         executable, arguments = POWERSHELL
+        self.commands_started += 1
         try:
             command_id = self._call("start powershell", lambda p: p.run_command(
                 self.shell, executable, arguments, console_mode_stdin=False))
@@ -526,8 +530,6 @@ class WinRmTransport:
             raise self._error(f"local file {local} does not exist", "upload")
         payload = request_payload(load_script("receive-file.ps1"), parameters={"Path": remote, "Sha256": sha256},
                                   keep_open=True)
-        raw = self._chunk_bytes()
-        digest = hashlib.sha256()
         output = _Output()
         with self._lock, self._command() as command_id:
             self._send(command_id, bootstrap_line(payload))
@@ -540,30 +542,94 @@ class WinRmTransport:
                 if "##ferry-present" in output.lines and output.exit_code == 0:
                     return False
                 raise self._upload_error(remote, output)
-            with open(local, "rb") as source:
-                while chunk := source.read(raw):
-                    digest.update(chunk)
-                    line = _CHUNK_LINE.format(base64.b64encode(chunk).decode("ascii"))
-                    try:
-                        self._send(command_id, line)
-                    except TransportError:
-                        # the receiver may have stopped (disk full, ...): its own message says why
-                        with contextlib.suppress(TransportError, _Deadline):
-                            self._receive(command_id, output, deadline=time.monotonic() + 30, on_line=None)
-                        if output.exit_code not in (None, 0):
-                            raise self._upload_error(remote, output) from None
-                        raise
-            if digest.hexdigest() != sha256:
-                self._send(command_id, "Stop-FerryUpload 'the local file does not match the release' 5\r\n", end=True)
-                with contextlib.suppress(TransportError, _Deadline):
-                    self._receive(command_id, output, deadline=time.monotonic() + 60, on_line=None)
-                raise SnapshotIntegrityError(f"{local} has sha256 {digest.hexdigest()}, expected {sha256}: "
-                                             f"refusing to install it on {self.target}")
+            self._stream_chunks(command_id, local, remote, sha256, output)
             self._send(command_id, "Complete-FerryUpload\r\n", end=True)
             self._receive(command_id, output, deadline=time.monotonic() + 600, on_line=None)
         if output.exit_code != 0 or not any(line.startswith("##ferry-uploaded ") for line in output.lines):
             raise self._upload_error(remote, output)
         return True
+
+    def _stream_chunks(self, command_id: str, local: Path, remote: str, sha256: str, output: _Output) -> None:
+        """Send ``local`` as ``Add-FerryChunk`` lines to a waiting receive-file.ps1, hashing as it reads; a local
+        file that is not the pinned one stops the upload (nothing is moved into place)."""
+        raw = self._chunk_bytes()
+        digest = hashlib.sha256()
+        with open(local, "rb") as source:
+            while chunk := source.read(raw):
+                digest.update(chunk)
+                line = _CHUNK_LINE.format(base64.b64encode(chunk).decode("ascii"))
+                try:
+                    self._send(command_id, line)
+                except TransportError:
+                    # the receiver may have stopped (disk full, ...): its own message says why
+                    with contextlib.suppress(TransportError, _Deadline):
+                        self._receive(command_id, output, deadline=time.monotonic() + 30, on_line=None)
+                    if output.exit_code not in (None, 0):
+                        raise self._upload_error(remote, output) from None
+                    raise
+        if digest.hexdigest() != sha256:
+            self._send(command_id, "Stop-FerryUpload 'the local file does not match the release' 5\r\n", end=True)
+            with contextlib.suppress(TransportError, _Deadline):
+                self._receive(command_id, output, deadline=time.monotonic() + 60, on_line=None)
+            raise SnapshotIntegrityError(f"{local} has sha256 {digest.hexdigest()}, expected {sha256}: "
+                                         f"refusing to install it on {self.target}")
+
+    def upload_then_invoke(self, local: Path, remote: str, sha256: str, script: str, *,
+                           parameters: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
+                           timeout: float | None = None, on_line: LineSink | None = None
+                           ) -> tuple[bool, RunResult, list[str]]:
+        """``upload`` and then ``invoke(script)`` in ONE PowerShell invocation (an install's one round of
+        commands): receive-file.ps1 ``-Continue`` stays open after ``##ferry-present`` or the completed upload,
+        and the script's runner line follows on the same stdin. Returns whether bytes were sent, the script's
+        result and its stdout lines (as ``invoke``)."""
+        sha256 = sha256.lower()
+        if not _SHA256.match(sha256):
+            raise ValueError(f"not a sha256 hex digest: {sha256!r}")
+        local = Path(local)
+        if not local.is_file():
+            raise self._error(f"local file {local} does not exist", "upload")
+        env = dict(env or {})
+        for name, value in env.items():
+            if not _ENV_NAME.match(name) or "\0" in str(value):
+                raise self._error(f"invalid environment variable {name!r}", "run")
+        receive = request_payload(load_script("receive-file.ps1"),
+                                  parameters={"Path": remote, "Sha256": sha256, "Continue": True}, keep_open=True)
+        tail: deque[str] = deque(maxlen=self._tail_lines)
+
+        def emit(line: str) -> None:
+            tail.append(line)
+            if on_line is not None:
+                on_line(line)
+
+        output = _Output()
+        with self._lock, self._command() as command_id:
+            self._send(command_id, bootstrap_line(receive))
+            done = self._receive(command_id, output, deadline=time.monotonic() + 300, on_line=None,
+                                 until=lambda line: line in ("##ferry-ready", "##ferry-present"))
+            if done:
+                raise self._upload_error(remote, output)
+            sent = "##ferry-ready" in output.lines
+            if sent:
+                self._stream_chunks(command_id, local, remote, sha256, output)
+                self._send(command_id, "Complete-FerryUpload\r\n")
+                done = self._receive(command_id, output, deadline=time.monotonic() + 600, on_line=None,
+                                     until=lambda line: line.startswith("##ferry-uploaded "))
+                if done:
+                    raise self._upload_error(remote, output)
+            output.lines.clear()  # from here on: the script's own lines
+            self._send(command_id, bootstrap_line(request_payload(script, parameters=parameters, env=env)), end=True)
+            deadline = time.monotonic() + timeout if timeout is not None else None
+            try:
+                self._receive(command_id, output, deadline=deadline, on_line=emit)
+            except _Deadline:
+                with contextlib.suppress(Exception):
+                    self.protocol.cleanup_command(self.shell, command_id)
+                raise self._error(f"script timed out after {timeout:g}s; the PowerShell process was terminated",
+                                  "run") from None
+        for line in decode_clixml(bytes(output.stderr)).splitlines() if output.stderr else []:
+            emit(self._mask(line))
+        code = output.exit_code if output.exit_code is not None else -1
+        return sent, RunResult(exit_code=code, output_tail=list(tail)), output.lines
 
     def _chunk_bytes(self) -> int:
         """Raw bytes per ``Add-FerryChunk`` line so that base64(line) plus the SOAP fits one envelope."""

@@ -214,7 +214,8 @@ class PowerShell:
         upload["temp"].replace(upload["path"])
         self.process.out(f"##ferry-uploaded {upload['bytes']} {actual}")
         self.upload = None
-        raise PsExit(0)
+        if not upload["continue"]:
+            raise PsExit(0)
 
     def _stop(self, message: str, code: int) -> None:
         upload = self.upload
@@ -258,13 +259,15 @@ def receive_file(ps: PowerShell, params: dict[str, Any], request: dict[str, Any]
     _need(params, "Path", "Sha256")
     path_win, path = ps.path(str(params["Path"]))
     expected = str(params["Sha256"]).lower()
+    keep_going = bool(params.get("Continue"))  # -Continue: the process stays open for the next line
     if path.is_file() and _file_sha256(path) == expected:
         ps.process.out("##ferry-present")
-        return 0
+        return None if keep_going else 0
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.name}.ferry-{uuid.uuid4().hex[:12]}")
     ps.upload = {"path": path, "path_win": path_win, "temp": temp, "temp_win": str(temp), "expected": expected,
-                 "stream": open(temp, "xb"), "hash": hashlib.sha256(), "bytes": 0}  # noqa: SIM115 (lives on)
+                 "stream": open(temp, "xb"), "hash": hashlib.sha256(), "bytes": 0,  # noqa: SIM115 (lives on)
+                 "continue": keep_going}
     ps.process.out("##ferry-ready")
     return None
 

@@ -4,9 +4,12 @@
 # defines Add-FerryChunk and Complete-FerryUpload in the global scope and prints `##ferry-ready`; ferry then
 # writes lines `Add-FerryChunk '<base64>'` (hundreds of KB each) and a final `Complete-FerryUpload`. The bytes
 # go to a temp file beside $Path while a SHA-256 is computed over them; only a match is moved into place.
+# With -Continue the process stays open after `##ferry-present` and after a completed upload: ferry's next stdin
+# line runs the deployment script in the same PowerShell invocation (one invocation per install).
 param(
     [Parameter(Mandatory = $true)][string]$Path,
-    [Parameter(Mandatory = $true)][string]$Sha256
+    [Parameter(Mandatory = $true)][string]$Sha256,
+    [switch]$Continue
 )
 
 $expected = $Sha256.ToLowerInvariant()
@@ -15,6 +18,9 @@ if (Test-Path -LiteralPath $Path -PathType Leaf) {
     if ($current -eq $expected) {
         Write-Output '##ferry-present'
         [Console]::Out.Flush()
+        if ($Continue) {
+            return
+        }
         exit 0
     }
 }
@@ -30,6 +36,7 @@ $global:FerryUpload = @{
     Stream   = [IO.File]::Open($temp, [IO.FileMode]::CreateNew, [IO.FileAccess]::Write, [IO.FileShare]::None)
     Hash     = [Security.Cryptography.SHA256]::Create()
     Bytes    = [long]0
+    Continue = [bool]$Continue
 }
 
 function global:Stop-FerryUpload([string]$Message, [int]$Code) {
@@ -70,6 +77,9 @@ function global:Complete-FerryUpload {
     Move-Item -LiteralPath $upload.Temp -Destination $upload.Path -Force
     Write-Output ('##ferry-uploaded ' + $upload.Bytes + ' ' + $actual)
     [Console]::Out.Flush()
+    if ($upload.Continue) {
+        return
+    }
     exit 0
 }
 
