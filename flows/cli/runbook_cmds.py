@@ -68,9 +68,18 @@ def run(project: str, name: str, to: str = typer.Option(..., "--to", help="Envir
         wait: bool = typer.Option(False, "--wait", help="Stream the log until it ends; exit code = result"),
         local: bool = typer.Option(False, "--local", help="Run in this machine's processes even when ferry "
                                                           "serve serves the runbook"),
-        as_json: bool = typer.Option(False, "--json", help="Print the run's record as JSON (with --wait: when it "
-                                                          "has finished)")) -> None:
+        as_json: bool = typer.Option(False, "--json", help="Print one ferry/v1 deployment-result document on "
+                                                          "stdout (human lines go to stderr): with --wait when "
+                                                          "the run has finished")) -> None:
     """Run a published runbook snapshot against an environment (a Prefect flow run of `run-runbook`)."""
+    from flows.cli import json_result
+
+    with json_result.result_document(as_json, "runbook run", wait):  # the same document as deploy --json
+        _run(project, name, to, target, exclude_target, variable, snapshot, guided_failure, wait, local)
+
+
+def _run(project: str, name: str, to: str, target: list[str], exclude_target: list[str], variable: list[str],
+         snapshot: int | None, guided_failure: bool | None, wait: bool, local: bool) -> None:
     from flows.cli.deploy_cmds import _variables
 
     given = _variables(variable)
@@ -82,15 +91,15 @@ def run(project: str, name: str, to: str = typer.Option(..., "--to", help="Envir
         launched = client.run_runbook(project, name, to, snapshot=snapshot, targets=list(target),
                                       exclude_targets=list(exclude_target), variables=given,
                                       guided_failure=guided_failure)
-        _remote_started(client, launched, wait, as_json)
+        _remote_started(client, launched, wait)
         return
     from flows.engine.runbooks import RunbookRequest
 
     request = RunbookRequest(project, name, to, snapshot, list(target), list(exclude_target), given, guided_failure)
-    _start(Workspace(), request, wait, local, as_json)
+    _start(Workspace(), request, wait, local)
 
 
-def _start(ctx: Workspace, request: Any, wait: bool, local: bool, as_json: bool) -> None:
+def _start(ctx: Workspace, request: Any, wait: bool, local: bool) -> None:
     from dataclasses import replace
 
     from flows.engine.runbooks import check_and_record
@@ -102,85 +111,72 @@ def _start(ctx: Workspace, request: Any, wait: bool, local: bool, as_json: bool)
         request = replace(request, runbook=find_runbook(require_project(conn, request.project), request.runbook).name)
     served = None if local else find_served_runbook(request.project, request.runbook)
     if served is not None and not served.live:
-        if not as_json:
-            say(f"note: {served.full_name} has no live `ferry serve` ({served.describe_liveness()}): running here")
+        say(f"note: {served.full_name} has no live `ferry serve` ({served.describe_liveness()}): running here")
         served = None
     run_id, request = check_and_record(ctx, request)
-    if not as_json:
-        say(f"runbook run #{run_id}: {request.project} {request.runbook!r} snapshot {request.snapshot} → "
-            f"{request.environment}")
+    _track(run_id)
+    say(f"runbook run #{run_id}: {request.project} {request.runbook!r} snapshot {request.snapshot} → "
+        f"{request.environment}")
     if served is not None:
         from flows.orchestration.runbook_serving import start_served_run
 
         run = start_served_run(ctx, served, request, run_id)
-        if not as_json:
-            say(f"flow run {run.name} of {served.full_name}")
+        say(f"flow run {run.name} of {served.full_name}")
         if wait:
             from flows.orchestration.served_runs import follow
 
             _state, code = follow(run.id)
-            _finish(ctx, run_id, code == 0, as_json)
-        elif as_json:
-            _print_record(ctx, run_id)
+            _finish(ctx, run_id, code == 0)
         return
     if not wait:
         from flows.orchestration.runbook_runs import run_detached
 
         log = run_detached(ctx, request, run_id)
-        if as_json:
-            _print_record(ctx, run_id)
-        else:
-            say(f"running in the background; follow it with `ferry deployment show {run_id}` (log: {log})")
+        say(f"running in the background; follow it with `ferry deployment show {run_id}` (log: {log})")
         return
     from flows.orchestration.runbook_runs import run_here
 
     ok = run_here(request, run_id)
-    _finish(ctx, run_id, ok, as_json)
+    _finish(ctx, run_id, ok)
 
 
-def _print_record(ctx: Workspace, run_id: int) -> None:
-    from snapshots.store import records
-
-    with ctx.store.read() as conn:
-        print_json(records.get(conn, run_id).as_dict())
-
-
-def _finish(ctx: Workspace, run_id: int, ok: bool, as_json: bool) -> None:
+def _finish(ctx: Workspace, run_id: int, ok: bool) -> None:
     from snapshots.store import records
 
     with ctx.store.read() as conn:
         final = records.get(conn, run_id)
-    if as_json:
-        print_json(final.as_dict())
     if ok and final.state == records.SUCCESS:
-        if not as_json:
-            say(f"runbook run #{run_id} succeeded")
+        say(f"runbook run #{run_id} succeeded")
         return
     err_console.print(f"error: runbook run #{run_id} {final.state.lower()}: {final.error or 'see its log'}",
                       markup=False)
     sys.exit(1)
 
 
-def _remote_started(client: Any, launched: dict[str, Any], wait: bool, as_json: bool) -> None:
+def _remote_started(client: Any, launched: dict[str, Any], wait: bool) -> None:
     run_id = int(launched["deployment_id"])
-    if not as_json:
-        say(f"runbook run #{run_id}: {launched.get('project')} {launched.get('runbook')!r} snapshot "
-            f"{launched.get('snapshot')} → {launched.get('environment')}")
+    _track(run_id, client, launched)
+    say(f"runbook run #{run_id}: {launched.get('project')} {launched.get('runbook')!r} snapshot "
+        f"{launched.get('snapshot')} → {launched.get('environment')}")
     if not wait:
-        if as_json:
-            print_json(launched)
         return
-    result = client.follow(run_id, (lambda line: None) if as_json else (lambda line: say(line.text())))
-    shown = client.show_deployment(run_id)
-    if as_json:
-        print_json(shown)
+    result = client.follow(run_id, lambda line: say(line.text()))
     if result.ok:
-        if not as_json:
-            say(f"runbook run #{run_id} succeeded")
+        say(f"runbook run #{run_id} succeeded")
         return
+    shown = client.show_deployment(run_id)
     err_console.print(f"error: runbook run #{run_id} {str(shown.get('state') or result.state).lower()}: "
                       f"{shown.get('error') or 'see its log'}", markup=False)
     sys.exit(1)
+
+
+def _track(run_id: int, client: Any = None, launched: dict[str, Any] | None = None) -> None:
+    """The run is started: exit code 1, not 3, if it fails from now on; the --json document reports it."""
+    from flows.cli import exit_codes, json_result
+
+    exit_codes.started()
+    json_result.track(run_id, client=client, flow_run_id=(launched or {}).get("flow_run_id"),
+                      flow_run_url=(launched or {}).get("flow_run_url"))
 
 
 @runbook_app.command("runs")
