@@ -1,9 +1,9 @@
 """The Prefect UI as a person uses it, in headless Chromium (Debian's package, driven by Playwright): open the
-project's ``deploy-release`` deployment, fill the run form (environment from the project's lifecycle,
-release), run it and see it complete; then answer a guided-failure pause through the UI's resume form; then
-type a prompted secret into the form's password field and find it used by the deployment and nowhere in
-Prefect. The UI talks to Prefect through ferry's Prefect proxy (``PREFECT_UI_API_URL`` →
-``ferry serve``'s ``/prefect/api``), as the README tells users to set it up.
+project's ``deploy-release`` deployment, fill the run form (environment from the project's lifecycle, release from a
+select of its releases, newest first), run it and see it complete; then answer a guided-failure pause through the
+UI's resume form; then type a prompted secret into the form's password field and find it used by the deployment and
+nowhere in Prefect. The UI talks to Prefect through ferry's Prefect proxy (``PREFECT_UI_API_URL`` → ``ferry
+serve``'s ``/prefect/api``), as the README tells users to set it up.
 
 Screenshots of each step are kept under ``artifacts/ui/`` (git-ignored) for a person to look at.
 """
@@ -166,8 +166,11 @@ def fill_and_submit(page: Any, environment: str, release: str) -> None:
     assert options == ["Dev", "Prod"], options  # the project's lifecycle, nothing else
     page.keyboard.press("Escape")
     choose(page, environment_field, environment)
-    release_field = page.locator(".schema-form-property", has=page.get_by_text("release (Optional)", exact=True))
-    release_field.locator("textarea").fill(release)
+    choose(page, release_field_v1(page), release)  # a select of the project's releases (issue 16)
+
+
+def release_field_v1(page: Any) -> Any:
+    return page.locator(".schema-form-property", has=page.get_by_text("release (Optional)", exact=True))
 
 
 def _open_options(page: Any, field: Any) -> list[str]:
@@ -220,6 +223,10 @@ def test_deploy_from_the_ui_form(page: Any, served: ServedProject, ui_server: Pr
     ui = ui_server.ui_url
     open_run_form(page, ui, served)
     shot(page, "01-deployment-run-form")
+    releases = _open_options(page, release_field_v1(page))  # the project's releases, newest first (issue 16)
+    shot(page, "01b-release-select")
+    assert releases == ["latest", "1.2.0", "1.1.0", "1.0.0"], releases
+    page.keyboard.press("Escape")
     fill_and_submit(page, "Dev", "1.0.0")
     shot(page, "02-form-filled-dev-1.0.0")
     run_id = submit_and_find_run(page, served, "Dev")
@@ -299,8 +306,9 @@ def fill_prompted_form_v2(page: Any, ui: str, served: ServedProject, secret: str
     password.fill(secret)
     page.get_by_role("button", name="Select environment").click()
     page.get_by_role("option", name="Dev", exact=True).click()
-    page.get_by_text("release (Optional)", exact=True).locator("xpath=ancestor::*[.//textarea][1]").locator(
-        "textarea").first.fill(release)
+    # the select of the project's releases: it shows its default, latest (or a placeholder before it renders it)
+    page.get_by_role("button", name=re.compile(r"^(latest|Select release)$")).click()
+    page.get_by_role("option", name=release, exact=True).click()
 
 
 @pytest.mark.parametrize(("ui_version", "release"), [("v2", "1.1.0"), ("v1", "1.2.0")])
