@@ -32,7 +32,13 @@ def runs_here(args: list[str] | tuple[str, ...], env: Mapping[str, str | None] |
     if "--deploy-to" in args or any(a.startswith("--deploy-to=") for a in args):
         return False  # release create --deploy-to runs deployments
     # Prefect reads its settings when imported: a command given another Prefect server runs on its own.
-    return not any(key.startswith("PREFECT_") for key in (env or {}))
+    return not any(key.startswith("PREFECT_") and value != os.environ.get(key) for key, value in (env or {}).items())
+
+
+def whole_environment(env: Mapping[str, str]) -> dict[str, str | None]:
+    """What to change in this process's environment so that ferry sees ``env`` as a subprocess given exactly
+    ``env`` would (its FERRY_* settings; the rest of a test process's environment does not concern ferry)."""
+    return {**{key: None for key in os.environ if key.startswith("FERRY_") and key not in env}, **env}
 
 
 @contextlib.contextmanager

@@ -26,6 +26,7 @@ import httpx
 import yaml
 
 from tests.conftest import CliResult
+from tests.ferry_in_process import run_main, runs_here, whole_environment
 from tests.flows.local_project import LocalProject
 
 FERRY = str(Path(sys.executable).parent / "ferry")
@@ -39,7 +40,10 @@ PROMPTED = [{"name": "Sleep", "value": "0.3", "prompt": {"required": False, "des
 
 
 def cli_runner(env: dict[str, str]) -> Callable[..., CliResult]:
+    """``ferry`` with exactly ``env``: in this process where that behaves the same (tests/ferry_in_process.py)."""
     def run(*args: str, timeout: float = 300) -> CliResult:
+        if os.environ.get("FERRY_TEST_SUBPROCESS") != "1" and runs_here(args, env):
+            return CliResult(*run_main(args, whole_environment(env)))
         proc = subprocess.run([FERRY, *args], capture_output=True, text=True, env=env, timeout=timeout)
         return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
