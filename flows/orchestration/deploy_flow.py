@@ -111,6 +111,8 @@ def deploy_release(project: str, environment: str, release: str = "latest", targ
         elif prompted_ref:  # no record will own them: the values go
             with ctx.store.begin() as conn:
                 prompted.discard_bundle(conn, prompted_ref)
+        events.emit_refused(str(exc), project=project, environment=environment, release=release,
+                            actor=actor or ctx.actor, store=ctx.store, deployment_id=deployment_id)
         logger.error(str(exc))
         send_log()
         raise
@@ -229,7 +231,8 @@ def _run_alive(plan: DeploymentPlan, deployment_id: int, ctx: Workspace, logger:
         error = "; ".join(engine.errors) if engine.failed else None
         with ctx.store.begin() as conn:
             records.set_state(conn, deployment_id, records.FAILED if engine.failed else records.SUCCESS,
-                              error=masker.mask(error) if error else None)
+                              error=masker.mask(error) if error else None,
+                              no_change=engine.no_change is not None and not engine.failed)
         events.emit_state(ctx.store, deployment_id, records.FAILED if engine.failed else records.SUCCESS,
                           error=masker.mask(error) if error else None)
         if not runbook:
@@ -240,11 +243,12 @@ def _run_alive(plan: DeploymentPlan, deployment_id: int, ctx: Workspace, logger:
         raise DeploymentFailed(masker.mask(f"deployment #{deployment_id} of {plan.project} {version} to "
                                            f"{plan.environment.name} failed: {error}"),
                                deployment_id=deployment_id, outcomes=outcomes)
-    logger.info(f"deployment #{deployment_id}: {plan.project} {version} → {plan.environment.name} succeeded")
+    logger.info(f"deployment #{deployment_id}: {plan.project} {version} → {plan.environment.name} succeeded"
+                + (" (no change)" if engine.no_change else ""))
     if not runbook:  # a runbook run moves no lifecycle
         _auto_deploy(ctx, plan.project, version, logger)
     return {"deployment_id": deployment_id, "project": plan.project, "release": version,
-            "environment": plan.environment.name, "state": records.SUCCESS}
+            "environment": plan.environment.name, "state": records.SUCCESS, "no_change": engine.no_change is not None}
 
 
 PREFETCH_FIRST = 4

@@ -16,6 +16,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import FlowPauseTimeout
 
 from flows.engine.balancer_guard import guard_for
+from flows.engine.early_checks import start_after_smoke_test
 from flows.engine.outputs import DeploymentOutputs
 from flows.engine.plan import DeploymentPlan, ReleasePlan, release_plan, resolve_rolling
 from flows.engine.results import ResultWriter
@@ -94,6 +95,8 @@ class Engine:
     keep_journal: bool = True
     """False for a runbook run: it neither reads nor writes a target's journal (the release a target holds) and
     never rolls a target back to an earlier release."""
+    no_change: str | None = None
+    """Set when every target already had the release, so nothing ran: the one line that says so."""
 
     def __post_init__(self) -> None:
         self.pool = TransportPool(self.home)
@@ -123,6 +126,10 @@ class Engine:
             self._record("Machine policy", name, SKIPPED, 0, why)
             self.logger.warning(f"{name}: {why}")
         try:
+            current = self._all_current(units)
+            if current:
+                self._nothing_to_do(units, current)
+                return
             for index, unit in enumerate(units):
                 if self.aborted:
                     self._record(unit.item.name, None, SKIPPED, 0, "deployment aborted")
@@ -143,6 +150,50 @@ class Engine:
             self.pool.close()
             self.writer.close()
             self.board.finish()
+
+    def _all_current(self, units: list[Unit]) -> list[Target]:
+        """Does every target of this deployment already have the release, with nothing left to finish? Not when
+        forced or for a runbook; not for a target whose journal has an unfinished unit's marker, or whose unit
+        would find it out of its load balancer (issue 13: those still get their remaining steps). A target
+        that cannot be read (unreachable) is no answer either: the ordinary run reports it. Stops at the first
+        target that is not current, so a deployment with work to do reads one journal here (kept for its run).
+        Returns the targets (all current), or [] when there is something to do."""
+        if not self.keep_journal or self.plan.force:
+            return []
+        on_targets = [u for u in units if _on_targets(u)]
+        touched = [t for t in self.plan.targets if any(set(t.roles) & set(u.roles) for u in on_targets)]
+        if not touched or any(not self._targets_for(u) for u in on_targets):
+            return []  # a step without targets fails (or is allowed) as in any run: the ordinary run says which
+        try:
+            for target in touched:
+                if not self._already_current(target):
+                    return []
+                with self._lock:
+                    entry = self._journal[target.name][1]
+                if entry.get(journal.IN_PROGRESS):
+                    return []
+                if any(set(target.roles) & set(u.roles) and self._out_of_balancer(u, target, self.plan.current)
+                       for u in on_targets):
+                    return []
+        except FerryError:
+            return []
+        return touched
+
+    def _nothing_to_do(self, units: list[Unit], current: list[Target]) -> None:
+        """Every target is current: say so once, record each (step, target) as skipped, run nothing."""
+        version = self.plan.current.release.version
+        count = len(current)
+        self.no_change = f"all {count} target{'s' if count != 1 else ''} already have {version}; --force redeploys"
+        self.log(f"nothing to deploy: {self.no_change}")
+        for unit in units:
+            targets = self._targets_for(unit) if _on_targets(unit) else []
+            if not targets:
+                self._record(unit.item.name, None, SKIPPED, 0, f"nothing to deploy: {self.no_change}")
+            for target in targets:
+                for child in unit.children:
+                    self._record(child.name, target.name, SKIPPED, 0,
+                                 f"already at {version} (journal); use --force to redeploy")
+                self._unit_done()
 
     def _targets_for(self, unit: Unit) -> list[Target]:
         return [t for t in self.plan.targets if set(t.roles) & set(unit.roles)]
@@ -259,7 +310,12 @@ class Engine:
                 continue
             if not self._leaf(child, target, release):
                 failed_at = i if failed_at is None else failed_at
-            elif failed_at is None and self.keep_journal:
+                continue
+            if failed_at is None:  # a smoke test that passed right before `add` starts HAProxy's checks now
+                start_after_smoke_test(unit.children, i, target, shared=self.shared, log=self.log,
+                                       skip_reason=lambda step: self._skip_reason(step, target),
+                                       server_of=lambda step, t: self._server_of(step, t, release))
+            if failed_at is None and self.keep_journal:
                 done[i] = f"done in deployment #{self.deployment_id}, which stopped before the unit ended"
                 try:
                     self._mark(target, release, index, unit, done)
@@ -601,6 +657,11 @@ class Engine:
 
 class StepError(Exception):
     """A step failed (already logged and recorded)."""
+
+
+def _on_targets(unit: Unit) -> bool:
+    """Does the unit run on targets (not a worker-only step, not a manual intervention)?"""
+    return not _is_worker_only(unit) and (isinstance(unit.item, ParentStep) or unit.item.kind != "manual")
 
 
 def _is_worker_only(unit: Unit) -> bool:
