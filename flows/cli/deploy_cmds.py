@@ -11,11 +11,11 @@ import getpass
 import re
 import sys
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from flows.cli import exit_codes, failures, remote, run_options
+from flows.cli import exit_codes, failures, json_result, remote, run_options
 from flows.cli.output import err_console, print_json, print_table, say
 from flows.cli.remote import local_only, remote_client
 from flows.cli.run_options import RunOptions
@@ -75,6 +75,7 @@ def _start(ctx: Workspace, request: DeployRequest, wait: bool, *, at: datetime |
     deployment_id, request, version = launched.deployment_id, launched.request, launched.request.release
     say(f"deployment #{deployment_id}: {request.project} {version} → {request.environment}")
     exit_codes.started()
+    json_result.track(deployment_id)
     if served is not None:
         _start_served(ctx, served, launched, wait, at, expires, timeout, cancel_on_timeout)
     else:
@@ -93,8 +94,22 @@ def _start_here(ctx: Workspace, request: DeployRequest, deployment_id: int, wait
         failures.quiet_prefect_console()  # Prefect's tracebacks only with --debug: ferry reports each failure
         ok = run_here(request, deployment_id)
     else:
-        ok = run_with_timeout(ctx, request, deployment_id, timeout, cancel_on_timeout)
+        try:
+            ok = run_with_timeout(ctx, request, deployment_id, timeout, cancel_on_timeout,
+                                  tracebacks=failures.debug_on(), to_stderr=json_result.active())
+        except SystemExit as stop:  # 124: timed out; with --cancel-on-timeout the record now says Cancelled
+            if stop.code == TIMED_OUT and cancel_on_timeout:
+                _cancelled_event(ctx, deployment_id, f"timed out after {timeout:g}s (--cancel-on-timeout)")
+            raise
     _finish(ctx, deployment_id, ok)
+
+
+def _cancelled_event(ctx: Workspace, deployment_id: int, reason: str) -> None:
+    """``ferry.deployment.cancelled`` with the reason, for a run this command cancelled on its timeout (its
+    process was stopped before it could say so itself)."""
+    from flows.orchestration import events
+
+    events.emit_for(ctx.store, deployment_id, events.CANCELLED, error=reason, direct=True)
 
 
 def _start_served(ctx: Workspace, served: Served, launched: Launched, wait: bool, at: datetime | None,
@@ -127,7 +142,9 @@ def _start_served(ctx: Workspace, served: Served, launched: Launched, wait: bool
             from flows.orchestration.served_flows import mark_record  # imports Prefect: only here
             from snapshots.store import records
 
-            mark_record(deployment_id, records.CANCELLED, f"timed out after {timeout:g}s (--cancel-on-timeout)")
+            reason = f"timed out after {timeout:g}s (--cancel-on-timeout)"
+            if mark_record(deployment_id, records.CANCELLED, reason):  # else ferry serve's hook marked it and told
+                _cancelled_event(ctx, deployment_id, reason)
             err_console.print(f"error: deployment #{deployment_id} timed out after {timeout:g}s and was cancelled "
                               f"(flow run {state})", markup=False)
         else:
@@ -145,7 +162,8 @@ def _finish(ctx: Workspace, deployment_id: int, ok: bool) -> None:
         final = records.get(conn, deployment_id)
         results = [r.as_dict() for r in records.results(conn, deployment_id)]
     if ok and final.state == records.SUCCESS:
-        say(f"deployment #{deployment_id} succeeded")
+        say(f"deployment #{deployment_id} succeeded" + (": no change, nothing ran (--force redeploys)"
+                                                         if final.no_change else ""))
         return
     failures.report(deployment_id, results, ctx.settings.home / "logs" / f"deployment-{deployment_id}.log")
     err_console.print(f"error: deployment #{deployment_id} {final.state.lower()}: {final.error or 'see its log'}",
@@ -199,7 +217,7 @@ def deploy(project: str, release: str = typer.Argument(..., help="A version, or 
            check_targets: bool = typer.Option(False, "--check-targets",
                                               help="With --plan: connect to each target and read its journal "
                                                    "(read-only) to tell which are already current"),
-           as_json: bool = typer.Option(False, "--json", help="With --plan: the plan as JSON"),
+           as_json: bool = run_options.JSON,
            channel: str | None = typer.Option(None, "--channel", help="'latest' means the latest release of this "
                                                                       "channel (default: the default channel)"),
            override_freeze: bool = typer.Option(False, "--override-freeze",
@@ -207,7 +225,7 @@ def deploy(project: str, release: str = typer.Argument(..., help="A version, or 
                                                      "on the deployment: who, which freeze)")) -> None:
     """Deploy a release to an environment (a Prefect flow run; through `ferry serve` when it serves the
     project)."""
-    if plan or check_targets or as_json:
+    if plan or check_targets:
         from flows.cli.plan_output import show_plan
 
         show_plan(project, release, to, plan=plan, check_targets=check_targets, as_json=as_json,
@@ -217,35 +235,36 @@ def deploy(project: str, release: str = typer.Argument(..., help="A version, or 
                                "--at": at, "--expires": expires, "--local": local},
                   channel=channel, override_freeze=override_freeze)
         return
-    if cancel_on_timeout and timeout is None:
-        raise ConfigError("--cancel-on-timeout needs --timeout SECONDS")
-    if (client := remote_client()) is not None:
-        if at is not None or expires is not None or local:
-            local_only("--at" if at is not None else "--expires" if expires is not None else "--local")
-        launched = client.deploy(project, release, to, targets=list(target), exclude_targets=list(exclude_target),
-                                 skip_steps=list(skip), variables=_variables(variable),
-                                 guided_failure=guided_failure, force=force, channel=channel,
-                                 override_freeze=override_freeze)
-        remote.started(client, project, launched, wait or timeout is not None, timeout=timeout,
-                       cancel_on_timeout=cancel_on_timeout)
-        return
-    from flows.engine.request import DeployRequest
+    with json_result.result_document(as_json, "deploy", wait or timeout is not None):
+        if cancel_on_timeout and timeout is None:
+            raise ConfigError("--cancel-on-timeout needs --timeout SECONDS")
+        if (client := remote_client()) is not None:
+            if at is not None or expires is not None or local:
+                local_only("--at" if at is not None else "--expires" if expires is not None else "--local")
+            launched = client.deploy(project, release, to, targets=list(target), exclude_targets=list(exclude_target),
+                                     skip_steps=list(skip), variables=_variables(variable),
+                                     guided_failure=guided_failure, force=force, channel=channel,
+                                     override_freeze=override_freeze)
+            remote.started(client, project, launched, wait or timeout is not None, timeout=timeout,
+                           cancel_on_timeout=cancel_on_timeout)
+            return
+        from flows.engine.request import DeployRequest
 
-    start_at = _when(at, "--at")
-    expires_at = _when(expires, "--expires", base=start_at)
-    if expires_at is not None and start_at is None:
-        raise ConfigError("--expires needs --at")
-    if start_at is not None and local:
-        raise ConfigError("--at and --local do not go together: a scheduled deployment is started by ferry serve")
-    if start_at is not None and start_at < datetime.now().astimezone() - timedelta(minutes=1):
-        raise ConfigError(f"--at {at}: that time has passed ({start_at:%Y-%m-%d %H:%M:%S %Z})")
-    if expires_at is not None and start_at is not None and expires_at <= start_at:
-        raise ConfigError(f"--expires {expires}: must be after --at ({start_at:%Y-%m-%d %H:%M:%S %Z})")
-    request = DeployRequest(project, release, to, list(target), list(exclude_target), list(skip),
-                            _variables(variable), guided_failure, force, channel=channel,
-                            override_freeze=override_freeze)
-    _start(Workspace(), request, wait, at=start_at, expires=expires_at, timeout=timeout,
-           cancel_on_timeout=cancel_on_timeout, local=local)
+        start_at = _when(at, "--at")
+        expires_at = _when(expires, "--expires", base=start_at)
+        if expires_at is not None and start_at is None:
+            raise ConfigError("--expires needs --at")
+        if start_at is not None and local:
+            raise ConfigError("--at and --local do not go together: a scheduled deployment is started by ferry serve")
+        if start_at is not None and start_at < datetime.now().astimezone() - timedelta(minutes=1):
+            raise ConfigError(f"--at {at}: that time has passed ({start_at:%Y-%m-%d %H:%M:%S %Z})")
+        if expires_at is not None and start_at is not None and expires_at <= start_at:
+            raise ConfigError(f"--expires {expires}: must be after --at ({start_at:%Y-%m-%d %H:%M:%S %Z})")
+        request = DeployRequest(project, release, to, list(target), list(exclude_target), list(skip),
+                                _variables(variable), guided_failure, force, channel=channel,
+                                override_freeze=override_freeze)
+        _start(Workspace(), request, wait, at=start_at, expires=expires_at, timeout=timeout,
+               cancel_on_timeout=cancel_on_timeout, local=local)
 
 
 @app.command()
@@ -259,10 +278,18 @@ def promote(project: str, from_: str = typer.Option(..., "--from", help="Source 
             channel: str | None = typer.Option(None, "--channel", help="Promote the channel's release (default: "
                                                                       "the default channel)"),
             override_freeze: bool = typer.Option(False, "--override-freeze",
-                                                 help="Deploy although a deployment freeze is in force")) -> None:
+                                                 help="Deploy although a deployment freeze is in force"),
+            as_json: bool = run_options.JSON) -> None:
     """Deploy the release (of a channel) that last succeeded in one environment to the next."""
-    extra = RunOptions(list(target), list(exclude_target), list(skip), _variables(variable), guided_failure, timeout,
-                       cancel_on_timeout)
+    with json_result.result_document(as_json, "promote", wait or timeout is not None):
+        _promote(project, from_, to, RunOptions(list(target), list(exclude_target), list(skip), _variables(variable),
+                                                guided_failure, timeout, cancel_on_timeout), wait, channel,
+                 override_freeze)
+
+
+def _promote(project: str, from_: str, to: str, extra: RunOptions, wait: bool, channel: str | None,
+             override_freeze: bool) -> None:
+    timeout, cancel_on_timeout = extra.timeout, extra.cancel_on_timeout
     if (client := remote_client()) is not None:
         remote.started(client, project, client.promote(project, from_, to, **extra.options(), channel=channel,
                                                        override_freeze=override_freeze), wait or extra.waits(),
@@ -284,10 +311,16 @@ def rollback(project: str, env: str = typer.Option(..., "--env", help="Environme
              timeout: float | None = run_options.TIMEOUT,
             cancel_on_timeout: bool = run_options.CANCEL_ON_TIMEOUT,
              override_freeze: bool = typer.Option(False, "--override-freeze",
-                                                  help="Deploy although a deployment freeze is in force")) -> None:
+                                                  help="Deploy although a deployment freeze is in force"),
+             as_json: bool = run_options.JSON) -> None:
     """Deploy the environment's previous successful release again, as a new deployment."""
-    extra = RunOptions(list(target), list(exclude_target), list(skip), _variables(variable), guided_failure, timeout,
-                       cancel_on_timeout)
+    with json_result.result_document(as_json, "rollback", wait or timeout is not None):
+        _rollback(project, env, RunOptions(list(target), list(exclude_target), list(skip), _variables(variable),
+                                           guided_failure, timeout, cancel_on_timeout), wait, override_freeze)
+
+
+def _rollback(project: str, env: str, extra: RunOptions, wait: bool, override_freeze: bool) -> None:
+    timeout, cancel_on_timeout = extra.timeout, extra.cancel_on_timeout
     if (client := remote_client()) is not None:
         launched = client.rollback(project, env, **extra.options(), override_freeze=override_freeze)
         say(f"rolling {env} back from {launched.get('rolled_back_from')} to {launched.get('release')}")
@@ -319,8 +352,14 @@ def list_(project: str | None = typer.Argument(None), environment: str | None = 
         print_json(found)
         return
     print_table(None, ["#", "project", "release", "environment", "state", "created", "by", "finished"],
-                [(d["id"], d["project"], d["version"], d["environment"], d["state"], d["created_at"],
+                [(d["id"], d["project"], d["version"], d["environment"], _shown_state(d), d["created_at"],
                   d["created_by"], d["finished_at"]) for d in found])
+
+
+def _shown_state(d: dict[str, Any]) -> str:
+    """``Success (no change)`` for a deployment that found every target current and ran nothing (as
+    ``records.shown_state``, for documents that may come from the server API: no store import here)."""
+    return f"{d['state']} (no change)" if d.get("no_change") and d["state"] == "Success" else str(d["state"])
 
 
 @deployment_app.command("show")
@@ -346,7 +385,9 @@ def show(deployment_id: int, as_json: bool = typer.Option(False, "--json")) -> N
         print_json(data)
         return
     d = data
-    say(f"deployment #{d['id']}: {d['project']} {d['version']} → {d['environment']}: {d['state']}")
+    say(f"deployment #{d['id']}: {d['project']} {d['version']} → {d['environment']}: {_shown_state(d)}")
+    if d.get("no_change"):
+        say("no change: every target already had this release, so no step ran (--force redeploys)")
     say(f"created {d['created_at']} by {d['created_by']}; started {d['started_at']}; finished {d['finished_at']}")
     for a in d.get("answers") or []:  # approvals apart from the start: who answered a pause, and when
         say(f"answered {a['action']} at {a['at']} by {a['by']}" + (f" ({a['notes']})" if a.get("notes") else ""))

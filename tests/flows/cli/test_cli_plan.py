@@ -137,7 +137,8 @@ def test_plan_as_text(shop: LocalProject) -> None:
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--check-targets"], "error: --check-targets goes with --plan"),
-    (["--json"], "error: --json goes with --plan"),
+    (["--check-targets", "--json"], "error: --check-targets goes with --plan"),
+    (["--plan", "--json", "--wait"], "error: --plan only shows what would happen: it does not go with --wait"),
     (["--plan", "--wait"], "error: --plan only shows what would happen: it does not go with --wait"),
     (["--plan", "--local"], "error: --plan only shows what would happen: it does not go with --local"),
 ])
