@@ -41,7 +41,8 @@ def _context(ssh: SshTransport, ref: PackageRef, log: list[str]) -> StepContext:
                        keep=3)
     variables = {"App.Root": ROOT, "App.Port": "8080", "Site.Host": "octofx.example", "Site.Banner": "OctoFX",
                  "Site:Banner": "OctoFX", "ConnectionStrings:Default": "Server=db01;Database=OctoFX",
-                 "Db.Password": "not-a-real-secret", "Release.Number": ref.version}
+                 "Db.Password": "not-a-real-secret", "Release.Number": ref.version,
+                 "Environment.Name": "Bench", "Machine.Name": "bench-01"}
     return StepContext(deployment_id=1, project="OctoFX", release=ref.version, environment="Bench", step=step,
                        target=None, transport=ssh, variables=variables,
                        render=lambda text, where: render(text, variables, where=where), log=log.append,
@@ -70,6 +71,7 @@ def run(pairs: int, home: Path, verbose: bool = True) -> dict[str, Any]:
     forms = {"one-session": package_step.run, "phased": package_step.run_phased}
     times: dict[str, dict[str, list[float]]] = {f: {"new": [], "again": []} for f in forms}
     sessions: dict[str, int] = {}
+    last_log: dict[str, list[str]] = {}  # the last one-session install's timing lines (as the step logs them)
     load_before, cpu_before = load_average(), machine_cpu_seconds()
     try:
         spec = SshSpec(kind="ssh", host=target["address"], port=target["ssh_port"], user=LAB_USER,
@@ -91,6 +93,9 @@ def run(pairs: int, home: Path, verbose: bool = True) -> dict[str, Any]:
                     seconds = time.perf_counter() - start
                     times[form][kind].append(seconds)
                     sessions[f"{form}/{kind}"] = ssh.channels_opened - opened
+                    if form == "one-session":
+                        last_log[kind] = [line for line in log
+                                          if " finished in " in line or line.startswith("uploaded ")]
                     if verbose:
                         print(f"pair {i + 1} {form:11} {kind:5} {seconds:6.3f} s  "
                               f"{ssh.channels_opened - opened} sessions", flush=True)
@@ -99,7 +104,7 @@ def run(pairs: int, home: Path, verbose: bool = True) -> dict[str, Any]:
     finally:
         lab.down()
     load_after, cpu_after = load_average(), machine_cpu_seconds()
-    result: dict[str, Any] = {"pairs": pairs, "sessions_per_install": sessions,
+    result: dict[str, Any] = {"pairs": pairs, "sessions_per_install": sessions, "one_session_timing_lines": last_log,
                               "load_average": [load_before, load_after],
                               "machine_cpu_seconds": round(cpu_after - cpu_before, 1)}
     for kind in ("new", "again"):

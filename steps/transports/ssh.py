@@ -524,7 +524,7 @@ class SshTransport:
         document = json.dumps({**header, "env": {**dict(header.get("env") or {}), **dict(env or {})}},
                               ensure_ascii=False).encode("utf-8")
         source = program.encode("utf-8")
-        channel = self._open_exec(f"exec python3 -c {shlex.quote(_PROGRAM_BOOT)}")
+        channel = self._open_exec(f"exec python3 -I -S -c {shlex.quote(_PROGRAM_BOOT)}")  # stdlib only: no site
         tail: deque[str] = deque(maxlen=self._tail_lines)
         failures: list[BaseException] = []
         sender: list[threading.Thread] = []
