@@ -17,6 +17,10 @@ renders them on the worker (``snapshots.variables.configfiles``, the same engine
 those that changed. Scripts get variables as data (``ferry_var NAME`` reads ``$FERRY_DATA``) and their
 places in the environment: ``FERRY_RELEASE_DIR`` (their own folder, also their cwd), ``FERRY_APP_STATE``
 (the package's folder, holding ``current``), ``FERRY_CURRENT`` and ``FERRY_PREVIOUS_RELEASE_DIR``.
+
+Over SSH all of it is one session (``install_in_one_session``): one program on the target (``package_remote.py``)
+runs the same fixed phase scripts in the same order and reports each phase back, so the step's log lines,
+timings and failures are those of the phased form (``run_phased``), which stays for every other case.
 """
 
 from __future__ import annotations
