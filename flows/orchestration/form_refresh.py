@@ -47,5 +47,5 @@ def refresh(ctx: Workspace, project: str) -> list[str]:
                 api.update_parameter_schema(str(deployment["id"]), schema)
                 changed.append(f"{flow}/{deployment['name']}")
     except Exception as exc:  # best effort: ferry serve's next sync does the same
-        logger.warning(f"the UI form of {project} waits for ferry serve's next sync: {type(exc).__name__}: {exc}")
+        logger.debug(f"the UI form of {project} waits for ferry serve's next sync: {type(exc).__name__}: {exc}")
     return changed
