@@ -144,7 +144,8 @@ def _deployment(tracked: _Tracked) -> dict[str, Any]:
         url = run_url(flow_run_id) or None
     return {"deployment_id": deployment_id, "kind": shown.get("kind") or "deployment",
             "project": shown.get("project"), "release": shown.get("version"),
-            "environment": shown.get("environment"), "state": shown.get("state"), "error": shown.get("error"),
+            "environment": shown.get("environment"), "state": shown.get("state"),
+            "no_change": bool(shown.get("no_change")), "error": shown.get("error"),
             "created_by": shown.get("created_by"), "created_at": shown.get("created_at"),
             "started_at": shown.get("started_at"), "finished_at": shown.get("finished_at"),
             "flow_run_id": str(flow_run_id) if flow_run_id else None, "flow_run_url": url, "log": log,

@@ -31,6 +31,8 @@ class DeploymentOutcome(BaseModel):
     release: str | None = Field(description="The release's version (a runbook run: its snapshot)")
     environment: str | None = Field(description="The environment deployed to")
     state: str | None = Field(description="Queued, Running, Paused, Success, Failed, Cancelled")
+    no_change: bool = Field(default=False, description="Success that ran nothing: every target already had the "
+                                                       "release (--force redeploys)")
     error: str | None = Field(description="Why it failed or was cancelled, one line")
     created_by: str | None = Field(description="Who started it (a user, or key:NAME through the ferry server)")
     created_at: str | None = Field(description="When it was recorded (ISO 8601, UTC)")

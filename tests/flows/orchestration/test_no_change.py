@@ -53,9 +53,12 @@ def test_a_redeploy_with_every_target_current_runs_nothing_and_is_recorded_as_no
     with Workspace().store.begin() as conn:
         records.set_state(conn, 1, records.FAILED, error="lost")
 
-    again = deploy(project)
+    again = deploy(project, "--json")
     assert project.events() == []  # the script step did not run on either target
-    assert "deployment #2 succeeded: no change" in again.stdout
+    assert "deployment #2 succeeded: no change" in again.stderr  # with --json, people's lines go to stderr
+    document = json.loads(again.stdout)
+    assert (document["outcome"], document["exit_code"]) == ("succeeded", 0)
+    assert [(d["state"], d["no_change"]) for d in document["deployments"]] == [("Success", True)]
     shown = project.show(2)
     lines = run_log(prefect_env, shown["flow_run_id"])
     assert sum(LINE in line for line in lines) == 1 and not any("skipping it" in line for line in lines), lines
