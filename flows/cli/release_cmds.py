@@ -361,7 +361,8 @@ def verify(project: str, version: str, as_json: bool = typer.Option(False, "--js
 
 
 @release_app.command("update-variables")
-def update_variables(project: str, version: str) -> None:
+def update_variables(project: str, version: str,
+                     as_json: bool = typer.Option(False, "--json", help="Print a ferry/v1 JSON document")) -> None:
     """Re-snapshot the project's current variables into the release (a new revision; old ones kept)."""
     from snapshots import releases
 
@@ -369,6 +370,11 @@ def update_variables(project: str, version: str) -> None:
     vault = ctx.vault
     with ctx.store.begin() as conn:
         release, changed = releases.update_variables(conn, project, version, ctx.actor, vault=vault)
+    if as_json:
+        print_json({"project": project, "version": release.version, "changed": changed,
+                    "variable_revision": release.variables.revision,
+                    "project_revision": release.variables.document["project_revision"]})
+        return
     if changed:
         say(f"release {project} {release.version}: variables updated to revision {release.variables.revision} "
             f"(project revision {release.variables.document['project_revision']})")

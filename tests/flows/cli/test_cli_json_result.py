@@ -135,6 +135,8 @@ def test_every_list_command_prints_the_envelope(shop: LocalProject) -> None:
         assert isinstance(doc["items"], list), args
     names = [e["name"] for e in json.loads(run_in_process("environment", "list", "--json").stdout)["items"]]
     assert names == ["Dev", "Prod"]
+    updated = json.loads(run_in_process("release", "update-variables", "Shop", "1.0.0", "--json").stdout)
+    assert (updated["schema"], updated["version"], updated["changed"]) == ("ferry/v1", "1.0.0", False)
 
 
 def test_schema_describes_the_result_document() -> None:
