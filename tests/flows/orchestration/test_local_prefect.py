@@ -1,6 +1,7 @@
 """Without PREFECT_API_URL, ferry starts one local Prefect server per FERRY_HOME and reuses it: two deploys on
 local targets share it (same pid and port) and both runs stay on it; `ferry prefect-server status|stop|start`;
-a stale record is replaced and two commands starting at once get one server. Every test stops what it started.
+a stale record is replaced, two commands starting at once get one server, and the lab's down stops it. Every
+test stops what it started.
 
 No `prefect_env` here: these tests are about what happens when no Prefect API is configured."""
 
@@ -104,7 +105,7 @@ _ENSURE = ("import json, sys; from pathlib import Path; from flows.orchestration
            "print(json.dumps({'pid': server.pid, 'port': server.port, 'started': started}))")
 
 
-def test_a_stale_record_is_replaced_and_concurrent_commands_start_one_server(no_prefect_api: Path) -> None:
+def test_stale_record_replaced_concurrent_commands_start_one_server_lab_down_stops_it(no_prefect_api: Path) -> None:
     home = no_prefect_api
     with socket.socket() as squatter:  # the recorded port now belongs to something else
         squatter.bind(("127.0.0.1", 0))
@@ -127,3 +128,8 @@ def test_a_stale_record_is_replaced_and_concurrent_commands_start_one_server(no_
     record = local_prefect.read_record(home)
     assert record is not None and (record.pid, record.port) == (found[0]["pid"], found[0]["port"])
     assert local_prefect.healthy(record)
+
+    from flows.lab import Lab  # `ferry lab down` stops it too (here: a FERRY_HOME without a lab)
+
+    assert Lab(home).down()["prefect_server_stopped"] == record.pid
+    assert _gone(record.pid) and local_prefect.read_record(home) is None
