@@ -50,7 +50,8 @@ class SchemaKind(StrEnum):
 
 
 @app.command()
-def schema(kind: SchemaKind) -> None:
+def schema(kind: SchemaKind = typer.Argument(..., metavar="KIND", show_choices=False, help=(
+        "project, infrastructure, library-variable-set, step-template or deployment-result"))) -> None:
     """Print the JSON Schema of a project, infrastructure, library variable set or step template file (for
     editors), or of the deployment-result document `deploy --json` prints (for CI)."""
     if kind is SchemaKind.deployment_result:
