@@ -231,7 +231,10 @@ def test_a_one_off_scheduled_deployment_runs_at_its_time(served: ServedProject) 
     assert "scheduled for" in result.stdout and "cancelled if not started by" in result.stdout
     record = served.records()[0]
     run = served.flow_run(record["flow_run_id"])
-    assert run["state"]["type"] == "SCHEDULED"
+    # Not started: Scheduled, or Pending once ferry serve's runner has claimed it (Prefect's runner claims runs
+    # due within its prefetch window, 10 s, and starts them at their time — what the assertions below check).
+    assert run["state"]["type"] in ("SCHEDULED", "PENDING")
+    assert run["start_time"] is None
     at = parse_time(run["next_scheduled_start_time"])
     assert at - time.time() > 5, "still in the future after the command returned"
     assert served.project.events() == []
