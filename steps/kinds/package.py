@@ -151,7 +151,7 @@ class _Run:
         return {"variables": variables}
 
     def shell(self, script: str, *, data: bool = False, quiet: bool = False,
-              on_mark: Callable[[str, str], None] | None = None) -> Any:
+              on_mark: Callable[[str, str], object] | None = None) -> Any:
         """Run a fixed script; ``@ferry key=value`` lines go to ``on_mark``, others to the step's log."""
         def line(text: str) -> None:
             if text.startswith("@ferry ") and "=" in text:
@@ -163,6 +163,20 @@ class _Run:
 
         return self.ctx.transport.run(script, env=self.env(), data=self.data() if data else None,
                                       timeout=self.ctx.step.timeout, on_line=line)
+
+    def mark(self, key: str, value: str) -> bool:
+        """An ``@ferry key=value`` line about the paths the target chose; False for a key not about them."""
+        if key == "base":
+            self.base = value
+        elif key == "release_dir":
+            self.release_dir = value
+        elif key == "previous":
+            self.previous = value
+        elif key == "script":
+            self.scripts.append(value)
+        else:
+            return False
+        return True
 
     def fail(self, what: str, result: Any) -> StepFailed:
         return StepFailed(what, step=self.ctx.step.name, target=self.ctx.target_name, exit_code=result.exit_code,
@@ -231,17 +245,7 @@ def install_release(ctx: StepContext) -> _Run:
     else:
         ctx.log(f"{ref.filename}: the target already holds these bytes (sha256 {ref.sha256[:12]}…); upload skipped")
 
-    def mark(key: str, value: str) -> None:
-        if key == "base":
-            job.base = value
-        elif key == "release_dir":
-            job.release_dir = value
-        elif key == "previous":
-            job.previous = value
-        elif key == "script":
-            job.scripts.append(value)
-
-    result = job.shell(_EXTRACT, on_mark=mark)
+    result = job.shell(_EXTRACT, on_mark=job.mark)
     if not result.ok or not job.release_dir:
         raise job.fail(f"cannot extract {ref.filename} into {base}", result)
     ctx.log(f"extracted into {job.release_dir}; Package[{ref.id}].InstalledPath = {job.release_dir}")
@@ -492,16 +496,9 @@ class _Session:
             self.job.ctx.log(line)
 
     def mark(self, key: str, value: str) -> None:
-        job = self.job
-        if key == "base":
-            job.base = value
-        elif key == "release_dir":
-            job.release_dir = value
-        elif key == "previous":
-            job.previous = value
-        elif key == "script":
-            job.scripts.append(value)
-        elif key == "current":
+        if self.job.mark(key, value):
+            return
+        if key == "current":
             self.current = value
         elif key == "kept":
             self.kept.append(value)

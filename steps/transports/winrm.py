@@ -482,21 +482,30 @@ class WinRmTransport:
             if on_line is not None:
                 on_line(line)
 
-        deadline = time.monotonic() + timeout if timeout is not None else None
         output = _Output()
         with self._lock, self._command() as command_id:
             self._send(command_id, bootstrap_line(payload), end=True)
-            try:
-                self._receive(command_id, output, deadline=deadline, on_line=emit)
-            except _Deadline:
-                with contextlib.suppress(Exception):
-                    self.protocol.cleanup_command(self.shell, command_id)
-                raise self._error(f"script timed out after {timeout:g}s; the PowerShell process was terminated",
-                                  "run") from None
+            self._read_script(command_id, output, timeout, emit)
+        return self._script_result(output, tail, emit), output.lines
+
+    def _read_script(self, command_id: str, output: _Output, timeout: float | None,
+                     emit: Callable[[str], None]) -> None:
+        """The script's output until it ends; past ``timeout`` its PowerShell process is stopped."""
+        deadline = time.monotonic() + timeout if timeout is not None else None
+        try:
+            self._receive(command_id, output, deadline=deadline, on_line=emit)
+        except _Deadline:
+            with contextlib.suppress(Exception):
+                self.protocol.cleanup_command(self.shell, command_id)
+            raise self._error(f"script timed out after {timeout:g}s; the PowerShell process was terminated",
+                              "run") from None
+
+    def _script_result(self, output: _Output, tail: deque[str], emit: Callable[[str], None]) -> RunResult:
+        """The exit code and tail, after the error stream's lines (CLIXML decoded, masked)."""
         for line in decode_clixml(bytes(output.stderr)).splitlines() if output.stderr else []:
             emit(self._mask(line))
         code = output.exit_code if output.exit_code is not None else -1
-        return RunResult(exit_code=code, output_tail=list(tail)), output.lines
+        return RunResult(exit_code=code, output_tail=list(tail))
 
     def _ferry_script(self, name: str, parameters: Mapping[str, Any], operation: str,
                       timeout: float | None = 300) -> list[str]:
@@ -618,18 +627,8 @@ class WinRmTransport:
                     raise self._upload_error(remote, output)
             output.lines.clear()  # from here on: the script's own lines
             self._send(command_id, bootstrap_line(request_payload(script, parameters=parameters, env=env)), end=True)
-            deadline = time.monotonic() + timeout if timeout is not None else None
-            try:
-                self._receive(command_id, output, deadline=deadline, on_line=emit)
-            except _Deadline:
-                with contextlib.suppress(Exception):
-                    self.protocol.cleanup_command(self.shell, command_id)
-                raise self._error(f"script timed out after {timeout:g}s; the PowerShell process was terminated",
-                                  "run") from None
-        for line in decode_clixml(bytes(output.stderr)).splitlines() if output.stderr else []:
-            emit(self._mask(line))
-        code = output.exit_code if output.exit_code is not None else -1
-        return sent, RunResult(exit_code=code, output_tail=list(tail)), output.lines
+            self._read_script(command_id, output, timeout, emit)
+        return sent, self._script_result(output, tail, emit), output.lines
 
     def _chunk_bytes(self) -> int:
         """Raw bytes per ``Add-FerryChunk`` line so that base64(line) plus the SOAP fits one envelope."""
