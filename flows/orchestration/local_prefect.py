@@ -33,6 +33,7 @@ from typing import Any
 import httpx
 
 from flows.client.http import prefect_api_url
+from snapshots import processes
 from snapshots.errors import ConfigError, PrefectUnreachable
 from snapshots.settings import open_private_log
 
@@ -229,34 +230,15 @@ def _terminate(pid: int, grace: float = 15.0) -> None:
         return
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
-        if not _alive(pid):
+        if not processes.alive(pid):
             return
         time.sleep(0.1)
     try:
         os.killpg(pid, signal.SIGKILL)
     except ProcessLookupError:
         return
-    while _alive(pid):
+    while processes.alive(pid):
         time.sleep(0.05)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        waited, _ = os.waitpid(pid, os.WNOHANG)  # our own child (started by this process): reap it
-        if waited == pid:
-            return False
-    except ChildProcessError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie whose parent has not reaped it yet has stopped all the same
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][:1] != "Z"
-    except OSError:
-        return False
 
 
 # -- pointing a command at it -------------------------------------------------------------------------------

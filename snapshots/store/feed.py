@@ -26,6 +26,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, insert, select
 
+from snapshots import processes
 from snapshots.digests import sha256_file
 from snapshots.errors import ConfigError, ConflictError, NotFoundError, SnapshotIntegrityError, StoreError
 from snapshots.store import audit
@@ -208,7 +209,7 @@ def sweep_partials(dest_dir: Path) -> list[Path]:
             age = time.time() - path.stat().st_mtime
         except OSError:
             continue
-        dead = m is not None and m.group(1) == host and not _alive(int(m.group(2)))
+        dead = m is not None and m.group(1) == host and not processes.alive(int(m.group(2)))
         if dead or age > STALE_SECONDS:
             try:
                 path.unlink()
@@ -216,16 +217,6 @@ def sweep_partials(dest_dir: Path) -> list[Path]:
             except OSError:
                 pass
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def feed_write_error(exc: OSError, where: Path) -> StoreError:
