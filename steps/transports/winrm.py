@@ -468,13 +468,26 @@ class WinRmTransport:
         """Run a PowerShell ``script`` with named ``parameters`` (JSON values); return the result and every
         stdout line (unmasked, for ferry's own ``##ferry-`` replies). stderr is decoded (CLIXML → text) and
         its lines follow the output in ``on_line`` and in the result's tail."""
-        env = dict(env or {})
-        for name, value in env.items():
+        payload = request_payload(script, parameters=parameters, env=self._checked_env(env), data=data, cwd=cwd)
+        tail, emit = self._tail_and_emit(on_line)
+        output = _Output()
+        with self._lock, self._command() as command_id:
+            self._send(command_id, bootstrap_line(payload), end=True)
+            self._read_script(command_id, output, timeout, emit)
+        return self._script_result(output, tail, emit), output.lines
+
+    def _checked_env(self, env: Mapping[str, str] | None) -> dict[str, str]:
+        """Environment variables for a script: names PowerShell can set, values without NUL bytes."""
+        checked = dict(env or {})
+        for name, value in checked.items():
             if not _ENV_NAME.match(name):
                 raise self._error(f"invalid environment variable name {name!r}", "run")
             if "\0" in str(value):
                 raise self._error(f"environment variable {name} contains a NUL byte", "run")
-        payload = request_payload(script, parameters=parameters, env=env, data=data, cwd=cwd)
+        return checked
+
+    def _tail_and_emit(self, on_line: Callable[[str], None] | None) -> tuple[deque[str], Callable[[str], None]]:
+        """The last lines kept for the result, and the callback that keeps them and passes each on."""
         tail: deque[str] = deque(maxlen=self._tail_lines)
 
         def emit(line: str) -> None:
@@ -482,11 +495,7 @@ class WinRmTransport:
             if on_line is not None:
                 on_line(line)
 
-        output = _Output()
-        with self._lock, self._command() as command_id:
-            self._send(command_id, bootstrap_line(payload), end=True)
-            self._read_script(command_id, output, timeout, emit)
-        return self._script_result(output, tail, emit), output.lines
+        return tail, emit
 
     def _read_script(self, command_id: str, output: _Output, timeout: float | None,
                      emit: Callable[[str], None]) -> None:
@@ -597,19 +606,10 @@ class WinRmTransport:
         local = Path(local)
         if not local.is_file():
             raise self._error(f"local file {local} does not exist", "upload")
-        env = dict(env or {})
-        for name, value in env.items():
-            if not _ENV_NAME.match(name) or "\0" in str(value):
-                raise self._error(f"invalid environment variable {name!r}", "run")
+        env = self._checked_env(env)
         receive = request_payload(load_script("receive-file.ps1"),
                                   parameters={"Path": remote, "Sha256": sha256, "Continue": True}, keep_open=True)
-        tail: deque[str] = deque(maxlen=self._tail_lines)
-
-        def emit(line: str) -> None:
-            tail.append(line)
-            if on_line is not None:
-                on_line(line)
-
+        tail, emit = self._tail_and_emit(on_line)
         output = _Output()
         with self._lock, self._command() as command_id:
             self._send(command_id, bootstrap_line(receive))
