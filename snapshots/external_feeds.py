@@ -32,6 +32,7 @@ from snapshots.feed_credentials import reveal
 from snapshots.model.feeds import HttpFeed, NugetFeed, S3Feed
 from snapshots.store.crypto import Vault
 from snapshots.store.feed import EXTENSIONS, Package, parse_filename
+from snapshots.tls import tls_context
 from snapshots.versions import is_version, latest, sort_key
 
 CHUNK = 1 << 20
@@ -72,7 +73,7 @@ class _HttpBase(_Client):
         auth = None
         if self.feed.username:
             auth = httpx.BasicAuth(self.feed.username, self.secret(self.feed.password) or "")
-        return httpx.Client(auth=auth, timeout=self.feed.timeout, follow_redirects=True)
+        return httpx.Client(auth=auth, timeout=self.feed.timeout, follow_redirects=True, verify=tls_context())
 
     def fail(self, url: str, exc: Exception | None = None, response: httpx.Response | None = None) -> FeedError:
         shown = _safe_url(url)

@@ -28,6 +28,7 @@ from snapshots.errors import (
     PrefectUnreachable,
     ServerUnreachable,
 )
+from snapshots.tls import tls_context
 
 API_PREFIX = "/api/v1"
 CHUNK = 1 << 20
@@ -126,7 +127,7 @@ class FerryClient(_Connection):
     def __init__(self, server: str, api_key: str, *, timeout: float = 30.0, verify: bool | str = True) -> None:
         self.server = server.rstrip("/")
         self.timeout = timeout
-        self._http = httpx.Client(base_url=self.server + API_PREFIX, timeout=timeout, verify=verify,
+        self._http = httpx.Client(base_url=self.server + API_PREFIX, timeout=timeout, verify=tls_context(verify),
                                   headers={"Authorization": f"Bearer {api_key}", "User-Agent": "ferry-client"})
 
     # -- transport ---------------------------------------------------------------------------------------
@@ -435,7 +436,8 @@ class PrefectApi(_Connection):
         if basic and ":" in basic:
             user, _, password = basic.partition(":")
             auth = (user, password)
-        self._http = httpx.Client(base_url=self.url, timeout=timeout, headers=headers, auth=auth)
+        self._http = httpx.Client(base_url=self.url, timeout=timeout, headers=headers, auth=auth,
+                                  verify=tls_context())
 
     def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:

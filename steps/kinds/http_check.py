@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import httpx
 
 from snapshots.errors import HttpCheckFailed
+from snapshots.tls import tls_context
 from steps.context import StepContext
 
 __all__ = ["HttpCheckFailed", "HttpCheckResult", "http_check", "run"]
@@ -51,8 +52,8 @@ def http_check(url: str, *, status: int = 200, contains: str | None = None, with
     last_status: int | None = None
     last_body: str | None = None
     last_error: str | None = None
-    with httpx.Client(timeout=request_timeout, verify=verify, follow_redirects=follow_redirects,
-                      trust_env=False, headers=headers) as client:
+    with httpx.Client(timeout=request_timeout, verify=tls_context(verify, trust_env=False),
+                      follow_redirects=follow_redirects, trust_env=False, headers=headers) as client:
         while True:
             attempts += 1
             remaining = max(0.1, deadline - time.monotonic())
