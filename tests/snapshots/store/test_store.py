@@ -17,7 +17,7 @@ from snapshots.projects import apply
 from snapshots.store import Store
 from snapshots.store.crypto import Vault
 from snapshots.store.feed import Feed
-from snapshots.store.migrate import head_revision
+from snapshots.store.migrate import alembic_head, head_revision
 from snapshots.store.tables import APPEND_ONLY
 from tests.sample import SECRET
 
@@ -42,6 +42,12 @@ def test_migrations_reach_head(released) -> None:  # type: ignore[no-untyped-def
     store, _ = released
     with store.read() as conn:
         assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == head_revision()
+
+
+def test_the_head_read_from_file_names_is_the_head_alembic_finds() -> None:
+    """Each command checks the schema against the head taken from the migration files' names (alembic is
+    not imported unless there is something to upgrade): a migration that breaks the NNNN naming fails here."""
+    assert head_revision() == alembic_head()
 
 
 @pytest.mark.parametrize("table", APPEND_ONLY)
