@@ -238,6 +238,9 @@ class SshTransport:
         self._transport: paramiko.Transport | None = None
         self._sftp_client: paramiko.SFTPClient | None = None
         self._sftp_lock = threading.Lock()
+        self._folders: set[str] = set()
+        """Folders this connection has written a file into: the next write there (a journal marker) skips the
+        folder check, one of its SFTP round trips."""
         self._tmpdir: str | None = None
         self._runs = 0
         self._preamble_written = False
@@ -681,16 +684,24 @@ class SshTransport:
         with self._sftp_lock:
             sftp = self._sftp()
             try:
-                self._sftp_makedirs(sftp, directory)
+                if directory not in self._folders:
+                    self._sftp_makedirs(sftp, directory)
                 if mode is None:
                     with contextlib.suppress(FileNotFoundError):
                         mode = stat.S_IMODE(sftp.stat(remote).st_mode or 0) or None
-                with sftp.open(tmp, "wb") as handle:
+                try:
+                    handle = sftp.open(tmp, "wb")
+                except FileNotFoundError:  # the folder went since this connection last wrote here
+                    self._sftp_makedirs(sftp, directory)
+                    handle = sftp.open(tmp, "wb")
+                with handle:
                     if mode is not None:
                         handle.chmod(mode)
                     handle.write(data)
                 sftp.posix_rename(tmp, remote)
+                self._folders.add(directory)
             except (OSError, paramiko.SSHException, EOFError) as exc:
+                self._folders.discard(directory)
                 with contextlib.suppress(Exception):
                     sftp.remove(tmp)
                 raise self._io_error(f"cannot write {remote}", exc, "write") from exc
