@@ -412,6 +412,9 @@ def test_read_and_write_small_files_over_sftp(dev: SshTransport, lab: LabInfo) -
         home = lab.lab.user_home("dev-01")
         assert (home / name).read_bytes() == b"second"  # each target's home is its own
         assert not (lab.lab.user_home("test-01") / name).exists()
+        dev.run(f"cd && rm -rf .ferry-test-{os.getpid()}/sub")  # the folder goes behind the connection's back
+        dev.write_file(name, b"third")  # the connection wrote there before: it finds out, and creates it again
+        assert dev.read_file(name) == b"third"
     finally:
         dev.run(f"cd && rm -rf .ferry-test-{os.getpid()}")
 
