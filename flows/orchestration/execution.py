@@ -308,7 +308,7 @@ class Engine:
             if not self._condition_holds(child, failed, variables):
                 self._record(child.name, target.name, SKIPPED, 0, f"condition {child.condition!r} not met")
                 continue
-            if not self._leaf(child, target, release):
+            if not self._leaf(child, target, release, variables):
                 failed_at = i if failed_at is None else failed_at
                 continue
             if failed_at is None:  # a smoke test that passed right before `add` starts HAProxy's checks now
@@ -326,7 +326,7 @@ class Engine:
                 if self._last_unit.get(target.name) == index:
                     self._write_journal(target, release)
                 else:
-                    journal.clear(self.pool.get(target), self.plan.project, self.plan.environment.name)
+                    journal.clear(self._journal_of(target), self.plan.project, self.plan.environment.name)
             except FerryError as exc:  # the unit ran, but the next run could not know it: it is not finished
                 failed_at = len(unit.children) - 1
                 self._causes[target.name] = self.plan.current.masker.mask(f"the journal could not be written: {exc}")
@@ -362,18 +362,22 @@ class Engine:
         return Outcome(SKIPPED, None, why)
 
     # ----------------------------------------------------------------------------------------- one step
-    def _leaf(self, step: Step, target: Target | None, release: ReleasePlan) -> bool:
+    def _leaf(self, step: Step, target: Target | None, release: ReleasePlan,
+              variables: VariableSet | None = None) -> bool:
+        """Run one (step, target) as a Prefect task; ``variables``: those its condition was just checked with
+        (resolved once, not again for the step)."""
         label = f"{step.name} · {target.name if target else 'worker'}"
-        state = step_task(label, lambda: self._execute(step, target, release), return_state=True)
+        state = step_task(label, lambda: self._execute(step, target, release, variables), return_state=True)
         return bool(state.is_completed())
 
-    def _execute(self, step: Step, target: Target | None, release: ReleasePlan) -> None:
+    def _execute(self, step: Step, target: Target | None, release: ReleasePlan,
+                 resolved: VariableSet | None = None) -> None:
         logger = get_run_logger()
         masker = release.masker
         started = now()
         if target is not None:
             self.board.started(target.name, step.name)
-        variables = self._variables(release, step, target)
+        variables = resolved if resolved is not None else self._variables(release, step, target)
         transport = self.pool.get(target) if step.run_on == "target" and target is not None else self.pool.worker()
         # values the script sets (set_octopusvariable) leave its output here, before anything logs a line
         transport = capture(transport, self.outputs.receiver(step.name, target.name if target else None,
@@ -551,7 +555,7 @@ class Engine:
         with self._lock:
             if target.name in self._journal:
                 return self._journal[target.name][0]
-        entry = journal.read(self.pool.get(target), self.plan.project, self.plan.environment.name) or {}
+        entry = journal.read(self._journal_of(target), self.plan.project, self.plan.environment.name) or {}
         current = bool(entry.get("digest") == self.plan.current.release.digest
                        and entry.get("variables_revision") == self.plan.current.variables_revision)
         with self._lock:  # the entry as this run found it: an unfinished unit's marker is read from here
@@ -615,16 +619,23 @@ class Engine:
             return None
         return f"{model.backend}/{server} is {', '.join(sorted(set(out.values())))} in {model.name}"
 
+    def _journal_of(self, target: Target) -> Transport:
+        """The target's connection, its journal kept in memory after the first read: this run holds the
+        target's slot, so each marker after that is one write."""
+        transport = self.pool.get(target)
+        journal.hold(transport)
+        return transport
+
     def _mark(self, target: Target, release: ReleasePlan, index: int, unit: Unit, done: dict[int, str]) -> None:
         """The target's journal says this unit is running (and which of its steps are done), so a run that
         is killed before the unit ends leaves that behind for the next one."""
-        journal.mark(self.pool.get(target), self.plan.project, self.plan.environment.name, {
+        journal.mark(self._journal_of(target), self.plan.project, self.plan.environment.name, {
             "deployment_id": self.deployment_id, "release": release.release.version,
             "digest": release.release.digest, "variables_revision": release.variables_revision,
             "unit": index, "unit_name": unit.item.name, "done": sorted(done), "since": now()})
 
     def _write_journal(self, target: Target, release: ReleasePlan) -> None:
-        journal.write(self.pool.get(target), self.plan.project, self.plan.environment.name, {
+        journal.write(self._journal_of(target), self.plan.project, self.plan.environment.name, {
             "project": self.plan.project, "environment": self.plan.environment.name,
             "release": release.release.version, "digest": release.release.digest,
             "variables_revision": release.variables_revision, "deployment_id": self.deployment_id,
