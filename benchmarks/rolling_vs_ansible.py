@@ -41,9 +41,12 @@ its socket, the package streamed into one command over an already open (multiple
 target that unpacks it and runs the same scripts, the smoke test as one HTTP poll — and it is the sum over
 batches of the slowest target's time. Each tool's overhead is its wall time above the floor.
 
-ferry's time is the whole ``ferry deploy PROJECT VERSION --to ENV --wait`` command (process start included);
-Ansible's the whole ``ansible-playbook`` command. Package push and release creation happen before the clock
-and are timed and reported beside it. Two floors: one that accepts the UP HAProxy remembers from before
+ferry's time is the whole ``ferry deploy PROJECT VERSION --to ENV --wait`` command (process start included),
+run two ways: as CI runs it in production — a requester with a scoped API key (``FERRY_SERVER``,
+``FERRY_API_KEY``) asking a warm ``ferry serve`` (started once per lab, not timed, as Ansible's ControlPersist
+masters are not) — and as a one-off ``--local`` command that imports Prefect and runs the flow in its own
+process. Ansible's time is the whole ``ansible-playbook`` command. Package push and release creation happen
+before the clock and are timed and reported beside it. Two floors: one that accepts the UP HAProxy remembers from before
 MAINT (as Ansible's haproxy module does), one that waits for fresh health checks as ferry does.
 """
 
@@ -264,8 +267,33 @@ class Bench:
         self.playbook_bin, self.mitogen_strategy = ensure_ansible()
         self._write_inventory()
         self._open_masters()
+        self._start_serve()
+
+    def _start_serve(self) -> None:
+        """A warm ``ferry serve`` (Prefect runner, warm interpreter, ferry server API) and a scoped API key for
+        the requester side, as a production install has them: started once, not timed."""
+        key = json.loads(self._ferry("api-key", "create", "bench-ci", "--project", PROJECT, "--environment",
+                                     ENVIRONMENT, "--can", "deploy", "--json"))["key"]
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        self.serve_log = self.logs / "ferry-serve.log"
+        with open(self.serve_log, "w") as sink:  # the child keeps its own descriptor
+            self.serve = subprocess.Popen([self.ferry_bin, "serve", "--project", PROJECT, "--api-port", str(port)],
+                                          env=self.env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+        self.remote_env = {**self.env, "FERRY_SERVER": f"http://127.0.0.1:{port}", "FERRY_API_KEY": key}
+        deadline = time.monotonic() + 90
+        while "serving (" not in self.serve_log.read_text():
+            if self.serve.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"ferry serve did not start; see {self.serve_log}")
+            time.sleep(0.2)
+        log(f"ferry serve: warm, API on port {port} (not timed)")
 
     def stop(self) -> None:
+        if getattr(self, "serve", None) is not None:
+            self.serve.terminate()
+            with contextlib.suppress(Exception):
+                self.serve.wait(15)
         for master in self.masters:
             with contextlib.suppress(Exception):
                 master.terminate()
@@ -368,12 +396,15 @@ class Bench:
 
     # -- the three ways of doing the job --------------------------------------------------------------------
 
-    def run_ferry(self, version: str, package: Path) -> Run:
-        out = self.logs / f"ferry-{version}.log"
+    def run_ferry(self, version: str, package: Path, *, direct: bool = False) -> Run:
+        """Through the warm ``ferry serve`` with a scoped key (as CI does), or ``direct``: ``--local``."""
+        tool = "ferry-direct" if direct else "ferry"
+        out = self.logs / f"{tool}-{version}.log"
+        argv = [self.ferry_bin, "deploy", PROJECT, version, "--to", ENVIRONMENT, "--wait"]
         start = time.perf_counter()
         with open(out, "w") as sink:
-            code = subprocess.run([self.ferry_bin, "deploy", PROJECT, version, "--to", ENVIRONMENT, "--wait"],
-                                  env=self.env, stdout=sink, stderr=subprocess.STDOUT).returncode
+            code = subprocess.run([*argv, "--local"] if direct else argv, env=self.env if direct else self.remote_env,
+                                  stdout=sink, stderr=subprocess.STDOUT).returncode
         seconds = time.perf_counter() - start
         if code != 0:
             raise Refused(f"ferry deploy {version} failed (exit {code}); see {out}")
@@ -385,7 +416,7 @@ class Bench:
                                                                                                "finished_at"))
         # what its add step spent waiting for HAProxy's own fresh health checks before sending traffic
         waits = [float(m) for m in re.findall(r"UP and in rotation on \d+ node\(s\) after ([\d.]+)s", out.read_text())]
-        return Run("ferry", version, seconds, {"deployment": shown, "log": str(out), "add_waits": waits,
+        return Run(tool, version, seconds, {"deployment": shown, "log": str(out), "add_waits": waits,
                                                "flow_run": (finished - started).total_seconds()})
 
     def run_ansible(self, version: str, package: Path, *, mitogen: bool = False) -> Run:
@@ -492,7 +523,7 @@ class Bench:
         for name, answered in self.app_versions().items():
             if answered != run.version:
                 problems.append(f"{name}: the app answers {answered!r}, not {run.version}")
-        if run.tool == "ferry":
+        if run.tool.startswith("ferry"):
             results = run.detail["deployment"].get("steps") or run.detail["deployment"].get("results") or []
             for step in ("Remove from load balancer", "Install OctoFX.Web", "Smoke test", "Add to load balancer"):
                 ok = {r.get("target") for r in results
@@ -512,12 +543,14 @@ class Bench:
 
     def timed(self, tool: str) -> Run:
         version, package = self.next_package()
-        do: Callable[[str, Path], Run] = {"ferry": self.run_ferry, "ansible": self.run_ansible,
+        do: Callable[[str, Path], Run] = {"ferry": self.run_ferry,
+                                          "ferry-direct": lambda v, p: self.run_ferry(v, p, direct=True),
+                                          "ansible": self.run_ansible,
                                           "ansible-mitogen": lambda v, p: self.run_ansible(v, p, mitogen=True),
                                           "floor": self.run_floor,
                                           "floor-fresh": lambda v, p: self.run_floor(v, p, fresh=True)}[tool]
         prepare = 0.0
-        if tool == "ferry":  # push and release create: timed and reported beside the deployment, not in it
+        if tool.startswith("ferry"):  # push and release create: timed and reported beside the deployment, not in it
             started = time.perf_counter()
             self._ferry("package", "push", str(package))
             self._ferry("release", "create", PROJECT, "--version", version, "--package", f"{PACKAGE}:{version}")
@@ -595,8 +628,8 @@ def _poll_health(url: str, version: str, within: float = 30) -> None:
 
 # ------------------------------------------------------------------------------------------------ report
 
-TOOLS = ("floor", "floor-fresh", "ferry", "ansible", "ansible-mitogen")
-ORDER = ("ferry", "ansible", "ansible-mitogen", "floor", "floor-fresh")
+TOOLS = ("floor", "floor-fresh", "ferry", "ferry-direct", "ansible", "ansible-mitogen")
+ORDER = ("ferry", "ansible", "ferry-direct", "ansible-mitogen", "floor", "floor-fresh")
 """One round's order; every other round runs it reversed (ABBA), so no tool always goes first."""
 
 
@@ -605,22 +638,25 @@ def summarize(runs: list[Run], targets: int, window: int, pairs: int) -> dict[st
     med = {tool: statistics.median(v) for tool, v in by.items()}
     ferry = [r for r in runs if r.tool == "ferry"]
 
-    def paired(other: str) -> list[float]:  # the same round's runs
-        return [f.seconds / o.seconds for f, o in zip(ferry, [r for r in runs if r.tool == other], strict=True)]
+    def paired(other: str, mine: str = "ferry") -> list[float]:  # the same round's runs
+        return [f.seconds / o.seconds for f, o in zip([r for r in runs if r.tool == mine],
+                                                      [r for r in runs if r.tool == other], strict=True)]
 
     ratios, to_mitogen, to_fresh = paired("ansible"), paired("ansible-mitogen"), paired("floor-fresh")
+    direct = {other: paired(other, "ferry-direct") for other in ("ansible", "ansible-mitogen", "floor-fresh")}
     return {
         "schema": "ferry-bench/v2", "targets": targets, "window": window, "pairs": pairs, "runs": by, "median": med,
         "per_target": {tool: med[tool] / targets for tool in TOOLS},
         "ratio_ferry_ansible": statistics.median(ratios), "paired_ratios": ratios,
         "ratio_ferry_mitogen": statistics.median(to_mitogen), "paired_mitogen_ratios": to_mitogen,
         "ratio_ferry_fresh_floor": statistics.median(to_fresh), "paired_fresh_ratios": to_fresh,
+        "direct_paired_ratios": direct,
         "load": {tool: [round(r.detail["load"], 2) for r in runs if r.tool == tool] for tool in TOOLS},
         "cpu_seconds": {tool: statistics.median(r.detail["cpu"] for r in runs if r.tool == tool) for tool in TOOLS},
         "own_cpu_seconds": {tool: statistics.median(r.detail["own_cpu"] for r in runs if r.tool == tool)
                             for tool in TOOLS},
         "push_release_median": statistics.median(r.detail["push_release"] for r in ferry),
-        "overhead": {tool: (med[tool] - med["floor"]) / med["floor"] for tool in ("ferry", "ansible",
+        "overhead": {tool: (med[tool] - med["floor"]) / med["floor"] for tool in ("ferry", "ferry-direct", "ansible",
                                                                                  "ansible-mitogen")},
         "floor_wall_median": statistics.median(r.detail["wall"] for r in runs if r.tool == "floor"),
         "ferry_flow_run_median": statistics.median(r.detail["flow_run"] for r in runs if r.tool == "ferry"),
@@ -651,7 +687,8 @@ def print_table(s: dict[str, Any]) -> None:
           f"(2 cores, a shared machine)")
     print(f"  {'':34}{'median':>9}   {'runs':<44}{'above the floor':>18}")
     rows = [("floor, remembered UP", "floor"), ("floor, fresh checks (as ferry)", "floor-fresh"),
-            ("ferry deploy --wait", "ferry"), ("ansible-playbook", "ansible"),
+            ("ferry deploy --wait (ferry serve)", "ferry"), ("ferry deploy --wait --local", "ferry-direct"),
+            ("ansible-playbook", "ansible"),
             ("ansible-playbook + mitogen", "ansible-mitogen")]
     for label, tool in rows:
         spread = " ".join(f"{x:.2f}" for x in runs[tool])
@@ -666,6 +703,11 @@ def print_table(s: dict[str, Any]) -> None:
           f"(rounds {_spread(s['paired_mitogen_ratios'])}; target ≤ 0.45 at load < 1)")
     print(f"  {'ferry / fresh-check floor (paired)':34}{s['ratio_ferry_fresh_floor']:8.2f}     "
           f"(rounds {_spread(s['paired_fresh_ratios'])}; target ≤ 1.5)")
+    for other, label in (("ansible", "Ansible"), ("ansible-mitogen", "Ansible + mitogen"),
+                         ("floor-fresh", "fresh floor")):
+        values = s["direct_paired_ratios"][other]
+        print(f"  {'--local / ' + label + ' (paired)':34}{statistics.median(values):8.2f}     "
+              f"(rounds {_spread(values)})")
     print(f"  package push + release create before each ferry deployment (not in its time above): median "
           f"{s['push_release_median']:.2f} s; ferry with them: {med['ferry'] + s['push_release_median']:.2f} s")
     flow = s["ferry_flow_run_median"]
@@ -697,7 +739,7 @@ def bench_size(targets: int, window: int, pairs: int, deadline: float, keep: boo
     try:
         bench.start()
         log(f"{targets} targets — warm-up (untimed): ferry (first install everywhere), Ansible, Ansible + mitogen")
-        for tool in ("ferry", "ansible", "ansible-mitogen"):
+        for tool in ("ferry", "ferry-direct", "ansible", "ansible-mitogen"):
             bench.timed(tool)
         for pair in range(pairs):
             if done and time.monotonic() > deadline:
