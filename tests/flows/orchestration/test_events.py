@@ -92,6 +92,10 @@ def test_failed_deployment_reaches_a_webhook_through_a_prefect_automation(
     found = httpx.post(f"{api}/flow_runs/filter", timeout=30, json={"flow_runs": {
         "tags": {"all_": ["project:Notify", "environment:Dev"]}}}).json()
     assert [r["id"] for r in found] == [record["flow_run_id"]]
+    # ... while its task runs carry none: Prefect looks up a tag concurrency limit per tag of every task run
+    tasks = httpx.post(f"{api}/task_runs/filter", timeout=30, json={"flow_runs": {
+        "id": {"any_": [record["flow_run_id"]]}}}).json()
+    assert tasks and all(t["tags"] == [] for t in tasks), [t["tags"] for t in tasks]
 
 
 def test_a_run_nobody_tagged_tags_itself(prefect_env) -> None:  # type: ignore[no-untyped-def]
