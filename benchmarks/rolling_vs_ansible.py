@@ -238,6 +238,8 @@ class Bench:
         self.server: Any = None
         self.recorder: ApiRecorder | None = None
         self.masters: list[subprocess.Popen[bytes]] = []
+        self.cool_to: float | None = None
+        self.cool_max = 180.0
 
     # -- setup ----------------------------------------------------------------------------------------------
 
@@ -556,13 +558,16 @@ class Bench:
             self._ferry("release", "create", PROJECT, "--version", version, "--package", f"{PACKAGE}:{version}")
             prepare = time.perf_counter() - started
         self.recorder.take()  # type: ignore[union-attr]
+        cooled = cool_down(self.cool_to, self.cool_max)
         load_before, cpu_before, own_before = load_average(), machine_cpu_seconds(), children_cpu_seconds()
         with StateMonitor(self.haproxy_socket) as monitor:
             run = do(version, package)
-        run.detail.update(load=max(load_before, load_average()), cpu=machine_cpu_seconds() - cpu_before,
+        run.detail.update(load=max(load_before, load_average()), load_before=load_before, cooled=cooled,
+                          cpu=machine_cpu_seconds() - cpu_before,
                           own_cpu=children_cpu_seconds() - own_before, push_release=prepare)
         self.check(run, self.recorder.take(), monitor.seen)  # type: ignore[union-attr]
-        log(f"{tool:15} {version:8} {run.seconds:7.2f} s  load {run.detail['load']:.2f}  "
+        log(f"{tool:15} {version:8} {run.seconds:7.2f} s  load {load_before:.2f} at start, "
+            f"{run.detail['load']:.2f} max  "
             f"machine CPU {run.detail['cpu']:.1f} s  (checked: all drained, out, back UP, on {version})")
         return run
 
@@ -570,6 +575,18 @@ class Bench:
 def load_average() -> float:
     """The 1-minute load average now."""
     return float(Path("/proc/loadavg").read_text().split()[0])
+
+
+def cool_down(below: float | None, at_most: float) -> float:
+    """With ``--cool-to``: wait (at most ``at_most`` s) until the 1-minute load average is below ``below``
+    before a timed run, so every tool starts on an equally quiet machine — on 2 cores the previous run
+    (Ansible burns ~2 cores for its whole run) otherwise sets the next one's load. Returns the seconds waited."""
+    if below is None:
+        return 0.0
+    started = time.monotonic()
+    while load_average() >= below and time.monotonic() - started < at_most:
+        time.sleep(1)
+    return time.monotonic() - started
 
 
 def machine_cpu_seconds() -> float:
@@ -652,6 +669,7 @@ def summarize(runs: list[Run], targets: int, window: int, pairs: int) -> dict[st
         "ratio_ferry_fresh_floor": statistics.median(to_fresh), "paired_fresh_ratios": to_fresh,
         "direct_paired_ratios": direct,
         "load": {tool: [round(r.detail["load"], 2) for r in runs if r.tool == tool] for tool in TOOLS},
+        "load_at_start": {tool: [round(r.detail["load_before"], 2) for r in runs if r.tool == tool] for tool in TOOLS},
         "cpu_seconds": {tool: statistics.median(r.detail["cpu"] for r in runs if r.tool == tool) for tool in TOOLS},
         "own_cpu_seconds": {tool: statistics.median(r.detail["own_cpu"] for r in runs if r.tool == tool)
                             for tool in TOOLS},
@@ -696,7 +714,8 @@ def print_table(s: dict[str, Any]) -> None:
             f"+{med[tool] - med['floor']:6.2f} s ({100 * s['overhead'][tool]:5.1f}%)"
         print(f"  {label:34}{med[tool]:8.2f} s   {spread:<44}{above:>18}  CPU {s['cpu_seconds'][tool]:5.1f} s "
               f"(own {s['own_cpu_seconds'][tool]:5.1f})  "
-              f"load {min(s['load'][tool]):.1f}–{max(s['load'][tool]):.1f}")
+              f"load {min(s['load_at_start'][tool]):.1f}–{max(s['load_at_start'][tool]):.1f} at start, "
+              f"≤ {max(s['load'][tool]):.1f}")
     print(f"  {'ferry / Ansible (paired)':34}{s['ratio_ferry_ansible']:8.2f}     "
           f"(rounds {_spread(s['paired_ratios'])}; target ≤ {TARGET_RATIO:.2f} at load < 1)")
     print(f"  {'ferry / Ansible + mitogen (paired)':34}{s['ratio_ferry_mitogen']:8.2f}     "
@@ -730,17 +749,21 @@ def print_scaling(summaries: list[dict[str, Any]]) -> None:
               + f"   {min(loads):.1f}–{max(loads):.1f}")
 
 
-def bench_size(targets: int, window: int, pairs: int, deadline: float, keep: bool) -> dict[str, Any] | None:
+def bench_size(targets: int, window: int, pairs: int, deadline: float, keep: bool,
+               cool_to: float | None = None) -> dict[str, Any] | None:
     """One lab of ``targets``: warm-up, then up to ``pairs`` ABBA rounds (at least one) within ``deadline``."""
     root = Path(tempfile.mkdtemp(prefix="ferry-bench-rolling-"))
     bench = Bench(root, targets, window, verbose=True)
+    bench.cool_to = cool_to
     runs: list[Run] = []
     done = 0
     try:
         bench.start()
         log(f"{targets} targets — warm-up (untimed): ferry (first install everywhere), Ansible, Ansible + mitogen")
+        bench.cool_to = None  # the warm-up is not measured: no waiting for a quiet machine
         for tool in ("ferry", "ferry-direct", "ansible", "ansible-mitogen"):
             bench.timed(tool)
+        bench.cool_to = cool_to
         for pair in range(pairs):
             if done and time.monotonic() > deadline:
                 log(f"budget spent: {done} of {pairs} round(s) at {targets} targets")
@@ -770,6 +793,9 @@ def main() -> None:
                         help="start no new round (or size) after this; each size gets at least one round")
     parser.add_argument("--json", action="store_true", help="print the summaries as JSON too")
     parser.add_argument("--keep", action="store_true", help="keep the lab and logs (prints where)")
+    parser.add_argument("--cool-to", type=float, metavar="LOAD",
+                        help="before each timed run, wait (up to 180 s) until the 1-minute load average is below "
+                             "LOAD (the issue's targets hold at a load below 1)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("the benchmark needs root (it starts the lab: sshd and HAProxy on loopback addresses)")
@@ -785,7 +811,7 @@ def main() -> None:
             if summaries and time.monotonic() > deadline:
                 log(f"budget spent: sizes {sizes[len(summaries):]} not run")
                 break
-            summary = bench_size(targets, args.window, pairs, deadline, args.keep)
+            summary = bench_size(targets, args.window, pairs, deadline, args.keep, args.cool_to)
             if summary:
                 summaries.append(summary)
                 print_table(summary)
