@@ -9,7 +9,9 @@ What runs (needs root, like `ferry lab up`):
 
 - a private lab (its own FERRY_HOME and loopback /24, so a demo or test lab is not disturbed): ``--targets``
   SSH targets behind one HAProxy with health checks;
-- a Prefect server (started once, not timed: a real ferry install runs one);
+- a Prefect server on its own PostgreSQL (started once, not timed: a real ferry install runs one; on SQLite
+  Prefect's server answers 503 while another write holds the database and its client retries after seconds);
+- a warm ``ferry serve`` and a scoped API key for the requester side (see below);
 - Ansible (ansible-core + community.general) and Mitogen, pinned in ``benchmarks/ansible-requirements.txt``,
   in the benchmark's own venv ``benchmarks/.venv-ansible`` made by ``benchmarks/setup-ansible-venv`` (which
   also checks that Mitogen loads with that ansible-core); the playbook is ``benchmarks/ansible/rolling.yml``
@@ -61,6 +63,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -257,10 +260,16 @@ class Bench:
         self.recorder = ApiRecorder(self.root / "haproxy-api.sock", self.haproxy_socket)
 
         sys.path.insert(0, str(REPO))
+        from tests.servers.postgres import PostgresServer
         from tests.servers.prefect_server import PrefectServer
 
-        log("Prefect server: starting (not timed)")
-        self.server = PrefectServer().start()
+        # PostgreSQL, as README's scale-out section says a real install runs it: on SQLite, Prefect's server
+        # answers 503 while another write holds the database, and its client retries after 2-8 s (seen here
+        # as multi-second stalls before a served run was created). Durable: its own fsync kept.
+        log("Prefect server on PostgreSQL: starting (not timed)")
+        self.postgres = PostgresServer(durable=True).start()
+        url = self.postgres.create_database("prefect").replace("postgresql://", "postgresql+asyncpg://")
+        self.server = PrefectServer(database_url=url).start()
         self.env = {**os.environ, **self.server.env(), "FERRY_HOME": str(self.home)}
         self.env.pop("FERRY_DATABASE_URL", None)
         self._write_ferry_project()
@@ -304,6 +313,8 @@ class Bench:
             self.recorder.close()
         if self.server is not None:
             self.server.stop()
+        if getattr(self, "postgres", None) is not None:
+            self.postgres.stop()
         with contextlib.suppress(Exception):
             self.lab.down()
 
@@ -777,6 +788,8 @@ def bench_size(targets: int, window: int, pairs: int, deadline: float, keep: boo
             log(f"kept: {root} (lab: FERRY_HOME={bench.home} .venv/bin/ferry lab down)")
             if bench.server is not None:
                 bench.server.stop()
+            if getattr(bench, "postgres", None) is not None:
+                bench.postgres.stop()
         else:
             bench.stop()
             shutil.rmtree(root, ignore_errors=True)
@@ -797,6 +810,7 @@ def main() -> None:
                         help="before each timed run, wait (up to 180 s) until the 1-minute load average is below "
                              "LOAD (the issue's targets hold at a load below 1)")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a stopped run still takes its lab down
     if os.geteuid() != 0:
         sys.exit("the benchmark needs root (it starts the lab: sshd and HAProxy on loopback addresses)")
     sizes = [8] if args.quick else [int(x) for x in args.targets.split(",")]

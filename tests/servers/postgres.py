@@ -35,7 +35,9 @@ def _free_port() -> int:
 class PostgresServer:
     """initdb + pg_ctl start on 127.0.0.1:<free port>, trust auth; ``stop()`` removes everything."""
 
-    def __init__(self) -> None:
+    def __init__(self, durable: bool = False) -> None:
+        self.durable = durable
+        """Keep PostgreSQL's own fsync and synchronous commit (a benchmark); tests turn them off for speed."""
         self.bin = _bin_dir()
         self.root = Path(tempfile.mkdtemp(prefix="ferry-pg-"))
         self.data = self.root / "data"
@@ -53,8 +55,9 @@ class PostgresServer:
             shutil.chown(self.root, "postgres", "postgres")
         self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust",
                   "-E", "UTF8", "--no-sync")
-        options = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
-                   "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c max_connections=200"
+        if not self.durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", options, "-l",
                   str(self.root / "server.log"), "-w", "-t", "60", "start")
         return self
