@@ -381,6 +381,11 @@ def versions(conn: Connection, project: str) -> list[str]:
     return [r[0] for r in conn.execute(select(releases.c.version).where(releases.c.project == project))]
 
 
+def newest_first(conn: Connection, project: str) -> list[str]:
+    """The project's release versions, highest first by SemVer (no snapshot read)."""
+    return sorted(versions(conn, project), key=sort_key, reverse=True)
+
+
 def find(conn: Connection, project: str, version: str) -> Release | None:
     row = conn.execute(select(releases).where(releases.c.project == project,
                                               releases.c.version == version)).first()
@@ -434,7 +439,7 @@ def require(conn: Connection, project: str, version: str, *, channel: str | None
 
 def list_releases(conn: Connection, project: str) -> list[Release]:
     require_project(conn, project)
-    found = [find(conn, project, v) for v in sorted(versions(conn, project), key=sort_key, reverse=True)]
+    found = [find(conn, project, v) for v in newest_first(conn, project)]
     return [r for r in found if r is not None]
 
 

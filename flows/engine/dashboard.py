@@ -7,7 +7,6 @@ from typing import Any
 from snapshots import releases
 from snapshots.projects import require_infrastructure, require_project
 from snapshots.store import records
-from snapshots.versions import sort_key
 from snapshots.workspace import Workspace
 
 
@@ -20,8 +19,8 @@ def dashboard(ctx: Workspace, project: str, recent: int = 10) -> dict[str, Any]:
             [e.name for e in infra.environments]
         history = [d for d in records.list_deployments(conn, project, limit=1000)
                    if d.kind == records.DEPLOYMENT]  # a runbook run changes no release an environment holds
-        versions = sorted(releases.versions(conn, project), key=sort_key, reverse=True)[:recent]  # not every
-        # release's snapshot: this runs at the end of every deployment, and a project's releases only grow
+        versions = releases.newest_first(conn, project)[:recent]  # not every release's snapshot: this runs at
+        # the end of every deployment, and a project's releases only grow
     current: dict[str, Any] = {}
     latest: dict[str, Any] = {}
     cells: dict[str, dict[str, str]] = {v: {} for v in versions}

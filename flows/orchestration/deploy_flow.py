@@ -451,7 +451,7 @@ def _notes_artifact(plan: DeploymentPlan, ctx: Workspace) -> None:
     current = plan.current.release
     previous = plan.current.previous_for_environment
     with ctx.store.read() as conn:  # only the releases in range are read (not every snapshot the project has)
-        wanted = [v for v in sorted(releases.versions(conn, plan.project), key=sort_key, reverse=True)
+        wanted = [v for v in releases.newest_first(conn, plan.project)
                   if sort_key(v) <= sort_key(current.version)
                   and (previous is None or sort_key(v) > sort_key(previous))]
         chosen = [r for r in (releases.find(conn, plan.project, v) for v in wanted) if r is not None]
